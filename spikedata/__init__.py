@@ -1,0 +1,41 @@
+"""spikedata: neuromorphic datasets in their native formats -> spike trains -> Zarr spike stores.
+
+Public entry points (design.md): `read_events`, `poisson_encode`, `lyon_passive_ear`, `bsa_encode`, `open_store`.
+Names are imported lazily so that `import spikedata` stays fast and never compiles numba kernels it does not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "open_store": "spikedata.store",
+    "StoreError": "spikedata.store",
+    "StoreWriter": "spikedata.store",
+    "encode_to_store": "spikedata.pipeline",
+    "EncodedBlock": "spikedata.pipeline",
+    "SplitJob": "spikedata.pipeline",
+    "read_idx": "spikedata.io.idx",
+    "poisson_encode": "spikedata.encoders.poisson",
+    "read_events": "spikedata.io.events",
+    "bin_events": "spikedata.encoders.event_binning",
+    "read_audio": "spikedata.io.audio",
+    "lyon_passive_ear": "spikedata.encoders.lyon",
+    "bsa_encode": "spikedata.encoders.bsa",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spikedata' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
