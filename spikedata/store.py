@@ -36,13 +36,14 @@ from zarr.codecs import BloscCodec, BloscShuffle
 FORMAT = "spikedata.store"
 FORMAT_VERSION = 1
 
-#: Events per chunk of `times`/`units` (2^20: ~0.5-1 MB compressed, ~130 MNIST samples at T = 400).
-EVENT_CHUNK = 1 << 20
+#: Events per chunk of `times`/`units`: 2^18 (~40 MNIST samples at T = 400, ~280 kB compressed); chosen by
+#: `benchmarks/bench_store.py`, figures in docs/store.md.
+EVENT_CHUNK = 1 << 18
 #: Samples per chunk of the per-sample arrays.
 SAMPLE_CHUNK = 1 << 16
 
 _REQUIRED_ROOT = ("dataset", "encoder", "n_units", "unit_shape", "n_steps", "dt_us", "classes", "seed", "source")
-_EVENT_CODECS = [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle)]
+_EVENT_CODECS = [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)]
 _SAMPLE_CODECS = [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)]
 
 
@@ -287,12 +288,22 @@ def _validate_split(path: Path, root: zarr.Group, name: str, attrs: dict[str, An
 class SplitWriter:
     """Appends samples to one split; buffers events and writes whole chunks."""
 
-    def __init__(self, group: zarr.Group, n_units: int, n_steps: int, n_classes: int):
+    def __init__(
+        self,
+        group: zarr.Group,
+        n_units: int,
+        n_steps: int,
+        n_classes: int,
+        event_chunk: int = EVENT_CHUNK,
+        compressors: list | None = None,
+    ):
         self._group = group
+        self._chunk = event_chunk
         self._n_units, self._n_steps, self._n_classes = n_units, n_steps, n_classes
         self._tdtype, self._udtype = index_dtype(n_steps), index_dtype(n_units)
+        codecs = _EVENT_CODECS if compressors is None else compressors
         for name, dtype in (("times", self._tdtype), ("units", self._udtype)):
-            group.create_array(name, shape=(0,), dtype=dtype, chunks=(EVENT_CHUNK,), compressors=_EVENT_CODECS)
+            group.create_array(name, shape=(0,), dtype=dtype, chunks=(event_chunk,), compressors=codecs)
         self._counts: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         self._extras: dict[str, list[np.ndarray]] = {}
@@ -349,7 +360,7 @@ class SplitWriter:
         self._buf_t.append(t)
         self._buf_u.append(u)
         self._buffered += len(t)
-        if self._buffered >= EVENT_CHUNK:
+        if self._buffered >= self._chunk:
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
@@ -357,7 +368,7 @@ class SplitWriter:
             return
         t = np.concatenate(self._buf_t)
         u = np.concatenate(self._buf_u)
-        cut = len(t) if final else (len(t) // EVENT_CHUNK) * EVENT_CHUNK
+        cut = len(t) if final else (len(t) // self._chunk) * self._chunk
         for name, data in (("times", t[:cut]), ("units", u[:cut])):
             arr = self._group[name]
             arr.resize((self._written + cut,))
@@ -418,8 +429,17 @@ class StoreWriter:
     `path`. On an exception (or a kill) the temporary directory is removed (or left hidden, never under `path`).
     """
 
-    def __init__(self, path: str | os.PathLike, attrs: dict[str, Any], overwrite: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        attrs: dict[str, Any],
+        overwrite: bool = False,
+        event_chunk: int = EVENT_CHUNK,
+        compressors: list | None = None,
+    ):
+        """`event_chunk`/`compressors` exist for `benchmarks/bench_store.py`; the defaults are the measured choice."""
         self.path = Path(path)
+        self._layout = {"event_chunk": event_chunk, "compressors": compressors}
         missing = [k for k in _REQUIRED_ROOT if k not in attrs]
         if missing:
             raise ValueError(f"store attributes missing {missing}")
@@ -449,6 +469,7 @@ class StoreWriter:
                 int(self.attrs["n_units"]),
                 int(self.attrs["n_steps"]),
                 len(self.attrs["classes"]),
+                **self._layout,
             )
         return self._splits[name]
 

@@ -1,0 +1,119 @@
+"""Choose the spike store's chunking and compression by measurement.
+
+Real MNIST t10k digits (../shared/data/mnist), Poisson-encoded at T = 400 (reference §2.1), written with several
+event-chunk sizes and codecs. For each layout: bytes on disk (vs a bit-packed dense raster), write time, streaming
+read throughput (`read_range` over blocks of 256 samples, what the trainer's loader does) and the median latency
+of a random single-sample read (`events(i)`).
+
+    .venv/bin/python benchmarks/bench_store.py [--samples 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from spikedata.pipeline import dense_to_block
+from spikedata.store import StoreWriter, open_store
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
+
+
+def load_images(n: int) -> np.ndarray:
+    raw = gzip.decompress(MNIST.read_bytes())
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784)[:n]
+
+
+def poisson(images: np.ndarray, steps: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = images.astype(np.float32) / 255.0 / 5.5
+    out = rng.random((len(images), steps, 784), dtype=np.float32) < p[:, None, :]
+    out[:, 0] = False
+    return out
+
+
+def blosc(cname: str, shuffle: BloscShuffle) -> list:
+    return [BloscCodec(cname=cname, clevel=5, shuffle=shuffle)]
+
+
+BIT, BYTE = BloscShuffle.bitshuffle, BloscShuffle.shuffle
+LAYOUTS = {
+    "zstd5+byteshuffle, 256k-event chunks (default)": (1 << 18, blosc("zstd", BYTE)),
+    "zstd5+byteshuffle, 64k-event chunks": (1 << 16, blosc("zstd", BYTE)),
+    "zstd5+byteshuffle, 1M-event chunks": (1 << 20, blosc("zstd", BYTE)),
+    "zstd5+byteshuffle, 4M-event chunks": (1 << 22, blosc("zstd", BYTE)),
+    "zstd5+bitshuffle, 256k-event chunks": (1 << 18, blosc("zstd", BIT)),
+    "lz4+byteshuffle, 256k-event chunks": (1 << 18, blosc("lz4", BYTE)),
+    "uncompressed, 256k-event chunks": (1 << 18, []),
+}
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=2000)
+    args = ap.parse_args()
+    images = load_images(args.samples)
+    labels = np.zeros(len(images), np.int16)
+    blocks = [
+        dense_to_block(poisson(images[s : s + 256], 400, s), labels[s : s + 256]) for s in range(0, len(images), 256)
+    ]
+    n_events = sum(len(b.times) for b in blocks)
+    packed = len(images) * 400 * 784 / 8
+    attrs = dict(
+        dataset="mnist-t10k",
+        encoder={"name": "poisson", "params": {}},
+        n_units=784,
+        unit_shape=[28, 28],
+        n_steps=400,
+        dt_us=1000,
+        classes=["0"],
+        seed=0,
+        source={"files": {}},
+    )
+    print(f"{len(images)} real t10k digits, T = 400, {n_events} events ({n_events / len(images):.0f} per sample)")
+    header = ("MB", "/packed", "B/event", "write s", "stream samp/s", "1-sample ms")
+    print(f"{'layout':48s} " + " ".join(f"{h:>{max(8, len(h))}s}" for h in header))
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        for name, (chunk, codecs) in LAYOUTS.items():
+            path = tmp / "s.zarr"
+            t0 = time.perf_counter()
+            with StoreWriter(path, attrs, overwrite=True, event_chunk=chunk, compressors=codecs) as w:
+                split = w.split("train")
+                for b in blocks:
+                    split.append(b.indptr, b.times, b.units, b.labels)
+            write_s = time.perf_counter() - t0
+            size = du(path)
+            split = open_store(path)["train"]
+            t0 = time.perf_counter()
+            for s in range(0, len(split), 256):
+                split.read_range(s, min(s + 256, len(split)))
+            stream = len(split) / (time.perf_counter() - t0)
+            rng = np.random.default_rng(0)
+            lat = []
+            for i in rng.integers(0, len(split), 30):
+                t0 = time.perf_counter()
+                split.events(int(i))
+                lat.append(time.perf_counter() - t0)
+            print(
+                f"{name:48s} {size / 1e6:7.1f} {size / packed:8.3f} {size / n_events:8.2f} {write_s:8.2f} "
+                f"{stream:14.0f} {1e3 * statistics.median(lat):12.2f}"
+            )
+    finally:
+        shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
