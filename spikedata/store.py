@@ -181,7 +181,7 @@ def _scatter_dense(indptr, times, units, local, dest, out):  # pragma: no cover 
 class SpikeStore:
     """An opened, validated spike store. Index it by split name: `store["train"]`."""
 
-    def __init__(self, path: Path, root: zarr.Group):
+    def __init__(self, path: Path | str, root: zarr.Group):
         self.path = path
         self.attrs: dict[str, Any] = dict(root.attrs)
         self.splits: list[str] = list(self.attrs["splits"])
@@ -217,20 +217,36 @@ def fingerprint_of(attrs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
 
-def open_store(path: str | os.PathLike) -> SpikeStore:
+def is_url(path: str | os.PathLike) -> bool:
+    """True for fsspec URLs (`s3://bucket/x.zarr`, `https://host/x.zarr`, ...), false for local paths."""
+    return isinstance(path, str) and "://" in path and not path.startswith("file://")
+
+
+def open_store(path: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> SpikeStore:
     """Open a spike store read-only and check its format, version and invariants.
 
-    Raises :class:`StoreError` with what is wrong and where (missing, interrupted, foreign or corrupt store).
+    `path` is a local directory or any fsspec URL that zarr can read (object stores, HTTP); `storage_options` go
+    to fsspec (credentials, endpoints). Raises :class:`StoreError` with what is wrong and where (missing,
+    interrupted, foreign or corrupt store).
     """
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"{path}: no such spike store")
-    if not (path / "zarr.json").is_file():
-        raise StoreError(f"{path}: not a Zarr v3 store (no zarr.json); is this a spike store?")
-    try:
-        root = zarr.open_group(str(path), mode="r", zarr_format=3)
-    except Exception as exc:  # zarr raises several types for unreadable metadata
-        raise StoreError(f"{path}: cannot read Zarr metadata ({exc})") from exc
+    if is_url(path):
+        from zarr.storage import FsspecStore
+
+        try:
+            source: Any = FsspecStore.from_url(str(path), storage_options=storage_options, read_only=True)
+            root = zarr.open_group(source, mode="r", zarr_format=3)
+        except Exception as exc:  # fsspec/zarr raise many types for unreachable or foreign locations
+            raise StoreError(f"{path}: cannot open as a Zarr v3 spike store ({type(exc).__name__}: {exc})") from exc
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(f"{path}: no such spike store")
+        if not (path / "zarr.json").is_file():
+            raise StoreError(f"{path}: not a Zarr v3 store (no zarr.json); is this a spike store?")
+        try:
+            root = zarr.open_group(str(path), mode="r", zarr_format=3)
+        except Exception as exc:  # zarr raises several types for unreadable metadata
+            raise StoreError(f"{path}: cannot read Zarr metadata ({exc})") from exc
     attrs = dict(root.attrs)
     if attrs.get("format") != FORMAT:
         raise StoreError(
@@ -254,7 +270,7 @@ def open_store(path: str | os.PathLike) -> SpikeStore:
     return store
 
 
-def _validate_split(path: Path, root: zarr.Group, name: str, attrs: dict[str, Any]) -> None:
+def _validate_split(path: Path | str, root: zarr.Group, name: str, attrs: dict[str, Any]) -> None:
     where = f"{path}: split {name!r}"
     try:
         group = root[name]

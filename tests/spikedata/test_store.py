@@ -218,3 +218,27 @@ def test_worker_count_does_not_change_bytes(tmp_path):
 def _deterministic_block(start, stop) -> EncodedBlock:
     rasters = np.stack([np.random.default_rng([11, i]).random((N_STEPS, N_UNITS)) < 0.2 for i in range(start, stop)])
     return dense_to_block(rasters, np.arange(start, stop) % 3)
+
+
+def test_open_over_http(store_path):
+    """Many machines read one store without copying it: any fsspec URL works (here HTTP on loopback)."""
+    import functools
+    import http.server
+    import threading
+
+    path, (rasters, labels), _ = store_path
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(path.parent))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+        remote = open_store(url)
+        assert remote.fingerprint == open_store(path).fingerprint
+        np.testing.assert_array_equal(remote["train"].dense([0, 7, 49]), rasters[[0, 7, 49]])
+        np.testing.assert_array_equal(remote["train"].labels, labels)
+        with pytest.raises(StoreError, match="cannot open"):
+            open_store(f"http://127.0.0.1:{server.server_address[1]}/missing.zarr")
+    finally:
+        server.shutdown()
