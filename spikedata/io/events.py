@@ -1,0 +1,195 @@
+"""Event-camera recordings -> one event type: a numpy structured array of (t µs, x, y, p).
+
+`read_events(path)` detects the format from the file's content (never its name) and dispatches to one module per
+format:
+
+* ``atis40``  -- the 40-bit ATIS layout of N-MNIST / N-Caltech101 ``.bin`` files (`spikedata.io.atis`);
+* ``aedat2``  -- jAER AEDAT 2.0 (and its 16-bit predecessor 1.0) (`spikedata.io.aedat2`);
+* ``aedat3``  -- cAER AEDAT 3.1 packets (`spikedata.io.aedat3`);
+* ``aedat4``  -- DV AEDAT 4.0, decoded by the `aedat` package (`spikedata.io.aedat4`).
+
+Every reader returns events in file order with fields `t` (int64, µs), `x`, `y` (int16, pixels from 0) and `p`
+(int8, 1 = ON / brightness increase, 0 = OFF), plus an `EventFileInfo` (format, sensor size where the file states
+it, records that were not polarity events and were skipped). A truncated, empty or foreign file raises
+`EventFileError`, whose message names the file, the format and the byte offset where reading failed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: The one event type of `spikedata`: time in µs, pixel coordinates from 0, polarity 1 = ON, 0 = OFF.
+EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
+
+FORMATS = ("atis40", "aedat2", "aedat3", "aedat4")
+
+# Magic numbers of common non-event files, so that they are named instead of being decoded as ATIS garbage.
+_FOREIGN_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"PK\x03\x04": "zip",
+    b"\x89PNG": "PNG image",
+    b"\x89HDF": "HDF5",
+    b"\x93NUMPY": "numpy .npy",
+    b"RIFF": "RIFF (e.g. WAV)",
+    b"%PDF": "PDF",
+    b"\xff\xd8\xff": "JPEG image",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"\x04\x22\x4d\x18": "LZ4 frame",
+}
+
+
+class EventFileError(ValueError):
+    """An event file cannot be read: message names the file, the format tried and the byte offset."""
+
+    def __init__(self, path: str | os.PathLike, fmt: str, offset: int | None, message: str):
+        self.path = str(path)
+        self.format = fmt
+        self.offset = offset
+        where = f"byte offset {offset}" if offset is not None else "byte offset unknown"
+        super().__init__(f"{self.path}: {fmt}: {message} ({where})")
+
+
+@dataclass(frozen=True)
+class EventFileInfo:
+    """What a reader learnt about a file besides its events.
+
+    `sensor_size` is (width, height) in pixels where the file states it (AEDAT chip / source name or stream
+    size), else None. `skipped_records` counts records that are not polarity events (APS frame samples, IMU
+    samples, special/trigger events, invalid events, timestamp-overflow markers); `skipped_by_type` breaks it down.
+    """
+
+    path: str
+    format: str
+    n_events: int
+    sensor_size: tuple[int, int] | None = None
+    skipped_records: int = 0
+    skipped_by_type: dict[str, int] = field(default_factory=dict)
+    chip: str | None = None
+    address_layout: str | None = None
+    header: dict[str, str] = field(default_factory=dict)
+
+
+def make_events(t, x, y, p) -> np.ndarray:
+    """Structured event array [n] (`EVENT_DTYPE`) from four equally long 1-d arrays."""
+    t = np.asarray(t)
+    out = np.empty(t.shape[0], dtype=EVENT_DTYPE)
+    out["t"] = t
+    out["x"] = x
+    out["y"] = y
+    out["p"] = p
+    return out
+
+
+def skipped_info(counts: dict[str, int]) -> tuple[int, dict[str, int]]:
+    """(total, non-zero counts) of skipped records by type."""
+    nonzero = {k: int(v) for k, v in counts.items() if v}
+    return sum(nonzero.values()), nonzero
+
+
+def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>") -> str:
+    """Format name (one of `FORMATS`) from the first bytes of a file; raises EventFileError when none fits.
+
+    AEDAT files announce themselves (``#!AER-DAT<version>``; a jAER file that starts with ``#`` but has no
+    version line is AEDAT 1.0). The ATIS 40-bit layout has no header: any other non-empty file that is not a known
+    foreign type is read as ATIS, and the ATIS reader rejects it when its timestamps are not monotone.
+    """
+    head = bytes(data[:16])
+    if not head:
+        raise EventFileError(path, "unknown", 0, "empty file: no events and no header to detect a format from")
+    if head.startswith(b"#!AER-DAT"):
+        version = head[9:12]
+        if version.startswith(b"4"):
+            return "aedat4"
+        if version.startswith(b"3"):
+            return "aedat3"
+        if version.startswith((b"2", b"1")):
+            return "aedat2"
+        raise EventFileError(path, "aedat", 9, f"unsupported AEDAT version {version!r}")
+    if head.startswith(b"#"):
+        return "aedat2"  # jAER files without a version line are AEDAT 1.0
+    for magic, name in _FOREIGN_MAGIC.items():
+        if head.startswith(magic):
+            raise EventFileError(path, "unknown", 0, f"not an event file: the content looks like {name}")
+    return "atis40"
+
+
+def read_events_with_info(
+    path: str | os.PathLike, format: str | None = None, **options
+) -> tuple[np.ndarray, EventFileInfo]:
+    """Events [n] (`EVENT_DTYPE`, file order) and an `EventFileInfo` from one event file.
+
+    `format` forces a reader (one of `FORMATS`) instead of detecting it; `options` go to that reader (e.g.
+    ``layout="dvs128"|"davis"`` for AEDAT 2.0 files whose header names no chip).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such event file")
+    data = path.read_bytes()
+    return read_events_bytes(data, path, format=format, **options)
+
+
+def read_events_bytes(
+    data: bytes, path: str | os.PathLike = "<bytes>", format: str | None = None, **options
+) -> tuple[np.ndarray, EventFileInfo]:
+    """As `read_events_with_info` for the bytes of a file already in memory (e.g. a zip member); `path` is
+    only used in messages (and, for AEDAT 4, to hand the bytes to the `aedat` decoder)."""
+    fmt = format or detect_format(data, path)
+    if fmt == "atis40":
+        from spikedata.io.atis import read_atis
+
+        return read_atis(data, path, **options)
+    if fmt == "aedat2":
+        from spikedata.io.aedat2 import read_aedat2
+
+        return read_aedat2(data, path, **options)
+    if fmt == "aedat3":
+        from spikedata.io.aedat3 import read_aedat3
+
+        return read_aedat3(data, path, **options)
+    if fmt == "aedat4":
+        from spikedata.io.aedat4 import read_aedat4
+
+        return read_aedat4(data, path, **options)
+    raise ValueError(f"unknown event format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+def read_events(path: str | os.PathLike, format: str | None = None, **options) -> np.ndarray:
+    """Events [n] of one event-camera file as a structured array: `t` int64 µs, `x`, `y` int16, `p` int8 (1 ON).
+
+    The format (ATIS 40-bit, AEDAT 2.0 / 3.1 / 4.0) is detected from the content. Use `read_events_with_info`
+    for the sensor size and the count of skipped non-polarity records.
+    """
+    return read_events_with_info(path, format=format, **options)[0]
+
+
+# Sensor size (width, height) of the chips that AEDAT headers name, matched on the lower-cased chip / source name.
+_CHIP_SIZES = (
+    ("dvxplorer", (640, 480)),
+    ("davis640", (640, 480)),
+    ("rgbw640", (640, 480)),
+    ("davis346", (346, 260)),
+    ("davis240", (240, 180)),
+    ("dvs240", (240, 180)),
+    ("davis208", (208, 192)),
+    ("davis128", (128, 128)),
+    ("dvs128", (128, 128)),
+    ("tmpdiff128", (128, 128)),
+    ("edvs", (128, 128)),
+)
+
+
+def chip_sensor_size(chip: str | None) -> tuple[int, int] | None:
+    """(width, height) of a DVS / DAVIS chip from its class or source name (e.g. 'Davis346red'), else None."""
+    if not chip:
+        return None
+    name = chip.lower().replace("_", "").replace("-", "")
+    for key, size in _CHIP_SIZES:
+        if key in name:
+            return size
+    return None
