@@ -21,10 +21,17 @@ _EXPORTS = {
     "read_idx": "spikedata.io.idx",
     "poisson_encode": "spikedata.encoders.poisson",
     "read_events": "spikedata.io.events",
+    "read_events_with_info": "spikedata.io.events",
+    "EventFileInfo": "spikedata.io.events",
+    "EventFileError": "spikedata.io.events",
     "bin_events": "spikedata.encoders.event_binning",
+    "BinningOptions": "spikedata.encoders.event_binning",
+    "NMNIST_REFERENCE": "spikedata.encoders.event_binning",
     "read_audio": "spikedata.io.audio",
     "lyon_passive_ear": "spikedata.encoders.lyon",
     "bsa_encode": "spikedata.encoders.bsa",
+    "bsa_kernel": "spikedata.encoders.bsa",
+    "design_lyon_filters": "spikedata.encoders.lyon",
 }
 
 __all__ = sorted(_EXPORTS)
