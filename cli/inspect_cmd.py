@@ -1,0 +1,100 @@
+"""`spikedata inspect STORE`: sample/class counts, spike and rate statistics, optional JSON and plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.apps import spikedata_app
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print_split(name: str, s: dict[str, Any]) -> None:
+    table = Table(title=f"split {name}", show_header=False, title_justify="left")
+    table.add_column("statistic", style="bold")
+    table.add_column("value")
+    sps, isi, ur = s["spikes_per_sample"], s["isi_steps"], s["unit_rate_hz"]
+    rows = [
+        ("samples", s["n_samples"]),
+        ("events", s["n_events"]),
+        ("units x steps", f"{s['n_units']} {s['unit_shape']} x {s['n_steps']} (dt {s['dt_us']:g} µs)"),
+        ("spikes/sample", f"mean {_fmt(sps['mean'])}, median {_fmt(sps['median'])}, p5 {_fmt(sps['p5'])}, "
+                          f"p95 {_fmt(sps['p95'])}, min {_fmt(sps['min'])}, max {_fmt(sps['max'])}"),
+        ("density", _fmt(s["density"])),
+        ("mean rate", f"{_fmt(s['mean_rate_hz'])} Hz"),
+        ("unit rate", f"mean {_fmt(ur['mean'])} Hz, median {_fmt(ur['median'])} Hz, max {_fmt(ur['max'])} Hz, "
+                      f"silent units {ur['silent_units']}"),
+        ("ISI (steps)", f"n {isi['count']}, mean {_fmt(isi['mean'])}, median {_fmt(isi['median'])}, "
+                        f"p5 {_fmt(isi['p5'])}, p95 {_fmt(isi['p95'])}, min {_fmt(isi['min'])}"),
+        ("empty samples", f"{s['empty_samples']['count']} {s['empty_samples']['first'] or ''}"),
+    ]  # fmt: skip
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+    classes = Table(title=f"split {name}: per class", title_justify="left")
+    for col in ("class", "samples", "mean spikes", "mean rate (Hz)"):
+        classes.add_column(col, justify="right")
+    for c, k in s["class_counts"].items():
+        classes.add_row(c, str(k), _fmt(s["class_mean_spikes"][c]), _fmt(s["class_mean_rate_hz"][c]))
+    console.print(classes)
+
+
+@spikedata_app.command("inspect")
+def inspect(
+    store: Path = typer.Argument(..., help="Spike store (directory written by `spikedata encode`)."),
+    split: list[str] = typer.Option(None, "--split", help="Split to inspect (repeatable); default: all."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON instead of tables."),
+    plot: Path = typer.Option(None, "--plot", help="Write rasters and per-unit rate maps to this PNG file."),
+) -> None:
+    """Statistics of a spike store: counts, spikes per sample, rates, density, ISIs, per-class rates."""
+    from spikedata.inspect import plot_split, split_stats
+    from spikedata.store import StoreError, open_store
+
+    try:
+        opened = open_store(store)
+    except StoreError as exc:
+        _fail(str(exc))
+    names = split or opened.splits
+    unknown = [s for s in names if s not in opened.splits]
+    if unknown:
+        _fail(f"{store} has no split(s) {unknown}; it has {opened.splits}")
+    stats = {name: split_stats(opened[name]) for name in names}
+    report = {
+        "store": str(store),
+        "dataset": opened.attrs.get("dataset"),
+        "encoder": opened.attrs.get("encoder"),
+        "seed": opened.attrs.get("seed"),
+        "fingerprint": opened.fingerprint,
+        "splits": {name: st.summary for name, st in stats.items()},
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        console.print(f"[bold]{store}[/bold]: dataset {report['dataset']}, encoder {report['encoder']}, "
+                      f"seed {report['seed']}", highlight=False)  # fmt: skip
+        for name, st in stats.items():
+            _print_split(name, st.summary)
+    if plot is not None:
+        first = names[0]
+        plot_split(opened[first], plot, stats[first])
+        err.print(f"plot of split {first!r} written to {plot}", highlight=False)
