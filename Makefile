@@ -27,8 +27,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet snntorch tonic
-	$(BIN)/python benchmarks/bench_encode.py
+	# benchmark-only peers; --no-deps so that they can never replace the installed torch
+	$(BIN)/pip install --quiet --no-deps snntorch tonic expelliarmus importRosbag
+	$(BIN)/pip install --quiet h5py tqdm pandas
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo_out

@@ -40,13 +40,15 @@ def poisson(images: np.ndarray, steps: int, seed: int) -> np.ndarray:
     return out
 
 
-def blosc(cname: str, shuffle: BloscShuffle) -> list:
-    return [BloscCodec(cname=cname, clevel=5, shuffle=shuffle)]
+def blosc(cname: str, shuffle: BloscShuffle, clevel: int = 5) -> list:
+    return [BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle)]
 
 
 BIT, BYTE = BloscShuffle.bitshuffle, BloscShuffle.shuffle
 LAYOUTS = {
-    "zstd5+byteshuffle, 256k-event chunks (default)": (1 << 18, blosc("zstd", BYTE)),
+    "zstd5+byteshuffle, 256k-event chunks": (1 << 18, blosc("zstd", BYTE)),
+    "zstd3+byteshuffle, 256k-event chunks (default)": (1 << 18, blosc("zstd", BYTE, 3)),
+    "zstd1+byteshuffle, 256k-event chunks": (1 << 18, blosc("zstd", BYTE, 1)),
     "zstd5+byteshuffle, 64k-event chunks": (1 << 16, blosc("zstd", BYTE)),
     "zstd5+byteshuffle, 1M-event chunks": (1 << 20, blosc("zstd", BYTE)),
     "zstd5+byteshuffle, 4M-event chunks": (1 << 22, blosc("zstd", BYTE)),

@@ -20,6 +20,8 @@ _EXPORTS = {
     "SplitJob": "spikedata.pipeline",
     "read_idx": "spikedata.io.idx",
     "poisson_encode": "spikedata.encoders.poisson",
+    "poisson_encode_events": "spikedata.encoders.poisson",
+    "load_manifest": "spikedata.manifest",
     "read_events": "spikedata.io.events",
     "read_events_with_info": "spikedata.io.events",
     "EventFileInfo": "spikedata.io.events",

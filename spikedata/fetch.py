@@ -89,13 +89,13 @@ def fetch(
         by_archive: dict[str, list[FileEntry]] = {}
         for f in wanted:
             final = dest / f.name
-            if final.is_file() and _matches(final, f.sha256, f.size):
+            if final.is_file() and _matches(final, f.sha256, f.size, f.md5):
                 status[f.name] = "present"
             elif f.archive is not None and mirror is None:
                 by_archive.setdefault(f.archive, []).append(f)
             else:
                 urls = _urls(f.name, f.url, manifest, mirror)
-                _download_verified(urls, final, f.size, f.sha256, None, bar, retries, timeout)
+                _download_verified(urls, final, f.size, f.sha256, f.md5, bar, retries, timeout)
                 status[f.name] = "downloaded"
             if f.extract is not None and f.name in status:
                 _extract_all(final, f, dest)

@@ -36,7 +36,8 @@ loudly::
     [[files]]                       # the dataset's files, as they lie in a source directory
     name = "train-images-idx3-ubyte.gz"  # required, path relative to the dataset directory (no "..")
     size = 9912422                  # optional, bytes of the file as downloaded
-    sha256 = "..."                  # sha256 of the file as downloaded; required for a downloadable file
+    sha256 = "..."                  # sha256 of the file as downloaded; required for a downloadable file ...
+    md5 = "..."                     # ... unless only the source's md5 is known (then fetch verifies that)
     url = "https://..."             # optional; else the archive member, else mirrors + name
     archive = "gzip.zip"            # optional, name of an [[archives]] entry that contains this file ...
     member = "gzip/x.gz"            # ... and the member's path inside it (default: name)
@@ -73,8 +74,8 @@ _TOP_KEYS = {
 }  # fmt: skip
 _ARCHIVE_KEYS = {"name", "url", "size", "sha256", "md5", "note"}
 _FILE_KEYS = {
-    "name", "size", "sha256", "url", "archive", "member", "sha256_decompressed", "size_decompressed", "extract",
-    "optional", "note",
+    "name", "size", "sha256", "md5", "url", "archive", "member", "sha256_decompressed", "size_decompressed",
+    "extract", "optional", "note",
 }  # fmt: skip
 
 #: Environment variable: extra directories (os.pathsep-separated) searched for manifests before the built-ins.
@@ -104,6 +105,7 @@ class FileEntry:
     name: str
     size: int | None = None
     sha256: str | None = None
+    md5: str | None = None
     url: str | None = None
     archive: str | None = None
     member: str | None = None
@@ -244,6 +246,7 @@ def parse_manifest(raw: dict[str, Any], path: Path) -> Manifest:
             name=v.relpath(entry, "name", where),
             size=v.integer(entry, "size", where),
             sha256=v.digest(entry, "sha256", where, _HEX64),
+            md5=v.digest(entry, "md5", where, _HEX32),
             url=v.string(entry, "url", where),
             archive=v.string(entry, "archive", where),
             member=v.string(entry, "member", where),
@@ -263,7 +266,7 @@ def parse_manifest(raw: dict[str, Any], path: Path) -> Manifest:
         if f.extract is not None and f.extract not in EXTRACT_KINDS:
             v.fail(f"{where}.extract", f"must be one of {EXTRACT_KINDS}, got {f.extract!r}")
         downloadable = access == "public" and (f.url or f.archive or mirrors)
-        if downloadable and f.sha256 is None and f.archive is None:
+        if downloadable and f.sha256 is None and f.md5 is None and f.archive is None:
             v.fail(f"{where}.sha256", "required for a file that can be downloaded (fetch verifies it)")
         files.append(f)
 

@@ -43,7 +43,7 @@ EVENT_CHUNK = 1 << 18
 SAMPLE_CHUNK = 1 << 16
 
 _REQUIRED_ROOT = ("dataset", "encoder", "n_units", "unit_shape", "n_steps", "dt_us", "classes", "seed", "source")
-_EVENT_CODECS = [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)]
+_EVENT_CODECS = [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)]
 _SAMPLE_CODECS = [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)]
 
 
@@ -327,7 +327,7 @@ class SplitWriter:
         self._buf_u: list[np.ndarray] = []
         self._buffered = 0
         self._written = 0
-        self._hash = hashlib.sha256()
+        self._hashes = {key: hashlib.sha256() for key in ("counts", "times", "units")}
         self.stats: dict[str, float] = {}
 
     def append(
@@ -357,14 +357,16 @@ class SplitWriter:
                 raise ValueError(f"unit indices must lie in [0, {self._n_units}); got [{units.min()}, {units.max()}]")
         if k and (labels.min() < 0 or labels.max() >= self._n_classes):
             raise ValueError(f"labels must lie in [0, {self._n_classes}); got [{labels.min()}, {labels.max()}]")
-        bad = _first_unsorted_sample(indptr, times.astype(np.int64), units.astype(np.int64))
+        t = times.astype(self._tdtype, copy=False)
+        u = units.astype(self._udtype, copy=False)
+        bad = _first_unsorted_sample(indptr, t, u)
         if bad >= 0:
             raise ValueError(f"sample {bad} of the block: events not strictly sorted by (time, unit)")
-        t, u = times.astype(self._tdtype), units.astype(self._udtype)
-        self._hash.update(indptr.tobytes())
-        self._hash.update(t.tobytes())
-        self._hash.update(u.tobytes())
-        self._counts.append(np.diff(indptr))
+        counts = np.diff(indptr)
+        # One running hash per stream, so the digest does not depend on how samples were cut into blocks.
+        for key, data in (("counts", counts), ("times", t), ("units", u)):
+            self._hashes[key].update(data.tobytes())
+        self._counts.append(counts)
         self._labels.append(labels.astype(np.int16))
         for name, arr in (extras or {}).items():
             arr = np.asarray(arr)
@@ -407,7 +409,9 @@ class SplitWriter:
         attrs = {
             "n_samples": len(labels),
             "n_events": int(indptr[-1]),
-            "content_sha256": self._hash.hexdigest(),
+            "content_sha256": hashlib.sha256(
+                b"".join(h.digest() for h in self._hashes.values()) + labels.tobytes()
+            ).hexdigest(),
             "encode_stats": {k: (float(v) if isinstance(v, float) else int(v)) for k, v in self.stats.items()},
             "extras": sorted(self._extras),
             "class_counts": np.bincount(labels, minlength=self._n_classes).astype(int).tolist(),

@@ -230,3 +230,30 @@ def test_licensed_dataset_without_url(tmp_path):
     msg = str(info.value)
     assert "cannot be downloaded automatically" in msg and "LDC93S9" in msg and "ti46" in msg
     assert "--source" in msg and not (tmp_path / "d").exists()
+
+
+def test_md5_only_zip_is_verified_and_extracted(server, tmp_path):
+    """N-MNIST's zips are published with an md5 only: fetch verifies that, then unzips."""
+    handler, base = server
+    good = _zip({"Test/7/x.bin": b"\x01\x02\x03\x04\x05"})
+    handler.files["Test.zip"] = good
+    md5 = hashlib.md5(good).hexdigest()
+    manifest = tmp_path / "nm.toml"
+    manifest.write_text(
+        f'schema = 1\nname = "nm"\ntitle = "t"\nlicense = "CC"\n[[files]]\nname = "Test.zip"\n'
+        f'url = "{base}/Test.zip"\nmd5 = "{md5}"\nextract = "zip"\n'
+    )
+    fetch(manifest, tmp_path / "d", progress=False)
+    assert (tmp_path / "d" / "Test" / "7" / "x.bin").read_bytes() == b"\x01\x02\x03\x04\x05"
+    manifest.write_text(manifest.read_text().replace(md5, "0" * 32))
+    with pytest.raises(FetchError, match="md5"):
+        fetch(manifest, tmp_path / "e", progress=False)
+    assert not (tmp_path / "e" / "Test.zip").exists()
+
+
+def test_real_nmnist_manifest_is_md5_verified_zips():
+    from spikedata.manifest import load_manifest
+
+    files = {f.name: f for f in load_manifest("nmnist").files}
+    assert set(files) == {"Train.zip", "Test.zip"}
+    assert files["Test.zip"].md5 == "69ca8762b2fe404d9b9bad1103e97832" and files["Test.zip"].extract == "zip"

@@ -242,3 +242,12 @@ def test_open_over_http(store_path):
             open_store(f"http://127.0.0.1:{server.server_address[1]}/missing.zarr")
     finally:
         server.shutdown()
+
+
+def test_content_hash_independent_of_chunking(tmp_path):
+    small = {"train": SplitJob(40, _deterministic_block, chunk=3)}
+    large = {"train": SplitJob(40, _deterministic_block, chunk=40)}
+    a = open_store(encode_to_store(tmp_path / "a.zarr", _attrs(), small, progress=False))
+    b = open_store(encode_to_store(tmp_path / "b.zarr", _attrs(), large, progress=False))
+    assert a["train"].attrs["content_sha256"] == b["train"].attrs["content_sha256"]
+    assert a.fingerprint == b.fingerprint
