@@ -1,0 +1,440 @@
+"""`Network`: dense spiking layers with the reference LIF forward (§1) and the HM2-BP gradient (§3).
+
+Composes the pure functions of `hm2bp.lif` (forward), `hm2bp.spsp` (S-PSP read-outs) and `hm2bp.hm2bp_grad`
+(gradient rules). CPU tensors run through numba kernels on zero-copy numpy views; tensors on other devices use
+the torch twins of the same functions (`backend="torch"` forces them on CPU too).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hm2bp import hm2bp_grad as rules
+from hm2bp.config import LayerSpec, NetworkConfig, load_config
+from hm2bp.lif import (
+    input_current,
+    input_current_torch,
+    lif_scan_csr,
+    lif_scan_torch,
+    raster_to_csr,
+    transpose_rowsum,
+)
+from hm2bp.spsp import spsp_readout, spsp_readout_torch
+
+BACKENDS = ("auto", "numba", "torch")
+
+
+@dataclass
+class StepResult:
+    """One forward + backward pass over a batch (what the trainer uses per step)."""
+
+    grads: dict[str, torch.Tensor]
+    counts: torch.Tensor  # int64 [B, n_out], true output counts of the forward pass
+    predictions: torch.Tensor  # int64 [B], argmax of counts (ties -> lowest index, all silent -> 0)
+    cost: torch.Tensor  # float64 [B], logged cost of §3.14 (with the silent-label replacement)
+
+
+class DenseLayer:
+    """A fully connected LIF layer: `weight [n_post, n_pre]` float32 (settable), its spec and neuron parameters."""
+
+    def __init__(self, spec: LayerSpec, n_pre: int, weight: torch.Tensor) -> None:
+        self.spec = spec
+        self.n_pre = n_pre
+        self.n_post = int(spec.size)
+        self._weight = torch.empty(0)
+        self._grad_buf: np.ndarray | None = None
+        self.weight = weight
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Trainable weights `[n_post, n_pre]` float32 (a live reference)."""
+        return self._weight
+
+    @weight.setter
+    def weight(self, value: torch.Tensor) -> None:
+        value = torch.as_tensor(value)
+        if tuple(value.shape) != (self.n_post, self.n_pre):
+            raise ValueError(f"layer {self.spec.name!r}: weight must have shape {(self.n_post, self.n_pre)}, "
+                             f"got {tuple(value.shape)}")
+        if not value.is_floating_point():
+            raise ValueError(f"layer {self.spec.name!r}: weight must be floating point, got {value.dtype}")
+        device = self._weight.device if self._weight.numel() else value.device
+        self._weight = value.detach().to(device=device, dtype=torch.float32).contiguous()
+        self._cache: tuple | None = None
+
+    def grad_buffer(self) -> np.ndarray:
+        """CPU only: a zeroed float32 `[n_pre, n_post]` accumulator, reused between calls (no fresh pages)."""
+        if self._grad_buf is None:
+            self._grad_buf = np.zeros((self.n_pre, self.n_post), np.float32)
+        else:
+            self._grad_buf.fill(0.0)
+        return self._grad_buf
+
+    def derived(self) -> tuple[np.ndarray, np.ndarray]:
+        """CPU only: `(W^T` float32 `[n_pre, n_post]`, row sums float64 `[n_post])`. Cached within one call of
+        the network (`Network` drops the cache at the start of every forward / backward call)."""
+        w = self._weight
+        key = (w.data_ptr(), w._version)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, *transpose_rowsum(w.detach().numpy()))
+        return self._cache[1], self._cache[2]
+
+    @property
+    def vth(self) -> float:
+        return float(self.spec.threshold)
+
+    def __repr__(self) -> str:
+        return f"DenseLayer({self.spec.name!r}, {self.n_pre} -> {self.n_post}, vth={self.vth:g})"
+
+
+@dataclass
+class _Run:
+    """Forward record of one layer for a batch (numpy arrays on the numba path, tensors on the torch path)."""
+
+    spikes: Any  # uint8 np [B, T, n] | bool tensor
+    counts: torch.Tensor  # int64 [B, n]
+    current: Any  # float32 [B, T, n]
+    csr: tuple | None = None  # raster_to_csr(spikes) (numba path, when a later layer needs it)
+
+
+class Network:
+    """Dense HM2-BP network. Use `Network.from_config`."""
+
+    def __init__(self, config: NetworkConfig, n_inputs: int, input_shape: tuple | None = None,
+                 generator: torch.Generator | None = None, backend: str = "auto", threads: int | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if isinstance(n_inputs, bool) or not isinstance(n_inputs, int | np.integer) or n_inputs < 1:
+            raise ValueError(f"n_inputs must be a positive integer, got {n_inputs!r}")
+        for spec in config.layers:
+            if spec.type != "dense":
+                raise NotImplementedError(f"layer {spec.name!r}: type {spec.type!r} is not implemented yet "
+                                          "(only dense layers)")
+        self.config = config
+        self.n_inputs = int(n_inputs)
+        self.input_shape = tuple(input_shape) if input_shape is not None else (self.n_inputs,)
+        self.backend = backend
+        self.chunk_size = 8  # samples per forward/backward chunk on the numba path (cache locality)
+        if threads is None:
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            threads = min(4, threads)
+        self.threads = int(threads)
+        if generator is None:
+            generator = torch.Generator().manual_seed(config.train.seed)
+        self._layers: dict[str, DenseLayer] = {}
+        n_pre = self.n_inputs
+        for spec in config.layers:
+            shape = (int(spec.size), n_pre)
+            if spec.init_kind == "uniform":
+                w = (torch.rand(shape, generator=generator, dtype=torch.float32) * 2.0 - 1.0) * spec.init_scale
+            else:
+                w = torch.randn(shape, generator=generator, dtype=torch.float32) * spec.init_scale
+            self._layers[spec.name] = DenseLayer(spec, n_pre, w)
+            n_pre = int(spec.size)
+
+    @classmethod
+    def from_config(cls, config: dict | str | Path | NetworkConfig, n_inputs: int, input_shape: tuple | None = None,
+                    generator: torch.Generator | None = None, backend: str = "auto",
+                    threads: int | None = None) -> Network:
+        """Build from a config dict / TOML path / `NetworkConfig`; weights U[-scale, scale] from `generator`
+        (seeded with `config.train.seed` when None). `threads`: CPU threads for batches of several chunks
+        (default: the CPUs available to this process, at most 4)."""
+        return cls(load_config(config), n_inputs, input_shape, generator, backend, threads)
+
+    # ------------------------------------------------------------------------------------------- structure
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self._layers)
+
+    def layer(self, name: str) -> DenseLayer:
+        try:
+            return self._layers[name]
+        except KeyError:
+            raise KeyError(f"no layer {name!r}; layers: {', '.join(self._layers)}") from None
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The trainable weights by layer name (live references)."""
+        return {name: layer.weight for name, layer in self._layers.items()}
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Set every layer's weight from `weights` (same names; shapes checked)."""
+        missing = set(self._layers) - set(weights)
+        extra = set(weights) - set(self._layers)
+        if missing or extra:
+            raise ValueError(f"load_weights: missing layers {sorted(missing)}, unknown layers {sorted(extra)}")
+        for name, w in weights.items():
+            self._layers[name].weight = torch.as_tensor(w).to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self._layers.values())).weight.device
+
+    def to(self, device: str | torch.device) -> Network:
+        for layer in self._layers.values():
+            layer._weight = layer._weight.to(device)
+        return self
+
+    @property
+    def steps(self) -> int:
+        return self.config.steps
+
+    def _use_numba(self) -> bool:
+        return self.backend == "numba" or (self.backend == "auto" and self.device.type == "cpu")
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def _check_spikes(self, spikes: Any) -> torch.Tensor:
+        spikes = torch.as_tensor(spikes)
+        expected = (self.steps, self.n_inputs)
+        if spikes.dim() != 3 or tuple(spikes.shape[1:]) != expected:
+            raise ValueError(f"spikes must have shape [batch, {expected[0]}, {expected[1]}] (steps, n_inputs of "
+                             f"this network), got {tuple(spikes.shape)}")
+        if spikes.dtype != torch.bool:
+            spikes = spikes != 0
+        return spikes.to(self.device)
+
+    def _drop_caches(self) -> None:
+        # Weights may have changed between calls in ways the version counter misses (e.g. through `.data`).
+        for layer in self._layers.values():
+            layer._cache = None
+
+    def _run(self, spikes: torch.Tensor) -> tuple[list[_Run], _Run]:
+        """Forward all layers; returns the per-layer records and a record of the input (spikes, counts, csr)."""
+        batch, steps = spikes.shape[0], self.steps
+        runs: list[_Run] = []
+        if self._use_numba():
+            raster = np.ascontiguousarray(spikes.cpu().numpy()).view(np.uint8)
+            csr = raster_to_csr(raster)
+            inp = _Run(raster, torch.from_numpy(csr[2]), None, csr)
+            pre_csr = csr
+            for name in self.layer_names:
+                layer = self._layers[name]
+                cur = input_current(pre_csr[0], pre_csr[1], layer.derived()[0], batch, steps)
+                nrn = layer.spec.neuron
+                spk, cnt, csr = lif_scan_csr(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory,
+                                             layer.spec.lateral_inhibition)
+                runs.append(_Run(spk, torch.from_numpy(cnt), cur, csr))
+                pre_csr = csr
+            return runs, inp
+        inp = _Run(spikes, spikes.sum(1), None)
+        pre = spikes
+        for layer in self._layers.values():
+            cur = input_current_torch(pre, layer.weight)
+            nrn = layer.spec.neuron
+            spk, cnt = lif_scan_torch(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory,
+                                      layer.spec.lateral_inhibition)
+            runs.append(_Run(spk, cnt, cur))
+            pre = spk
+        return runs, inp
+
+    def forward(self, spikes: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Simulate all layers (§1): `spikes [B, T, n_inputs]` bool/float -> `{layer: bool [B, T, n]}`."""
+        spikes = self._check_spikes(spikes)
+        self._drop_caches()
+        runs, _ = self._run(spikes)
+        out = {}
+        for name, run in zip(self.layer_names, runs, strict=True):
+            s = run.spikes
+            out[name] = torch.from_numpy(s).view(torch.bool) if isinstance(s, np.ndarray) else s
+        return out
+
+    __call__ = forward
+
+    def predict(self, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward only: (predictions int64 `[B]`, output counts int64 `[B, n_out]`) (§3.13)."""
+        spikes = self._check_spikes(spikes)
+        self._drop_caches()
+        step = self.chunk_size if self._use_numba() else max(1, spikes.shape[0])
+        parts = [self._run(spikes[c:c + step])[0][-1].counts for c in range(0, spikes.shape[0], step)]
+        counts = torch.cat(parts) if parts else torch.zeros(0, self._n_out, dtype=torch.int64)
+        counts = counts.to(self.device)
+        return torch.argmax(counts, dim=1), counts
+
+    # --------------------------------------------------------------------------------------------- backward
+    def _check_labels(self, labels: Any, batch: int, sample_weights: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        n_out = self._layers[self.layer_names[-1]].n_post
+        labels = torch.as_tensor(labels)
+        if labels.dim() == 0:
+            labels = labels.view(1)
+        if labels.shape != (batch,) or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be an integer tensor of shape [{batch}], got {labels.dtype} "
+                             f"{tuple(labels.shape)}")
+        labels = labels.to(torch.int64)
+        if batch and (int(labels.min()) < 0 or int(labels.max()) >= n_out):
+            raise ValueError(f"labels must lie in [0, {n_out - 1}], got {labels.min()}..{labels.max()}")
+        if sample_weights is None:
+            sw = torch.ones(batch, dtype=torch.float64)
+        else:
+            sw = torch.as_tensor(sample_weights, dtype=torch.float64).cpu()
+            if sw.shape != (batch,):
+                raise ValueError(f"sample_weights must have shape [{batch}], got {tuple(sw.shape)}")
+        return labels.cpu(), sw
+
+    def backward_pass(self, spikes: torch.Tensor, labels: torch.Tensor,
+                      sample_weights: torch.Tensor | None = None) -> StepResult:
+        """One forward and the HM2-BP backward (§3) over a batch: batch-mean data gradient + regulariser.
+
+        On the numba path the batch is processed in chunks of `chunk_size` samples (forward and backward), so
+        that the per-sample `[T, n]` arrays stay in cache; the per-sample gradients are summed over the chunks,
+        which gives exactly the batch sum (all samples see the same weights). With `threads > 1` the chunks are
+        spread over that many threads (the kernels release the GIL), chunk c on thread c % threads, each with its
+        own accumulator, summed in thread order: deterministic for a given `threads`."""
+        spikes = self._check_spikes(spikes)
+        batch = spikes.shape[0]
+        labels, sw = self._check_labels(labels, batch, sample_weights)
+        dev = self.device
+        self._drop_caches()
+        if not self._use_numba():
+            counts, cost, grads = self._chunk_torch(spikes, labels, sw, batch)
+        else:
+            names = self.layer_names
+            starts = list(range(0, batch, self.chunk_size))
+            n_workers = max(1, min(self.threads, len(starts)))
+            for layer in self._layers.values():
+                layer.derived()  # fill the per-call caches before any thread reads them
+            accs = [{name: layer.grad_buffer() for name, layer in self._layers.items()}]
+            accs += [{name: np.zeros((layer.n_pre, layer.n_post), np.float32)
+                      for name, layer in self._layers.items()} for _ in range(n_workers - 1)]
+
+            def work(w: int) -> list:
+                return [self._chunk_numba(spikes[c:c + self.chunk_size], labels[c:c + self.chunk_size],
+                                          sw[c:c + self.chunk_size], accs[w]) for c in starts[w::n_workers]]
+
+            if n_workers == 1:
+                per_worker = [work(0)]
+            else:
+                with ThreadPoolExecutor(n_workers) as pool:
+                    per_worker = list(pool.map(work, range(n_workers)))
+            parts = [per_worker[k % n_workers][k // n_workers] for k in range(len(starts))]
+            g_t = accs[0]
+            for acc in accs[1:]:
+                for name in names:
+                    g_t[name] += acc[name]
+            counts = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, self._n_out, dtype=torch.int64)
+            cost = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
+            any_active = any(p[2] for p in parts)
+            grads = {}
+            for name in names:
+                layer = self._layers[name]
+                w = layer.weight.detach().numpy()
+                if any_active:
+                    g = rules.finish_gradient(g_t[name], w, layer.derived()[0], 1.0 / batch, self.config.regularizer,
+                                              name)
+                else:
+                    g = rules.finish_gradient(None, w, None, 1.0, self.config.regularizer, name)
+                grads[name] = torch.from_numpy(g)
+        return StepResult(grads=grads, counts=counts.to(dev), predictions=torch.argmax(counts, 1).to(dev),
+                          cost=cost)
+
+    @property
+    def _n_out(self) -> int:
+        return self._layers[self.layer_names[-1]].n_post
+
+    def _output_stage(self, runs: list[_Run], labels: torch.Tensor, sw: torch.Tensor, out_spikes: torch.Tensor):
+        """Output error, silent-label replacement, logged cost, samples with non-zero error (§3.2-1..5)."""
+        cfg = self.config
+        counts_true = runs[-1].counts.cpu()
+        delta_out = rules.output_error(counts_true, labels, cfg.loss) * sw.view(-1, 1)
+        out_mod, counts_mod = rules.replace_silent_label(out_spikes, counts_true.to(out_spikes.device),
+                                                         labels.to(out_spikes.device), cfg.loss.desired)
+        cost = rules.logged_cost(counts_mod.cpu(), labels, cfg.loss)
+        active = torch.nonzero((delta_out != 0).any(1)).view(-1)  # zero error => exactly zero data gradient
+        delta = delta_out[active] / self._layers[self.layer_names[-1]].vth
+        return counts_true, cost, out_mod, counts_mod, active, delta
+
+    def _chunk_numba(self, spikes: torch.Tensor, labels: torch.Tensor, sw: torch.Tensor,
+                     g_t: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Forward + backward of a few samples; adds their data gradients (transposed) into `g_t`."""
+        runs, inp = self._run(spikes)
+        counts_true, cost, out_mod, counts_mod, active_t, delta = self._output_stage(
+            runs, labels, sw, torch.from_numpy(runs[-1].spikes))
+        active = active_t.numpy()
+        if active.size == 0:
+            return counts_true, cost, False
+        names = self.layer_names
+        post_spikes, post_counts = out_mod.numpy(), counts_mod.numpy()
+        for k in range(len(names) - 1, -1, -1):
+            layer = self._layers[names[k]]
+            nrn = layer.spec.neuron
+            pre = runs[k - 1] if k > 0 else inp
+            pc_act = post_counts[active]
+            pre_counts_act = pre.counts.numpy()[active]
+            post_csr = runs[k].csr if k < len(names) - 1 else None  # the output raster may have been modified
+            kmat, side = spsp_readout(post_spikes, runs[k].current, active, nrn.refractory, nrn.tau_m, nrn.tau_s,
+                                      post_csr)
+            pc_t = torch.from_numpy(pc_act)
+            sigma = rules.side_effect(torch.from_numpy(side), pc_t, torch.from_numpy(layer.derived()[1]), layer.vth)
+            coef = delta * (1.0 + sigma)
+            if k == len(names) - 1 and layer.spec.lateral_inhibition != 0.0:
+                coef = coef * rules.lateral_factor(torch.from_numpy(kmat), torch.from_numpy(post_spikes[active]),
+                                                   counts_true[active], labels[active], layer.vth,
+                                                   layer.spec.lateral_inhibition)
+            rules.weight_gradient(kmat, coef.numpy(), active, pre.csr, pc_act, pre_counts_act, g_t[names[k]])
+            if k == 0:
+                break
+            w = layer.weight.detach()
+            if not self.config.train.effect_ratio:
+                pre_delta = rules.plain_error(delta, w)
+            else:
+                pre_delta = rules.effect_ratio_error(kmat, delta, w, active, pre.csr, pc_t,
+                                                     torch.from_numpy(pre_counts_act))
+            delta = pre_delta / self._layers[names[k - 1]].vth
+            post_spikes, post_counts = pre.spikes, pre.counts.numpy()
+        return counts_true, cost, True
+
+    def _chunk_torch(self, spikes: torch.Tensor, labels: torch.Tensor, sw: torch.Tensor, batch: int):
+        runs, inp = self._run(spikes)
+        counts_true, cost, out_mod, counts_mod, active, delta = self._output_stage(runs, labels, sw, runs[-1].spikes)
+        grads = self._backward_torch(runs, inp, out_mod, counts_mod, counts_true, labels, active, delta, batch)
+        return counts_true, cost, grads
+
+    def _backward_torch(self, runs: list[_Run], inp: _Run, out_spikes: torch.Tensor, out_counts: torch.Tensor,
+                        counts_true: torch.Tensor, labels: torch.Tensor, active: torch.Tensor, delta: torch.Tensor,
+                        batch: int) -> dict[str, torch.Tensor]:
+        names = self.layer_names
+        reg = self.config.regularizer
+        dev = self.device
+        act = active.to(dev)
+        delta = delta.to(dev)
+        grads: dict[str, torch.Tensor] = {}
+        post_spikes, post_counts = out_spikes, out_counts.to(dev)
+        for k in range(len(names) - 1, -1, -1):
+            layer = self._layers[names[k]]
+            w = layer.weight.detach()
+            g = rules.regularizer_grad(w, reg)
+            if act.numel():
+                nrn = layer.spec.neuron
+                pre = runs[k - 1] if k > 0 else inp
+                pc_act = post_counts[act]
+                pre_counts_act = pre.counts.to(dev)[act]
+                k_t, side = spsp_readout_torch(post_spikes[act].bool(), runs[k].current[act], nrn.refractory,
+                                               nrn.tau_m, nrn.tau_s)
+                row_sum = torch.sum(w, 1, dtype=torch.float64)
+                coef = delta * (1.0 + rules.side_effect(side, pc_act, row_sum, layer.vth))
+                if k == len(names) - 1 and layer.spec.lateral_inhibition != 0.0:
+                    coef = coef * rules.lateral_factor(k_t, post_spikes[act], counts_true.to(dev)[act],
+                                                       labels.to(dev)[act], layer.vth, layer.spec.lateral_inhibition)
+                pre_sp = pre.spikes[act]
+                g = g + rules.weight_gradient_torch(k_t, coef, pre_sp, pc_act, pre_counts_act) / batch
+                if k > 0:
+                    if not self.config.train.effect_ratio:
+                        pre_delta = rules.plain_error(delta, w)
+                    else:
+                        pre_delta = rules.effect_ratio_error_torch(k_t, delta, w, pre_sp, pc_act, pre_counts_act)
+                    delta = pre_delta / self._layers[names[k - 1]].vth
+                    post_spikes, post_counts = pre.spikes, pre.counts.to(dev)
+            if not bool(torch.isfinite(g).all()):
+                raise FloatingPointError(f"non-finite gradient in layer {names[k]!r}")
+            grads[names[k]] = g
+        return {name: grads[name] for name in names}
+
+    def gradients(self, spikes: torch.Tensor, labels: torch.Tensor,
+                  sample_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """HM2-BP gradient of every layer: batch mean of the per-sample reference gradients + regulariser."""
+        return self.backward_pass(spikes, labels, sample_weights).grads
