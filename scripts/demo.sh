@@ -7,6 +7,6 @@ OUT=demo_out
 mkdir -p "$OUT"
 "$BIN/spikedata" encode mnist-5k --out "$OUT/mnist5k.zarr" --steps 400 --seed 0 --workers 2 --overwrite
 "$BIN/spikedata" inspect "$OUT/mnist5k.zarr" --split train --plot "$OUT/mnist5k_train.png"
-"$BIN/hm2bp" fit "$OUT/mnist5k.zarr" --preset demo --device cpu --out "$OUT/run"
+"$BIN/hm2bp" fit "$OUT/mnist5k.zarr" --preset demo --device cpu --out "$OUT/run" --overwrite
 "$BIN/hm2bp" eval "$OUT/mnist5k.zarr" --checkpoint "$OUT/run/best.pt" --plot "$OUT/confusion.png"
 echo "demo outputs in $OUT/: store, inspect plot, run directory (metrics.jsonl, learning curve, checkpoints)"

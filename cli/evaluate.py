@@ -1,0 +1,87 @@
+"""`hm2bp eval STORE --checkpoint FILE`: accuracy, per-class accuracy and confusion matrix of a trained network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cli.apps import hm2bp_app
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@hm2bp_app.command("eval")
+def evaluate_cmd(
+    store: Path = typer.Argument(..., help="Spike store to evaluate on."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint written by `hm2bp fit` (best.pt, last.pt)."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Samples per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
+    max_n: int | None = typer.Option(None, "--max-n", min=1, help="Evaluate only the first N samples."),
+    plot: Path | None = typer.Option(None, "--plot", help="Confusion-matrix PNG (default: beside the checkpoint)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write accuracy and confusion matrix as JSON."),
+) -> None:
+    """Evaluate a checkpoint: prints accuracy, per-class accuracy and the confusion matrix (text and PNG)."""
+    from hm2bp.checkpoint import CheckpointError, load_checkpoint
+    from hm2bp.metrics import format_confusion, per_class_accuracy, plot_confusion
+    from hm2bp.trainer import evaluate, load_network_from_checkpoint
+    from spikedata.store import StoreError, open_store
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"--device must be auto, cpu or cuda; got {device!r}")
+    try:
+        ckpt = load_checkpoint(checkpoint)
+        st = open_store(store)
+        if split not in st.splits:
+            _fail(f"{store}: no split {split!r}; the store has splits {st.splits}")
+        data = st[split]
+        if len(data) == 0:
+            _fail(f"{store}: split {split!r} is empty (0 samples)")
+        if int(ckpt["n_inputs"]) != data.n_units:
+            _fail(f"store has {data.n_units} units, checkpoint {checkpoint} expects {ckpt['n_inputs']}")
+        steps = int(ckpt["config"]["steps"])
+        if data.n_steps != steps:
+            _fail(f"store has {data.n_steps} time steps per sample, checkpoint {checkpoint} simulates {steps}")
+        if len(data.classes) != len(ckpt["classes"]):
+            _fail(f"store has {len(data.classes)} classes, checkpoint {checkpoint} has {len(ckpt['classes'])}")
+        if ckpt["store"].get("fingerprint") != st.fingerprint:
+            console.print(f"[yellow]warning:[/yellow] {store} is not the store {checkpoint} was trained on "
+                          f"({ckpt['store'].get('path')}; fingerprints differ)", highlight=False)
+        net = load_network_from_checkpoint(ckpt, _device(device))
+    except (CheckpointError, StoreError, ValueError, KeyError) as exc:
+        _fail(str(exc).strip("'\""))
+    res = evaluate(net, data, batch_size, _device(device), max_n)
+    classes = data.classes
+    cm = res.confusion(len(classes))
+    acc = per_class_accuracy(cm)
+    n = len(res.labels)
+    print(f"{split}: accuracy {100 * res.accuracy:.2f} % ({int((res.labels == res.predictions).sum())}/{n}), "
+          f"checkpoint epoch {ckpt['epoch']}, {n / max(res.seconds, 1e-9):.1f} samples/s")
+    print("per-class accuracy: " + ", ".join(f"{c} {100 * a:.1f} %" for c, a in zip(classes, acc, strict=True)
+                                             if a == a))
+    print(format_confusion(cm, classes))
+    plot = plot or checkpoint.with_name(f"{checkpoint.stem}_{split}_confusion.png")
+    try:
+        plot_confusion(cm, classes, plot, title=f"{split}: {100 * res.accuracy:.2f} %")
+        print(f"confusion matrix plot: {plot}")
+    except OSError as exc:
+        console.print(f"[yellow]warning:[/yellow] could not write {plot}: {exc}", highlight=False)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"split": split, "accuracy": res.accuracy, "n": n,
+                                        "per_class_accuracy": [None if a != a else float(a) for a in acc],
+                                        "confusion": cm.tolist(), "classes": list(classes)}, indent=1))
+
+
+def _device(device: str):
+    from hm2bp.loader import resolve_device
+
+    return resolve_device(device)

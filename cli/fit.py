@@ -1,0 +1,190 @@
+"""`hm2bp fit STORE (--preset NAME | --config FILE)`: train a network on a spike store.
+
+Runs unchanged under `torchrun` (data-parallel, `hm2bp.distributed`, `docs/scaling.md`): rank 0 prints and writes
+the run directory, the other ranks print only errors.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cli.apps import hm2bp_app
+
+console = Console(stderr=True, soft_wrap=True)  # progress bar, errors
+report = Console(soft_wrap=True)  # epoch summaries and the final result (stdout, for scripts)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+class _RichProgress:
+    """Progress bar per epoch: samples/s, running loss and accuracy; one summary line per epoch."""
+
+    def __init__(self, show: bool):
+        self.show = show
+        self.bar: Progress | None = None
+        self.task = None
+
+    def epoch_start(self, epoch: int, n_epochs: int, n_samples: int, lr: float) -> None:
+        self.n_seen = self.loss = self.correct = 0
+        self.epoch, self.n_epochs = epoch, n_epochs
+        if not self.show:
+            return
+        self.bar = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[n_epochs]}"), BarColumn(),
+            MofNCompleteColumn(), TextColumn("{task.fields[rate]:>7.1f} samples/s"),
+            TextColumn("loss {task.fields[loss]:7.2f}  acc {task.fields[acc]:6.2f} %"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=n_samples, epoch=epoch, n_epochs=n_epochs - 1, rate=0.0,
+                                      loss=0.0, acc=0.0)
+
+    def batch_end(self, n_samples: int, loss_sum: float, n_correct: int) -> None:
+        self.n_seen += n_samples
+        self.loss += loss_sum
+        self.correct += n_correct
+        if self.bar is not None:
+            speed = self.bar.tasks[0].speed or 0.0
+            self.bar.update(self.task, advance=n_samples, rate=speed, loss=self.loss / self.n_seen,
+                            acc=100 * self.correct / self.n_seen)
+
+    def evaluating(self, split: str, n_samples: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"test on {split}")
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+        test = "-" if record["test_accuracy"] is None else f"{100 * record['test_accuracy']:.2f} %"
+        report.print(
+            f"epoch {record['epoch']:>3}  lr {record['lr']:.3g}  loss {record['train_loss']:.3f}  "
+            f"train {100 * record['train_accuracy']:.2f} %  test {test}  (best {100 * record['best_accuracy']:.2f} %)"
+            f"  {record['seconds']:.1f} s, {record['samples_per_s']:.1f} samples/s",
+            highlight=False,
+        )
+
+
+def _load_config(preset: str | None, config: Path | None):
+    from hm2bp.config import load_config
+    from hm2bp.presets import load_preset, preset_meta, read_toml, split_meta
+
+    if (preset is None) == (config is None):
+        raise typer.BadParameter("give exactly one of --preset NAME or --config FILE")
+    if preset is not None:
+        raw, meta, source = load_preset(preset), preset_meta(preset), f"preset {preset!r}"
+    else:
+        raw, meta = split_meta(read_toml(config), str(config))
+        source = f"config {config}"
+    return load_config(raw), meta.get("inputs"), source
+
+
+@hm2bp_app.command("fit")
+def fit(
+    store: str = typer.Argument(..., help="Spike store: a directory written by `spikedata encode`, or an fsspec "
+                                "URL (s3://..., https://...)."),
+    preset: str | None = typer.Option(None, "--preset", help="Shipped network preset (e.g. mnist-mlp, demo)."),
+    config: Path | None = typer.Option(None, "--config", help="Network config TOML file."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Total epochs (overrides train.epochs)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Overrides train.batch_size."),
+    lr: float | None = typer.Option(None, "--lr", help="Base learning rate (overrides train.lr)."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed of weights and shuffling (train.seed)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<store>-<preset|config>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that --out already holds."),
+    max_train: int | None = typer.Option(None, "--max-train", min=1, help="Use only the first N train samples."),
+    max_test: int | None = typer.Option(None, "--max-test", min=1, help="Test on only the first N test samples."),
+    shuffle_buffer: int = typer.Option(
+        4096, "--shuffle-buffer", min=1,  # = hm2bp.loader.DEFAULT_BUFFER (not imported here: keeps --help fast)
+        help="Samples shuffled together (a split that fits gets a full permutation per epoch; memory ~ buffer).",
+    ),
+    train_split: str = typer.Option("train", "--train-split", help="Split to train on."),
+    test_split: str = typer.Option("test", "--test-split", help="Split to test on after each epoch ('none': no test)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar (epoch summaries only)."),
+    dist_timeout: float | None = typer.Option(
+        None, "--dist-timeout", min=1.0,
+        help="Under torchrun: seconds a rank waits for the others before failing (default $HM2BP_DIST_TIMEOUT or 300).",
+    ),
+) -> None:
+    """Train a spiking network with HM2-BP; writes metrics.jsonl, learning_curve.png, last.pt and best.pt."""
+    from hm2bp.config import ConfigError
+    from hm2bp.distributed import DistributedError, init_world, shutdown
+    from hm2bp.trainer import SetupError, TrainingError, prepare_run
+    from spikedata.store import StoreError, is_url, open_store
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"--device must be auto, cpu or cuda; got {device!r}")
+    try:
+        world, dev = init_world(device, dist_timeout)  # joins torchrun's process group when launched by it
+    except DistributedError as exc:
+        _fail(str(exc))
+    main = world.is_main
+
+    def fail(message: str) -> None:  # with several ranks, say which one failed
+        _fail(f"rank {world.rank}: {message}" if world.is_distributed and not message.startswith("rank ") else message)
+
+    try:
+        cfg, expected_inputs, source = _load_config(preset, config)
+        overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed))
+                     if v is not None}
+        if overrides:
+            cfg = cfg.replace_train(**overrides)
+        st = open_store(store)
+        name = store.rstrip("/").rsplit("/", 1)[-1] if is_url(store) else Path(store).resolve().name
+        run_dir = out or Path("runs") / f"{name.removesuffix('.zarr')}-{preset or config.stem}"
+        trainer = prepare_run(
+            st, cfg, run_dir, expected_inputs=expected_inputs, config_source=source, resume=resume,
+            overwrite=overwrite, device=str(dev), max_train=max_train, max_test=max_test, train_split=train_split,
+            shuffle_buffer=shuffle_buffer,
+            test_split=None if test_split.lower() == "none" else test_split,
+            command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world,
+        )
+    except (ConfigError, StoreError, SetupError, KeyError, ValueError, FileNotFoundError, DistributedError) as exc:
+        fail(str(exc).strip("'\""))
+    t = trainer.train
+    first = trainer.state.epoch + 1
+    ranks = f", {world.world_size} ranks ({world.backend}, global batch {trainer.loader.global_batch})" \
+        if world.is_distributed else ""
+    if main:
+        report.print(
+            f"{source}: {' -> '.join([str(trainer.train_split.n_units)] + [str(s.size) for s in cfg.layers])}, "
+            f"T {cfg.steps}, {t.optimizer} lr {t.lr:g} ({t.lr_schedule}, batch scaling {t.lr_batch_scaling}), "
+            f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device}, run dir {run_dir}"
+            + ranks + (f", resuming at epoch {first}" if resume else ""),
+            highlight=False,
+        )
+    if first >= t.epochs:
+        if main:
+            report.print(f"nothing to do: {t.epochs} epochs already done", highlight=False)
+        shutdown(world)
+        return
+    try:
+        trainer.fit(progress=_RichProgress(show=not quiet and console.is_terminal) if main else None)
+    except (TrainingError, DistributedError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        console.print(f"interrupted; resume with --resume --out {run_dir}", highlight=False)
+        raise typer.Exit(130) from None
+    shutdown(world)
+    if not main:
+        return
+    state = trainer.state
+    final = state.history[-1]
+    which = "test" if final["test_accuracy"] is not None else "train"
+    report.print(
+        f"final {which} accuracy {100 * final[f'{which}_accuracy']:.2f} % (epoch {final['epoch']}); best "
+        f"{100 * state.best_accuracy:.2f} % at epoch {state.best_epoch}; run directory {run_dir}",
+        highlight=False,
+    )

@@ -1,0 +1,487 @@
+"""The training loop: Network + optimiser + streaming loader + boost + schedule, with run directories.
+
+Per epoch `e` (counted from 0), as the reference (`hm2bp-reference.md` §3.9-3.15) with batches:
+1. `lr = schedule(e)`; the loader serves the training samples in the seeded order of epoch `e`;
+2. per batch one `Network.backward_pass` (forward + HM2-BP gradients, boost weights as sample weights); the
+   prediction of that forward pass (argmax of counts, ties to the lowest index) counts for the train accuracy and
+   the boost; the optimiser steps once per batch;
+3. boost update (§3.10), test pass, one `metrics.jsonl` record, learning-curve PNG, `last.pt` and, when the test
+   accuracy improves (train accuracy without a test split), `best.pt`.
+
+A run directory holds `run.json`, `metrics.jsonl`, `learning_curve.png`, `last.pt`, `best.pt`; every file is
+replaced atomically, so a run killed at any moment can be read and resumed from `last.pt`. A resumed run gives the
+same weights as an uninterrupted one: the loader order depends only on (seed, epoch) and all other state (weights,
+optimiser, boost weights, RNG, history) is in the checkpoint.
+
+Data-parallel (`world`, see `hm2bp.distributed`): each rank trains on its share of every global batch of
+`world_size * batch_size` samples; gradients, boost flags, losses and test predictions are reduced across ranks,
+and only rank 0 writes the run directory. The learning rate's batch scaling uses the global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hm2bp import boost as boost_mod
+from hm2bp import distributed as dp
+from hm2bp.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from hm2bp.config import NetworkConfig, load_config
+from hm2bp.loader import DEFAULT_BUFFER, SpikeLoader, resolve_device
+from hm2bp.metrics import confusion_matrix, plot_learning_curve, write_metrics
+from hm2bp.optim import make_optimizer
+from hm2bp.schedule import learning_rate
+
+LAST, BEST = "last.pt", "best.pt"
+METRICS, CURVE, RUN_INFO = "metrics.jsonl", "learning_curve.png", "run.json"
+#: Samples per forward pass in test passes (larger batches amortise the per-call overhead of the forward).
+EVAL_BATCH = 128
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (non-finite gradient, inconsistent resume, ...); the message says why."""
+
+
+class SetupError(ValueError):
+    """The store, config or run directory do not fit together; the message says what and where."""
+
+
+# ------------------------------------------------------------------------------------------------ progress hooks
+
+
+class Progress:
+    """Callbacks of the training loop (no-ops here; the CLI shows a progress bar)."""
+
+    def epoch_start(self, epoch: int, n_epochs: int, n_samples: int, lr: float) -> None: ...
+
+    def batch_end(self, n_samples: int, loss_sum: float, n_correct: int) -> None: ...
+
+    def evaluating(self, split: str, n_samples: int) -> None: ...
+
+    def epoch_end(self, record: dict[str, Any]) -> None: ...
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _network_class():
+    from hm2bp.network import Network  # imported late: the trainer's helpers do not need it
+
+    return Network
+
+
+def check_compatible(config: NetworkConfig, split, expected_inputs: int | None = None, where: str = "config") -> None:
+    """Clear errors when a store split cannot feed the network of `config`."""
+    if expected_inputs is not None and expected_inputs != split.n_units:
+        raise SetupError(f"store has {split.n_units} units, {where} expects {expected_inputs}")
+    if split.n_steps != config.steps:
+        raise SetupError(
+            f"store has {split.n_steps} time steps per sample, {where} simulates steps = {config.steps} "
+            "(re-encode the store with that many steps or change `steps`)"
+        )
+    n_out = config.layers[-1].size
+    if n_out != len(split.classes):
+        raise SetupError(f"store has {len(split.classes)} classes, {where} has {n_out} output neurons")
+
+
+def _nonempty_split(store, name: str, role: str):
+    if name not in store.splits:
+        raise SetupError(f"{store.path}: no {role} split {name!r}; the store has splits {store.splits}")
+    split = store[name]
+    if len(split) == 0:
+        raise SetupError(f"{store.path}: {role} split {name!r} is empty (0 samples)")
+    return split
+
+
+@dataclass
+class EvalResult:
+    """Predictions of a split: `labels`, `predictions` int64 [n], `indices` int64 [n] (sample index)."""
+
+    labels: np.ndarray
+    predictions: np.ndarray
+    indices: np.ndarray
+    seconds: float = 0.0
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.labels == self.predictions)) if len(self.labels) else float("nan")
+
+    def confusion(self, n_classes: int) -> np.ndarray:
+        return confusion_matrix(self.labels, self.predictions, n_classes)
+
+
+@torch.no_grad()
+def evaluate(network, split, batch_size: int = EVAL_BATCH, device: str | torch.device = "cpu",
+             limit: int | None = None, progress: Progress | None = None) -> EvalResult:
+    """Predict every sample of `split` (the first `limit`) with `network.predict` (forward only)."""
+    return evaluate_loader(network, SpikeLoader(split, batch_size, device=device, shuffle=False, limit=limit),
+                           progress)
+
+
+@torch.no_grad()
+def evaluate_loader(network, loader: SpikeLoader, progress: Progress | None = None) -> EvalResult:
+    """Predict every sample a (sequential) loader serves; predictions are argmax of counts (§3.13)."""
+    t0 = time.perf_counter()
+    if progress is not None:
+        progress.evaluating(loader.split.name, loader.n)
+    labels, preds, indices = [], [], []
+    for batch in loader.epoch(0):
+        p, _ = network.predict(batch.spikes)
+        preds.append(p.cpu().numpy())
+        labels.append(batch.labels.cpu().numpy())
+        indices.append(batch.indices)
+    return EvalResult(np.concatenate(labels).astype(np.int64), np.concatenate(preds).astype(np.int64),
+                      np.concatenate(indices), time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------------------------ trainer
+
+
+@dataclass
+class RunState:
+    """Everything a checkpoint restores besides the network and the optimiser."""
+
+    epoch: int = -1  # last completed epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_accuracy: float = -1.0
+
+
+class Trainer:
+    """Trains `network` on a store split; writes the run directory when `run_dir` is given."""
+
+    def __init__(
+        self,
+        network,
+        train_split,
+        test_split=None,
+        *,
+        device: str | torch.device = "cpu",
+        run_dir: str | Path | None = None,
+        max_train: int | None = None,
+        max_test: int | None = None,
+        store_info: dict[str, Any] | None = None,
+        eval_batch_size: int | None = None,
+        shuffle_buffer: int = DEFAULT_BUFFER,
+        world: dp.World | None = None,
+    ):
+        self.net = network
+        self.config: NetworkConfig = network.config
+        self.train = self.config.train
+        self.device = resolve_device(device)
+        self.train_split, self.test_split = train_split, test_split
+        self.world = world or dp.SINGLE
+        self.loader = SpikeLoader(train_split, self.train.batch_size, device=self.device, shuffle=True,
+                                  seed=self.train.seed, limit=max_train, buffer_samples=shuffle_buffer,
+                                  rank=self.world.rank, world_size=self.world.world_size)
+        # The optimiser steps once per global batch: the batch scaling of the learning rate uses its size.
+        self.lr_spec = dataclasses.replace(self.train, batch_size=self.loader.global_batch)
+        # Kept for the whole run: a test split that fits in one buffer is read from the store only once.
+        # Data-parallel: each rank predicts one contiguous shard of the test samples.
+        self.test_loader, self.test_shard = None, None
+        if test_split is not None:
+            self.test_shard = dp.shard_split(test_split, self.world, max_test)
+            if len(self.test_shard):
+                self.test_loader = SpikeLoader(
+                    test_split if not self.world.is_distributed else self.test_shard,
+                    eval_batch_size or max(self.train.batch_size, EVAL_BATCH), device=self.device,
+                    limit=max_test if not self.world.is_distributed else None, buffer_samples=shuffle_buffer)
+        self.optimizer = make_optimizer(self.train.optimizer, network.weights(), self.train.lr, self.train.momentum)
+        self.boost = boost_mod.initial_weights(self.loader.n)
+        self.state = RunState()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.store_info = dict(store_info or {})
+        self.n_classes = int(self.config.layers[-1].size)
+
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "epoch": self.state.epoch,
+            "weights": {k: w.detach().cpu().clone() for k, w in self.net.weights().items()},
+            "config": self.config.to_dict(),
+            "n_inputs": int(self.train_split.n_units),
+            "input_shape": list(self.train_split.unit_shape),
+            "classes": list(self.train_split.classes),
+            "optimizer": self.optimizer.state_dict(),
+            "boost": torch.from_numpy(self.boost.copy()),
+            "rng": {"torch": torch.get_rng_state(), "seed": self.train.seed},
+            "store": {**self.store_info, "n_train": self.loader.n},
+            "loader": {"block_size": self.loader.block_size, "buffer_blocks": self.loader.blocks_per_buffer},
+            "world_size": self.world.world_size,
+            "global_batch": self.loader.global_batch,
+            "history": list(self.state.history),
+            "best": {"epoch": self.state.best_epoch, "accuracy": self.state.best_accuracy},
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a checkpoint of this run (weights, optimiser, boost, RNG, history)."""
+        if int(ckpt["store"].get("n_train", -1)) != self.loader.n:
+            raise SetupError(
+                f"--resume: the checkpoint was trained on {ckpt['store'].get('n_train')} samples, this run uses "
+                f"{self.loader.n} (resume with the same --max-train)"
+            )
+        layout = {"block_size": self.loader.block_size, "buffer_blocks": self.loader.blocks_per_buffer}
+        if ckpt.get("loader", layout) != layout:
+            raise SetupError(f"--resume: the checkpoint's shuffle layout {ckpt['loader']} differs from this run's "
+                             f"{layout} (resume with the same --shuffle-buffer)")
+        self.net.load_weights({k: v.to(self.device) for k, v in ckpt["weights"].items()})
+        self.optimizer = make_optimizer(self.train.optimizer, self.net.weights(), self.train.lr, self.train.momentum)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.boost = ckpt["boost"].numpy().astype(np.float64).copy()
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.state = RunState(int(ckpt["epoch"]), list(ckpt["history"]), int(ckpt["best"]["epoch"]),
+                              float(ckpt["best"]["accuracy"]))
+
+    # ---- one epoch --------------------------------------------------------------------------------------------
+
+    def train_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, Any]:
+        """Train one epoch; returns its metric record (without the test accuracy)."""
+        progress = progress or Progress()
+        lr = learning_rate(self.lr_spec, epoch)
+        progress.epoch_start(epoch, self.train.epochs, self.loader.n, lr)
+        t0 = time.perf_counter()
+        correct = np.zeros(self.loader.n, dtype=bool)
+        loss_sum = 0.0
+        use_boost = self.train.boost
+        for k, batch in enumerate(self.loader.epoch(epoch)):
+            weights = None
+            if use_boost:
+                weights = torch.from_numpy(self.boost[batch.indices]).to(self.device)  # float64, as the boost
+            try:
+                result = self.net.backward_pass(batch.spikes, batch.labels, sample_weights=weights)
+            except FloatingPointError as exc:
+                raise TrainingError(self._nan_message(str(exc), epoch, k, batch.indices)) from exc
+            hit = result.predictions == batch.labels
+            batch_loss = float(result.cost.detach().to(torch.float64).sum())
+            # Gradient of the global batch (with its loss and correct count) over all ranks; as is for one process.
+            grads, n_global, (batch_loss, n_correct) = dp.reduce_step(
+                result.grads, len(batch), self.world, (batch_loss, float(hit.sum())))
+            finite = torch.stack([torch.isfinite(g).all() for g in grads.values()])
+            # One host sync per batch: finiteness flags and correctness together.
+            summary = torch.cat([finite.to(torch.float64), hit.to(torch.float64)]).cpu().numpy()
+            n_layers = len(finite)
+            if not summary[:n_layers].all():
+                bad = [name for name, ok in zip(grads, summary[:n_layers], strict=True) if not ok][0]
+                raise TrainingError(self._nan_message(f"non-finite gradient in layer {bad!r}", epoch, k,
+                                                      batch.indices))
+            self.optimizer.step(grads, lr)
+            ok = summary[n_layers:].astype(bool)
+            correct[batch.indices] = ok
+            loss_sum += batch_loss
+            progress.batch_end(n_global, batch_loss, int(round(n_correct)))
+        correct = dp.gather_flags(correct, self.world)  # every rank needs all flags for the boost update
+        seconds = time.perf_counter() - t0
+        if use_boost:
+            self.boost = boost_mod.update_boost(self.boost, self.loader.labels, correct, self.n_classes)
+        return {
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": loss_sum / self.loader.n,
+            "train_accuracy": float(correct.mean()),
+            "test_accuracy": None,
+            "seconds": seconds,
+            "samples_per_s": self.loader.n / seconds if seconds > 0 else None,
+        }
+
+    def _nan_message(self, what: str, epoch: int, k: int, indices: np.ndarray) -> str:
+        ckpt = self.run_dir / LAST if self.run_dir is not None else None
+        last = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.is_file() else ""
+        more = "..." if len(indices) > 4 else ""
+        return f"{what} at epoch {epoch}, batch {k} (samples {indices[:4].tolist()}{more}){last}; try a lower --lr"
+
+    # ---- the loop ---------------------------------------------------------------------------------------------
+
+    def fit(self, epochs: int | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+        """Train until `epochs` epochs in total are done (default: the config's); returns the history."""
+        epochs = self.train.epochs if epochs is None else epochs
+        progress = progress or Progress()
+        for epoch in range(self.state.epoch + 1, epochs):
+            record = self.train_epoch(epoch, progress)
+            t0 = time.perf_counter()
+            if self.test_split is not None:
+                record["test_accuracy"] = self.evaluate_test(progress).accuracy
+            record["test_seconds"] = time.perf_counter() - t0
+            score = record["test_accuracy"] if record["test_accuracy"] is not None else record["train_accuracy"]
+            improved = score > self.state.best_accuracy
+            if improved:
+                self.state.best_epoch, self.state.best_accuracy = epoch, score
+            record["best_accuracy"] = self.state.best_accuracy
+            self.state.epoch = epoch
+            self.state.history.append(record)
+            self._write(improved)
+            progress.epoch_end(record)
+        return self.state.history
+
+    def evaluate_test(self, progress: Progress | None = None) -> EvalResult:
+        """Predictions of the test split; data-parallel: each rank predicts its shard, every rank gets them all."""
+        empty = np.zeros(0, np.int64)
+        part = evaluate_loader(self.net, self.test_loader, progress) if self.test_loader is not None else \
+            EvalResult(empty, empty, empty)
+        if not self.world.is_distributed:
+            return part
+        shard = self.test_shard
+        labels, preds, indices = dp.gather_disjoint(
+            [part.labels, part.predictions, part.indices + shard.offset], shard.n_total, shard.offset, self.world)
+        return EvalResult(labels, preds, indices, part.seconds)
+
+    def _write(self, improved: bool) -> None:
+        if self.run_dir is None or not self.world.is_main:
+            return
+        payload = self.checkpoint_payload()
+        # The checkpoint first: it carries the history, from which a resume rewrites metrics.jsonl.
+        save_checkpoint(self.run_dir / LAST, payload)
+        if improved:
+            save_checkpoint(self.run_dir / BEST, payload)
+        write_metrics(self.run_dir / METRICS, self.state.history)
+        try:
+            plot_learning_curve(self.state.history, self.run_dir / CURVE, title=self.run_dir.name)
+        except Exception as exc:  # a plotting problem must not stop training
+            warnings.warn(f"learning-curve plot failed: {exc}", stacklevel=2)
+
+
+# ------------------------------------------------------------------------------------------------ run set-up
+
+
+def _config_without(d: dict[str, Any], *train_keys: str) -> dict[str, Any]:
+    d = json.loads(json.dumps(d))
+    for k in train_keys:
+        d["train"].pop(k, None)
+    return d
+
+
+def _diff_keys(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b, strict=True)) for p in _diff_keys(x, y, f"{path}[{i}]")]
+    return [] if a == b else [path or "<root>"]
+
+
+def _checkpoint_to_resume(store, config: NetworkConfig, last: Path, resume: bool, overwrite: bool,
+                          global_batch: int) -> dict[str, Any] | None:
+    """The checkpoint `--resume` continues (checked against the store and config), or None for a new run."""
+    if not resume:
+        if last.is_file() and not overwrite:
+            raise SetupError(
+                f"{last.parent} already holds a run ({LAST}); pass --resume to continue it, --overwrite to replace "
+                "it, or choose another --out"
+            )
+        return None
+    if not last.is_file():
+        raise SetupError(f"--resume: no checkpoint {last} to resume from")
+    try:
+        ckpt = load_checkpoint(last)
+    except CheckpointError as exc:
+        raise SetupError(str(exc)) from exc
+    if ckpt["store"].get("fingerprint") != store.fingerprint:
+        raise SetupError(f"--resume: {last} was trained on a different store (fingerprint differs)")
+    saved = load_config(ckpt["config"])
+    keys = ("epochs", "batch_size")  # the batch is compared as the global batch below
+    diff = _diff_keys(_config_without(saved.to_dict(), *keys), _config_without(config.to_dict(), *keys))
+    if diff:
+        raise SetupError(f"--resume: the config differs from the checkpoint's at {', '.join(diff[:5])}")
+    saved_batch = int(ckpt.get("global_batch", saved.train.batch_size))
+    if saved_batch != global_batch:
+        ranks = global_batch // config.train.batch_size
+        hint = f"; with {ranks} rank(s) pass --batch-size {saved_batch // ranks}" if saved_batch % ranks == 0 else ""
+        raise SetupError(f"--resume: the checkpoint was trained at global batch {saved_batch} (ranks x "
+                         f"train.batch_size), this run's is {global_batch}{hint}")
+    return ckpt
+
+
+def prepare_run(
+    store,
+    config: NetworkConfig,
+    run_dir: str | Path,
+    *,
+    expected_inputs: int | None = None,
+    config_source: str = "config",
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "auto",
+    max_train: int | None = None,
+    max_test: int | None = None,
+    shuffle_buffer: int = DEFAULT_BUFFER,
+    train_split: str = "train",
+    test_split: str | None = "test",
+    command: str = "",
+    world: dp.World | None = None,
+) -> Trainer:
+    """Open the splits, check them against `config`, build the network and the trainer, handle `--resume`.
+
+    `test_split=None` trains without a test pass; "test" is skipped silently when the store has no such split.
+    `overwrite` starts a new run in a directory that holds one (its run files are deleted first).
+    Data-parallel (`world`): rank 0 alone reads the checkpoint and writes the run directory; the other ranks get the
+    checkpoint (or rank 0's error) from it. `--resume` needs the same global batch (world size x batch size).
+    """
+    world = world or dp.SINGLE
+    run_dir = Path(run_dir)
+    train = _nonempty_split(store, train_split, "training")
+    check_compatible(config, train, expected_inputs, config_source)
+    test = None
+    if test_split is not None and (test_split in store.splits or test_split != "test"):
+        test = _nonempty_split(store, test_split, "test")
+    if max_train is not None and max_train < 1:
+        raise SetupError(f"--max-train must be >= 1; got {max_train}")
+    dev = resolve_device(device)
+    last = run_dir / LAST
+    if resume and overwrite:
+        raise SetupError("--resume and --overwrite exclude each other")
+    dp.check_same({"store": store.fingerprint, "config": config.to_dict(), "max_train": max_train,
+                   "max_test": max_test, "splits": [train_split, test_split], "resume": resume,
+                   "overwrite": overwrite, "shuffle_buffer": shuffle_buffer}, world)
+    global_batch = config.train.batch_size * world.world_size
+    ckpt = dp.on_main(lambda: _checkpoint_to_resume(store, config, last, resume, overwrite, global_batch), world,
+                      "checkpoint")
+    network_cls = _network_class()
+    generator = torch.Generator().manual_seed(config.train.seed)
+    net = network_cls.from_config(config, train.n_units, tuple(train.unit_shape), generator=generator)
+    moved = net.to(dev)
+    net = moved if moved is not None else net
+    info = {"path": str(store.path), "fingerprint": store.fingerprint, "train_split": train_split,
+            "test_split": test.name if test is not None else None}
+    trainer = Trainer(net, train, test, device=dev, run_dir=run_dir, max_train=max_train, max_test=max_test,
+                      store_info=info, shuffle_buffer=shuffle_buffer, world=world)
+    if ckpt is not None:
+        trainer.restore(ckpt)
+    if not world.is_main:  # rank 0 alone writes the run directory
+        return trainer
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for name in (LAST, BEST, METRICS, CURVE, RUN_INFO):  # LAST first: the directory never looks resumable
+            (run_dir / name).unlink(missing_ok=True)
+    if ckpt is not None:
+        write_metrics(run_dir / METRICS, trainer.state.history)  # drop records newer than the checkpoint
+    else:
+        atomic_write_text(run_dir / RUN_INFO, json.dumps({
+            "command": command, "store": info, "device": str(dev), "config": config.to_dict(),
+            "max_train": max_train, "max_test": max_test, "shuffle_buffer": shuffle_buffer,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "world_size": world.world_size,
+        }, indent=2) + "\n")
+    return trainer
+
+
+def load_network_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu"):
+    """Rebuild the trained network of a checkpoint (on `device`)."""
+    config = load_config(ckpt["config"])
+    net = _network_class().from_config(config, int(ckpt["n_inputs"]), tuple(ckpt["input_shape"]))
+    net.load_weights({k: v for k, v in ckpt["weights"].items()})
+    moved = net.to(resolve_device(device))
+    return moved if moved is not None else net
+
+
+def fmt_accuracy(acc: float | None) -> str:
+    return "-" if acc is None or (isinstance(acc, float) and math.isnan(acc)) else f"{100 * acc:.2f} %"
