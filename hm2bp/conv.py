@@ -1,0 +1,380 @@
+"""Spiking convolution and pooling layers of the HM2-BP CNN (`hm2bp-reference.md` §1 and §3.16), pure functions.
+
+Layout: a layer's neurons `[C, H, W]` are flattened channel-major, `index = c*H*W + x*W + y`, so a spike tensor
+`[B, T, C*H*W]` is viewed as `[B*T, C, H, W]` (time folded into the batch axis). Times are steps.
+
+Forward (§1):
+* conv: `R[b, t, o, x, y] = sum_{c, a, b'} W[o, c, a, b'] s[b, t, c, x+a, y+b']` (valid cross-correlation, stride 1,
+  no padding, no bias), weight `[c_out, c_in, k, k]`; the LIF of §1 fires iff `v > vth` (no epsilon,
+  `ConvSpiking.cu:846`);
+* pool: `R[b, t, c, X, Y] = number of spikes in the window [wX, wX+w) x [wY, wY+w)` (weight 1, non-overlapping),
+  LIF threshold `vth - 1e-6` (`PoolingSpiking.cu:362`).
+The current is the correctly rounded float32 value of the exact sum (float64 accumulation), as `hm2bp.lif` does for
+dense layers, so it does not depend on the summation order.
+
+Backward (§3.16), per sample, with the read-out `K [T, n_post]` of the layer's post trains (`hm2bp.spsp`) so that
+`e_{i|j} = sum_tau K[tau, i] P[tau, j]` (+ 0.1 for a silent post i and active pre j, §3.1):
+* conv, with `delta = preDelta / vth_conv` on its neurons `i = (o, x, y)` and pre `j = (c, x+a, y+b)`:
+  side effect `sigma_i = (1/vth) sum_{c,a,b} W[o,c,a,b] e_ij / o_i`, or `0.5 sum W[o] / vth` if `o_i = 0`;
+  weight gradient `G[o,c,a,b] = sum_{x,y} e_ij (1 + sigma_i) delta_i` (batch mean + per-kernel regulariser §3.7);
+  error to the input `preDelta_j = sum_{i over j's fan-out} delta_i W[o,c,a,b] rho_ij`, `rho = e_ij / o_j`, 1 if
+  `o_i = 0` or `o_j = 0` (the first conv layer computes none);
+* pool (no weight, no division by its vth): `delta_p = delta_q / w^2 * rho`, `rho = e_{q|p} / o_p` (1 if either
+  is silent), for the children p of pool neuron q.
+None of these builds a per-pair S-PSP: `sum_b G_b` is a correlation of `coef*K` with the pre spikes
+(`conv2d_weight` over `B*T`), the effect sum is a transposed convolution of `delta*K` gathered at the pre spikes.
+On CPU, numba kernels driven by the pre spikes (CSR of `hm2bp.lif.raster_to_csr`) do the same products (dense
+convolutions of mostly-zero rasters are 10x slower there); the `*_torch` twins run on any device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numba import njit
+
+from hm2bp import hm2bp_grad as rules
+from hm2bp.config import RegularizerSpec
+from hm2bp.lif import _lif_scan as _lif_kernel  # the core's scan kernel, given an exact threshold
+from hm2bp.lif import lif_scan_torch, spike_threshold
+from hm2bp.spsp import SILENT_POST_EFFECT
+
+Shape3 = tuple[int, int, int]
+
+
+# ------------------------------------------------------------------------------------------------- geometry
+def conv_output_shape(in_shape: Shape3, channels: int, kernel: int) -> Shape3:
+    """`(c_out, H - k + 1, W - k + 1)` of a valid convolution; ValueError if the kernel does not fit."""
+    c, h, w = (int(v) for v in in_shape)
+    if kernel > h or kernel > w:
+        raise ValueError(f"conv kernel {kernel} does not fit the input {c}x{h}x{w}")
+    return int(channels), h - kernel + 1, w - kernel + 1
+
+
+def pool_output_shape(in_shape: Shape3, window: int) -> Shape3:
+    """`(C, H / w, W / w)` of non-overlapping pooling; ValueError unless `w` divides H and W."""
+    c, h, w = (int(v) for v in in_shape)
+    if h % window or w % window:
+        raise ValueError(f"pool window {window} does not divide the input {c}x{h}x{w} (non-overlapping windows)")
+    return c, h // window, w // window
+
+
+def as_input_shape(input_shape: tuple | None, n_inputs: int) -> Shape3:
+    """Normalise a store's `unit_shape` to `(C, H, W)`: `(28, 28) -> (1, 28, 28)`; checks `prod == n_inputs`."""
+    if input_shape is None:
+        raise ValueError("a network whose first layer is conv/pool needs input_shape (the store's unit_shape)")
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or int(np.prod(shape)) != n_inputs:
+        raise ValueError(f"input_shape {tuple(input_shape)} is not (H, W) or (C, H, W) with {n_inputs} units")
+    return shape  # type: ignore[return-value]
+
+
+def no_epsilon_threshold(vth: float) -> float:
+    """The `vth` argument for `hm2bp.lif.lif_scan_torch` that makes it fire iff `v > float32(vth)` (the conv rule,
+    no epsilon): the smallest float32 `g >= vth` with `spike_threshold(g) == float32(vth)`. ValueError when no such
+    value exists (just above some powers of two, e.g. vth = 1, the epsilon cannot be cancelled in float32)."""
+    target = np.float32(vth)
+    g = target
+    for _ in range(64):
+        thr = spike_threshold(float(g))
+        if thr == target:
+            return float(g)
+        if thr > target:
+            break
+        g = np.nextafter(g, np.float32(np.inf))
+    raise ValueError(f"conv threshold {vth!r}: the torch LIF scan cannot fire at exactly v > vth for this value "
+                     "(use the CPU/numba backend or a slightly different threshold)")
+
+
+def conv_lif_scan(current: np.ndarray, vth: float, tau_m: float, tau_s: float,
+                  refractory: int) -> tuple[np.ndarray, np.ndarray]:
+    """`hm2bp.lif.lif_scan` with the conv threshold `v > vth` (no epsilon, exact for every vth): float32
+    `[B, T, n]` -> (spikes uint8 `[B, T, n]`, counts int64 `[B, n]`)."""
+    current = np.ascontiguousarray(current, dtype=np.float32)
+    spikes = np.zeros(current.shape, np.uint8)
+    counts = np.zeros((current.shape[0], current.shape[2]), np.int64)
+    _lif_kernel(current, np.float32(tau_m), np.float32(tau_s), np.float32(vth), int(refractory), np.float32(0.0),
+                spikes, counts)
+    return spikes, counts
+
+
+def conv_lif_scan_torch(current: torch.Tensor, vth: float, tau_m: float, tau_s: float,
+                        refractory: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`hm2bp.lif.lif_scan_torch` with the conv threshold `v > vth` (see `no_epsilon_threshold`)."""
+    return lif_scan_torch(current, no_epsilon_threshold(vth), tau_m, tau_s, refractory)
+
+
+# ------------------------------------------------------------------------------------------- forward current
+@njit(cache=True)
+def _conv_current(indptr, idx, w, batch, steps, h, wd, ho, wo, out):
+    c_out, _, k, _ = w.shape
+    area_in = h * wd
+    area_out = ho * wo
+    acc = np.zeros(c_out * area_out, np.float64)
+    for bt in range(batch * steps):
+        start, stop = indptr[bt], indptr[bt + 1]
+        if start == stop:
+            continue
+        acc[:] = 0.0
+        for s in range(start, stop):
+            j = idx[s]
+            c = j // area_in
+            px = (j // wd) % h
+            py = j % wd
+            for a in range(k):
+                x = px - a
+                if x < 0 or x >= ho:
+                    continue
+                for bb in range(k):
+                    y = py - bb
+                    if y < 0 or y >= wo:
+                        continue
+                    base = x * wo + y
+                    for o in range(c_out):
+                        acc[o * area_out + base] += w[o, c, a, bb]
+        b, t = bt // steps, bt % steps
+        for i in range(c_out * area_out):
+            out[b, t, i] = np.float32(acc[i])
+
+
+def conv_current(pre_csr: tuple, weight: np.ndarray, in_shape: Shape3, batch: int, steps: int) -> np.ndarray:
+    """Conv forward current float32 `[B, T, c_out*H'*W']` (CPU, numba) from the pre spikes as CSR
+    (`hm2bp.lif.raster_to_csr`) and `weight [c_out, c_in, k, k]`; exact sum rounded once to float32."""
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    c_out, h_out, w_out = conv_output_shape(in_shape, weight.shape[0], weight.shape[2])
+    out = np.zeros((batch, steps, c_out * h_out * w_out), np.float32)
+    _conv_current(pre_csr[0], pre_csr[1], weight, batch, steps, int(in_shape[1]), int(in_shape[2]), h_out, w_out,
+                  out)
+    return out
+
+
+def conv_current_torch(spikes: torch.Tensor, weight: torch.Tensor, in_shape: Shape3) -> torch.Tensor:
+    """`conv_current` on any device: `spikes [B, T, c_in*H*W]` -> float32 `[B, T, c_out*H'*W']` (float64 conv2d,
+    time folded into the batch axis, rounded once)."""
+    batch, steps = spikes.shape[:2]
+    x = spikes.reshape(batch * steps, *in_shape).to(torch.float64)
+    r = F.conv2d(x, weight.to(torch.float64))
+    return r.reshape(batch, steps, -1).to(torch.float32)
+
+
+def pool_current(spikes: torch.Tensor, in_shape: Shape3, window: int) -> torch.Tensor:
+    """Pool forward current float32 `[B, T, C*(H/w)*(W/w)]`: spikes per non-overlapping `w x w` window (exact
+    small integers), any device. `spikes [B, T, C*H*W]` bool/uint8/float."""
+    c, h, w = in_shape
+    _, ho, wo = pool_output_shape(in_shape, window)
+    batch, steps = spikes.shape[:2]
+    x = spikes.reshape(batch * steps, c, ho, window, wo, window).to(torch.float32)
+    return x.sum((3, 5)).reshape(batch, steps, c * ho * wo)
+
+
+# -------------------------------------------------------------------------------------------- side effect
+def conv_side_effect(side_sum: torch.Tensor, counts: torch.Tensor, weight: torch.Tensor, vth: float) -> torch.Tensor:
+    """sigma `[A, c_out*H'*W']` float64 (§3.16): `side_sum / (vth o)` for active neurons, `0.5 sum W[o] / vth` for
+    silent ones. `side_sum[a, i] = sum_tau K[tau, i] R[tau, i]` = `sum_j W_ij E_ij` (from `hm2bp.spsp`)."""
+    per_pos = counts.shape[1] // weight.shape[0]
+    row_sum = weight.to(torch.float64).sum((1, 2, 3)).repeat_interleave(per_pos)
+    return rules.side_effect(side_sum, counts, row_sum.to(side_sum.device), vth)
+
+
+# ------------------------------------------------------------------------------------------ weight gradient
+@njit(cache=True)
+def _conv_weight_gradient(k, coef, samples, indptr, idx, steps, post_counts, pre_counts, h, wd, ho, wo, g):
+    c_out, _, ks, _ = g.shape
+    area_in = h * wd
+    area_out = ho * wo
+    for a in range(samples.shape[0]):
+        b = samples[a]
+        for t in range(1, steps):
+            start, stop = indptr[b * steps + t], indptr[b * steps + t + 1]
+            for s in range(start, stop):
+                j = idx[s]
+                c = j // area_in
+                px = (j // wd) % h
+                py = j % wd
+                for u in range(ks):
+                    x = px - u
+                    if x < 0 or x >= ho:
+                        continue
+                    for v in range(ks):
+                        y = py - v
+                        if y < 0 or y >= wo:
+                            continue
+                        for o in range(c_out):
+                            i = o * area_out + x * wo + y
+                            g[o, c, u, v] += coef[a, i] * k[a, t, i]
+        # e = 0.1 for a silent post and an active pre
+        for j in range(pre_counts.shape[1]):
+            if pre_counts[a, j] == 0:
+                continue
+            c = j // area_in
+            px = (j // wd) % h
+            py = j % wd
+            for u in range(ks):
+                x = px - u
+                if x < 0 or x >= ho:
+                    continue
+                for v in range(ks):
+                    y = py - v
+                    if y < 0 or y >= wo:
+                        continue
+                    for o in range(c_out):
+                        i = o * area_out + x * wo + y
+                        if post_counts[a, i] == 0:
+                            g[o, c, u, v] += SILENT_POST_EFFECT * coef[a, i]
+
+
+def conv_weight_gradient(k: np.ndarray, coef: np.ndarray, samples: np.ndarray, pre_csr: tuple,
+                         post_counts: np.ndarray, pre_counts: np.ndarray, in_shape: Shape3,
+                         weight_shape: tuple) -> np.ndarray:
+    """`sum_a sum_{x,y} coef_a[i] e_a[i, j]` for every kernel entry (CPU, numba): float64 `[c_out, c_in, k, k]`,
+    summed (not averaged) over the samples `samples` of the batch.
+
+    `k` float32 `[A, T, n_post]` read-outs of those samples, `coef [A, n_post]` (`delta (1 + sigma)`), `pre_csr`
+    the pre spikes of the whole batch, `post_counts`/`pre_counts` `[A, n]` counts of those samples."""
+    c_out, h_out, w_out = conv_output_shape(in_shape, weight_shape[0], weight_shape[2])
+    g = np.zeros(tuple(int(v) for v in weight_shape), np.float64)
+    _conv_weight_gradient(np.ascontiguousarray(k, dtype=np.float32), np.ascontiguousarray(coef, dtype=np.float64),
+                          np.ascontiguousarray(samples, dtype=np.int64), pre_csr[0], pre_csr[1], k.shape[1],
+                          np.ascontiguousarray(post_counts, dtype=np.int64),
+                          np.ascontiguousarray(pre_counts, dtype=np.int64), int(in_shape[1]), int(in_shape[2]),
+                          h_out, w_out, g)
+    return g
+
+
+def conv_weight_gradient_torch(k: torch.Tensor, coef: torch.Tensor, pre: torch.Tensor, post_counts: torch.Tensor,
+                               pre_counts: torch.Tensor, in_shape: Shape3, weight_shape: tuple) -> torch.Tensor:
+    """`conv_weight_gradient` on any device (`conv2d_weight` with time folded into the batch axis): `pre [A, T,
+    n_pre]` spikes of the same samples as `k`. Computes in `k`'s dtype; returns float64."""
+    n, steps = k.shape[:2]
+    c_out = int(weight_shape[0])
+    dt = k.dtype
+    _, h_out, w_out = conv_output_shape(in_shape, c_out, int(weight_shape[2]))
+    grad_out = (coef.to(dt).unsqueeze(1) * k).reshape(n * steps, c_out, h_out, w_out)
+    x = pre.reshape(n * steps, *in_shape).to(dt)
+    g = torch.nn.grad.conv2d_weight(x, tuple(weight_shape), grad_out).to(torch.float64)
+    silent = torch.where(post_counts == 0, coef.to(torch.float64), 0.0).reshape(n, c_out, h_out, w_out)
+    active = (pre_counts > 0).to(torch.float64).reshape(n, *in_shape)
+    return g + SILENT_POST_EFFECT * torch.nn.grad.conv2d_weight(active, tuple(weight_shape), silent)
+
+
+def conv_regularizer_grad(weight: torch.Tensor, reg: RegularizerSpec) -> torch.Tensor:
+    """§3.7 per output kernel: `S_o` is the mean of `(W/L)^2` over its `c_in*k*k` entries (`ConvSpiking.cu`)."""
+    return rules.regularizer_grad(weight.reshape(weight.shape[0], -1), reg).reshape(weight.shape)
+
+
+# ----------------------------------------------------------------------------------- back-propagated error
+@njit(cache=True)
+def _conv_effect_sum(k, dcoef, w, samples, indptr, idx, steps, h, wd, ho, wo, out):
+    c_out, _, ks, _ = w.shape
+    area_in = h * wd
+    area_out = ho * wo
+    for a in range(samples.shape[0]):
+        b = samples[a]
+        for t in range(1, steps):
+            start, stop = indptr[b * steps + t], indptr[b * steps + t + 1]
+            for s in range(start, stop):
+                j = idx[s]
+                c = j // area_in
+                px = (j // wd) % h
+                py = j % wd
+                acc = 0.0
+                for u in range(ks):
+                    x = px - u
+                    if x < 0 or x >= ho:
+                        continue
+                    for v in range(ks):
+                        y = py - v
+                        if y < 0 or y >= wo:
+                            continue
+                        for o in range(c_out):
+                            i = o * area_out + x * wo + y
+                            acc += dcoef[a, i] * k[a, t, i] * w[o, c, u, v]
+                out[a, j] += acc
+
+
+def _transpose_conv(x: torch.Tensor, weight: torch.Tensor, out_shape: Shape3) -> torch.Tensor:
+    """`y_j = sum_i x_i W_ij` over the conv's connections: `x [A, c_out*H'*W']` -> float64 `[A, c_in*H*W]`."""
+    n = x.shape[0]
+    c_out = weight.shape[0]
+    y = F.conv_transpose2d(x.to(torch.float64).reshape(n, c_out, out_shape[1], out_shape[2]),
+                           weight.to(torch.float64))
+    return y.reshape(n, -1)
+
+
+def _conv_pre_delta(effect: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, post_counts: torch.Tensor,
+                    pre_counts: torch.Tensor, out_shape: Shape3) -> torch.Tensor:
+    # ER_ij = W_ij e_ij / o_j if o_i > 0 and o_j > 0, else W_ij (the dense rule of hm2bp_grad on conv connections)
+    post_active = post_counts > 0
+    pre_active = pre_counts > 0
+    ratio_part = torch.where(pre_active, effect / pre_counts.clamp(min=1).to(torch.float64), 0.0)
+    plain_silent_post = _transpose_conv(torch.where(post_active, 0.0, delta), weight, out_shape)
+    plain_active_post = _transpose_conv(torch.where(post_active, delta, 0.0), weight, out_shape)
+    return ratio_part + plain_silent_post + torch.where(pre_active, 0.0, plain_active_post)
+
+
+def conv_effect_ratio_error(k: np.ndarray, delta: torch.Tensor, weight: torch.Tensor, samples: np.ndarray,
+                            pre_csr: tuple, post_counts: torch.Tensor, pre_counts: torch.Tensor,
+                            in_shape: Shape3) -> torch.Tensor:
+    """preDelta `[A, c_in*H*W]` float64 of a conv layer with effect ratios (§3.16, CPU, numba). `delta [A, n_post]`
+    float64 after the division by vth_conv; other arguments as in `conv_weight_gradient`."""
+    w = weight.detach().cpu().numpy().astype(np.float32)
+    out_shape = conv_output_shape(in_shape, w.shape[0], w.shape[2])
+    dcoef = torch.where(post_counts > 0, delta, 0.0).numpy()
+    out = np.zeros((k.shape[0], int(np.prod(in_shape))), np.float64)
+    _conv_effect_sum(np.ascontiguousarray(k, dtype=np.float32), np.ascontiguousarray(dcoef), w,
+                     np.ascontiguousarray(samples, dtype=np.int64), pre_csr[0], pre_csr[1], k.shape[1],
+                     int(in_shape[1]), int(in_shape[2]), out_shape[1], out_shape[2], out)
+    return _conv_pre_delta(torch.from_numpy(out), delta, weight.cpu(), post_counts, pre_counts, out_shape)
+
+
+def conv_effect_ratio_error_torch(k: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
+                                  post_counts: torch.Tensor, pre_counts: torch.Tensor,
+                                  in_shape: Shape3) -> torch.Tensor:
+    """`conv_effect_ratio_error` on any device: `sum_tau P[tau] * conv_transpose(dcoef * K[tau], W)` with time
+    folded into the batch axis (`pre [A, T, n_pre]`). Computes in `k`'s dtype; returns float64."""
+    n, steps = k.shape[:2]
+    c_out = weight.shape[0]
+    out_shape = conv_output_shape(in_shape, c_out, weight.shape[2])
+    dt = k.dtype
+    dcoef = torch.where(post_counts > 0, delta, 0.0).to(dt)
+    m = F.conv_transpose2d((dcoef.unsqueeze(1) * k).reshape(n * steps, c_out, out_shape[1], out_shape[2]),
+                           weight.to(dt))
+    effect = (m.reshape(n, steps, -1).to(torch.float64) * pre.to(torch.float64)).sum(1)
+    return _conv_pre_delta(effect, delta, weight, post_counts, pre_counts, out_shape)
+
+
+def conv_plain_error(delta: torch.Tensor, weight: torch.Tensor, in_shape: Shape3) -> torch.Tensor:
+    """preDelta with `effect_ratio = false`: `sum_i delta_i W_ij` over the conv connections, float64."""
+    return _transpose_conv(delta, weight, conv_output_shape(in_shape, weight.shape[0], weight.shape[2]))
+
+
+def pool_error(k: torch.Tensor, delta: torch.Tensor, pre: torch.Tensor, post_counts: torch.Tensor,
+               pre_counts: torch.Tensor, in_shape: Shape3, window: int, effect_ratio: bool = True) -> torch.Tensor:
+    """Error passed through a pool layer (§3.16, any device): float64 `[A, C*H*W]`,
+    `delta_p = delta_q / w^2 * e_{q|p} / o_p` (1 instead of the ratio if `o_q = 0` or `o_p = 0`).
+
+    `k [A, T, n_pool]` read-out of the pool trains, `delta [A, n_pool]` the error arriving at the pool neurons
+    (no division by the pool's vth), `pre [A, T, C*H*W]` the pooled layer's spikes, counts `[A, n]`.
+    `effect_ratio = False` passes `delta_q / w^2` to every child."""
+    c, h, w = in_shape
+    _, ho, wo = pool_output_shape(in_shape, window)
+    n, steps = k.shape[:2]
+
+    def up(x: torch.Tensor) -> torch.Tensor:  # [..., C*ho*wo] -> [..., C*H*W], every child gets its parent's value
+        lead = x.shape[:-1]
+        x = x.reshape(*lead, c, ho, 1, wo, 1).expand(*lead, c, ho, window, wo, window)
+        return x.reshape(*lead, c * h * w)
+
+    share = up(delta.to(torch.float64)) / float(window * window)
+    if not effect_ratio:
+        return share
+    # e_{q|p} = sum_tau K[tau, q] P[tau, p] (without the silent-post fallback, which gets ratio 1 anyway); the
+    # products are exact (P is 0/1), the sum over time runs in k's dtype
+    kk = k.reshape(n, steps, c, ho, 1, wo, 1)
+    pp = pre.reshape(n, steps, c, ho, window, wo, window).to(k.dtype)
+    e = (kk * pp).sum(1).reshape(n, c * h * w).to(torch.float64)
+    both = (up(post_counts) > 0) & (pre_counts > 0)
+    return share * torch.where(both, e / pre_counts.clamp(min=1).to(torch.float64), 1.0)
