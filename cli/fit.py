@@ -111,6 +111,10 @@ def fit(
         help="Samples shuffled together (a split that fits gets a full permutation per epoch; memory ~ buffer).",
     ),
     train_split: str = typer.Option("train", "--train-split", help="Split to train on."),
+    augment: bool | None = typer.Option(
+        None, "--augment/--no-augment",
+        help="Turn the config's [augment] image augmentation on/off (on: needs the store's `images` extra).",
+    ),
     test_split: str = typer.Option("test", "--test-split", help="Split to test on after each epoch ('none': no test)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (epoch summaries only)."),
     dist_timeout: float | None = typer.Option(
@@ -141,6 +145,8 @@ def fit(
                      if v is not None}
         if overrides:
             cfg = cfg.replace_train(**overrides)
+        if augment is not None:
+            cfg = cfg.replace_augment(enabled=augment)
         st = open_store(store)
         name = store.rstrip("/").rsplit("/", 1)[-1] if is_url(store) else Path(store).resolve().name
         run_dir = out or Path("runs") / f"{name.removesuffix('.zarr')}-{preset or config.stem}"
@@ -159,7 +165,7 @@ def fit(
         if world.is_distributed else ""
     if main:
         report.print(
-            f"{source}: {' -> '.join([str(trainer.train_split.n_units)] + [str(s.size) for s in cfg.layers])}, "
+            f"{source}: {' -> '.join([str(trainer.train_split.n_units)] + [s.describe() for s in cfg.layers])}, "
             f"T {cfg.steps}, {t.optimizer} lr {t.lr:g} ({t.lr_schedule}, batch scaling {t.lr_batch_scaling}), "
             f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device}, run dir {run_dir}"
             + ranks + (f", resuming at epoch {first}" if resume else ""),

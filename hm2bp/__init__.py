@@ -1,6 +1,7 @@
 """hm2bp: HM2-BP training of spiking networks (Jin, Zhang & Li, NeurIPS 2018) on spikedata stores."""
 
 from hm2bp.config import (
+    AugmentSpec,
     ConfigError,
     LayerSpec,
     LossSpec,
@@ -10,16 +11,19 @@ from hm2bp.config import (
     TrainSpec,
     load_config,
 )
-from hm2bp.network import DenseLayer, Network, StepResult
+from hm2bp.network import ConvLayer, DenseLayer, Network, PoolLayer, StepResult
 
 __all__ = [
+    "AugmentSpec",
     "ConfigError",
+    "ConvLayer",
     "DenseLayer",
     "LayerSpec",
     "LossSpec",
     "Network",
     "NetworkConfig",
     "NeuronParams",
+    "PoolLayer",
     "RegularizerSpec",
     "StepResult",
     "TrainSpec",

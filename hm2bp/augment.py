@@ -23,75 +23,17 @@ epoch. Everything is a pure function of `(seed, epoch, sample indices)`, so a re
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-DRAWS = ("epoch", "sample")
+from hm2bp.config import DRAWS, AugmentSpec, parse_augment  # noqa: F401  (re-exported: defined with the config schema)
+
 MIN_PROB = 1e-5  # pixels at or below this probability never spike (reference readMnistData.cpp)
-
-
-@dataclass(frozen=True)
-class AugmentSpec:
-    """Augmentation parameters (reference CNN config: SCALE 12, ROTATION 12, DISTORTION 3.4).
-
-    `scale` in percent, `rotation` in degrees, `distortion` the elastic displacement scale (pixels per unit of the
-    smoothed noise), `field_size`/`sigma` the Gaussian smoothing kernel (pixels), `max_prob` the per-step spike
-    probability of a white pixel (1/5.5), `draw` "epoch" | "sample"."""
-
-    enabled: bool = False
-    scale: float = 12.0
-    rotation: float = 12.0
-    distortion: float = 3.4
-    field_size: int = 21
-    sigma: float = 4.0
-    max_prob: float = 1.0 / 5.5
-    draw: str = "epoch"
-
-    @property
-    def is_identity(self) -> bool:
-        return self.scale == 0.0 and self.rotation == 0.0 and self.distortion == 0.0
-
-
-def parse_augment(d: Any, path: str = "augment") -> AugmentSpec:
-    """Validate an `[augment]` table (unknown keys -> ValueError naming `path.key`)."""
-    if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a table, got {type(d).__name__}")
-    known = tuple(f.name for f in dataclasses.fields(AugmentSpec))
-    for key in d:
-        if key not in known:
-            raise ValueError(f"{path}.{key}: unknown key; known: {', '.join(known)}")
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(AugmentSpec):
-        if f.name not in d:
-            continue
-        v = d[f.name]
-        where = f"{path}.{f.name}"
-        if f.name == "enabled":
-            if not isinstance(v, bool):
-                raise ValueError(f"{where}: expected true or false, got {v!r}")
-        elif f.name == "draw":
-            if v not in DRAWS:
-                raise ValueError(f"{where}: {v!r} is not one of {', '.join(DRAWS)}")
-        elif f.name == "field_size":
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v % 2 == 0:
-                raise ValueError(f"{where}: expected a positive odd integer, got {v!r}")
-        else:
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{where}: expected a finite number >= 0, got {v!r}")
-            if f.name == "sigma" and v == 0:
-                raise ValueError(f"{where}: must be > 0")
-            if f.name == "max_prob" and not 0 < v <= 1:
-                raise ValueError(f"{where}: must lie in (0, 1], got {v!r}")
-            v = float(v)
-        values[f.name] = v
-    return AugmentSpec(**values)
 
 
 def gaussian_field_kernel(size: int, sigma: float, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -235,3 +177,43 @@ class Augmenter:
         pixels = augment_images(images, self.spec, transform)
         gen = self._generator(dev, 3, epoch, *indices.tolist())
         return poisson_spikes(pixels, self.steps, self.spec.max_prob, gen)
+
+
+class TrainingImages:
+    """A training split's source images (its `images` extra, uint8 `[n, H, W]`) kept on the training device, and
+    the `Augmenter` that turns a batch of them into fresh spike trains every epoch (what the trainer trains on
+    when `[augment] enabled = true`; test trains stay the store's fixed ones, as in the reference)."""
+
+    def __init__(self, images: torch.Tensor, augmenter: Augmenter) -> None:
+        self.images = images
+        self.augmenter = augmenter
+
+    def spikes(self, indices: np.ndarray, epoch: int) -> torch.Tensor:
+        """bool `[B, T, H*W]` on the images' device for the split samples `indices` (int64 `[B]`) in `epoch`."""
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.images.device)
+        return self.augmenter.spikes(self.images[idx], epoch, indices)
+
+
+def training_images(spec: AugmentSpec, split: Any, n: int, steps: int, seed: int, batch_size: int,
+                    device: torch.device | str = "cpu") -> TrainingImages | None:
+    """`TrainingImages` of the first `n` samples of `split` when `spec.enabled`, else None. ValueError (naming the
+    split and the fix) when the split has no `images` extra or its shape does not fit the split's units."""
+    if not spec.enabled:
+        return None
+    name = getattr(split, "name", "?")
+    if "images" not in getattr(split, "extra_names", []):
+        raise ValueError(
+            f"augmentation is enabled ([augment] enabled = true) but split {name!r} of the store has no 'images' "
+            "extra array to augment; re-encode it with `spikedata encode ... --keep-images`, or train on the fixed "
+            "spike trains with --no-augment")
+    images = np.asarray(split.extra("images"))
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    n_units = int(split.n_units)
+    if images.ndim != 3 or images.shape[0] != len(split) or images.shape[1] * images.shape[2] != n_units:
+        raise ValueError(f"split {name!r}: extra 'images' has shape {images.shape}; augmentation needs "
+                         f"[{len(split)}, H, W] images with H*W = {n_units} (the store's units)")
+    if images.dtype != np.uint8:
+        raise ValueError(f"split {name!r}: extra 'images' is {images.dtype}; augmentation needs uint8 pixels")
+    data = torch.from_numpy(np.ascontiguousarray(images[:n])).to(device)
+    return TrainingImages(data, Augmenter(spec, steps, seed=seed, slots=batch_size))

@@ -49,6 +49,14 @@ class LayerSpec:
     kernel: int | None = None
     window: int | None = None
 
+    def describe(self) -> str:
+        """Short form for logs: `300` (dense), `15C5` (conv), `P2` (pool)."""
+        if self.type == "conv":
+            return f"{self.channels}C{self.kernel}"
+        if self.type == "pool":
+            return f"P{self.window}"
+        return str(self.size)
+
 
 @dataclass(frozen=True)
 class LossSpec:
@@ -84,6 +92,67 @@ class RegularizerSpec:
     weight_limit: float = 8.0
 
 
+DRAWS = ("epoch", "sample")
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Training-image augmentation (reference §2.1; CNN config: SCALE 12, ROTATION 12, DISTORTION 3.4), applied by
+    `hm2bp.augment` to the store's `images` extra and Poisson re-encoded every epoch (TOML table `[augment]`).
+
+    `scale` in percent, `rotation` in degrees, `distortion` the elastic displacement scale (pixels per unit of the
+    smoothed noise), `field_size`/`sigma` the Gaussian smoothing kernel (pixels), `max_prob` the per-step spike
+    probability of a white pixel (1/5.5), `draw` "epoch" | "sample"."""
+
+    enabled: bool = False
+    scale: float = 12.0
+    rotation: float = 12.0
+    distortion: float = 3.4
+    field_size: int = 21
+    sigma: float = 4.0
+    max_prob: float = 1.0 / 5.5
+    draw: str = "epoch"
+
+    @property
+    def is_identity(self) -> bool:
+        return self.scale == 0.0 and self.rotation == 0.0 and self.distortion == 0.0
+
+
+def parse_augment(d: Any, path: str = "augment") -> AugmentSpec:
+    """Validate an `[augment]` table (unknown keys -> ConfigError naming `path.key`)."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a table, got {type(d).__name__}")
+    known = tuple(f.name for f in dataclasses.fields(AugmentSpec))
+    for key in d:
+        if key not in known:
+            raise ConfigError(f"{path}.{key}: unknown key; known: {', '.join(known)}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(AugmentSpec):
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        where = f"{path}.{f.name}"
+        if f.name == "enabled":
+            if not isinstance(v, bool):
+                raise ConfigError(f"{where}: expected true or false, got {v!r}")
+        elif f.name == "draw":
+            if v not in DRAWS:
+                raise ConfigError(f"{where}: {v!r} is not one of {', '.join(DRAWS)}")
+        elif f.name == "field_size":
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v % 2 == 0:
+                raise ConfigError(f"{where}: expected a positive odd integer, got {v!r}")
+        else:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"{where}: expected a finite number >= 0, got {v!r}")
+            if f.name == "sigma" and v == 0:
+                raise ConfigError(f"{where}: must be > 0")
+            if f.name == "max_prob" and not 0 < v <= 1:
+                raise ConfigError(f"{where}: must lie in (0, 1], got {v!r}")
+            v = float(v)
+        values[f.name] = v
+    return AugmentSpec(**values)
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """A whole network: `steps` per sample, default neuron, layers (last = output), loss, training, regulariser."""
@@ -94,6 +163,7 @@ class NetworkConfig:
     loss: LossSpec = field(default_factory=LossSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     regularizer: RegularizerSpec = field(default_factory=RegularizerSpec)
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
 
     def to_dict(self) -> dict[str, Any]:
         """The schema dict (round-trips through `load_config`)."""
@@ -110,7 +180,7 @@ class NetworkConfig:
             d["neuron"] = dataclasses.asdict(spec.neuron)
             layers.append(d)
         reg = self.regularizer
-        return {
+        out = {
             "steps": self.steps,
             "neuron": dataclasses.asdict(self.neuron),
             "layers": layers,
@@ -118,11 +188,19 @@ class NetworkConfig:
             "train": dataclasses.asdict(self.train),
             "regularizer": {"lambda": reg.lam, "beta": reg.beta, "weight_limit": reg.weight_limit},
         }
+        if self.augment != AugmentSpec():  # omitted when default: configs without augmentation keep their dict
+            out["augment"] = dataclasses.asdict(self.augment)
+        return out
 
     def replace_train(self, **kw: Any) -> NetworkConfig:
         """A copy with the given `train` fields changed (validated like the TOML keys)."""
         merged = {**dataclasses.asdict(self.train), **kw}
         return dataclasses.replace(self, train=_parse_train(merged, "train"))
+
+    def replace_augment(self, **kw: Any) -> NetworkConfig:
+        """A copy with the given `augment` fields changed (validated like the TOML keys)."""
+        merged = {**dataclasses.asdict(self.augment), **kw}
+        return dataclasses.replace(self, augment=parse_augment(merged, "augment"))
 
     @property
     def output(self) -> LayerSpec:
@@ -211,6 +289,8 @@ def _parse_layer(d: Any, path: str, base: NeuronParams) -> LayerSpec:
         raise ConfigError(f"{path}: a conv layer needs channels and kernel")
     if kind == "pool" and window is None:
         raise ConfigError(f"{path}.window: missing (a pool layer needs its window)")
+    if kind != "dense" and d.get("lateral_inhibition", 0.0) != 0.0:
+        raise ConfigError(f"{path}.lateral_inhibition: only dense layers support lateral inhibition")
     return LayerSpec(
         name=name, type=kind, size=size, threshold=threshold, neuron=neuron,
         init_kind=_choice(init, "kind", f"{path}.init", "uniform", INIT_KINDS),
@@ -240,7 +320,7 @@ def _parse_train(d: Any, path: str) -> TrainSpec:
 
 
 def _parse(d: Any) -> NetworkConfig:
-    _check_keys(d, ("steps", "neuron", "layers", "loss", "train", "regularizer"), "")
+    _check_keys(d, ("steps", "neuron", "layers", "loss", "train", "regularizer", "augment"), "")
     if "steps" not in d:
         raise ConfigError("steps: missing")
     steps = _num(d, "steps", "", None, lo=2, integer=True)
@@ -253,6 +333,10 @@ def _parse(d: Any) -> NetworkConfig:
     for k, name in enumerate(names):
         if name in names[:k]:
             raise ConfigError(f"layers[{k}].name: duplicate layer name {name!r}")
+    for k in range(1, len(layers)):
+        if layers[k].type != "dense" and layers[k - 1].type == "dense":
+            raise ConfigError(f"layers[{k}].type: a {layers[k].type} layer needs a spatial input (the input or a "
+                              f"conv/pool layer), but layer {layers[k - 1].name!r} before it is dense")
     if layers[-1].type != "dense":
         raise ConfigError(f"layers[{len(layers) - 1}].type: the output layer must be dense")
     loss_d = _check_keys(d.get("loss", {}), ("desired", "undesired", "margin"), "loss")
@@ -270,7 +354,8 @@ def _parse(d: Any) -> NetworkConfig:
         weight_limit=_num(reg_d, "weight_limit", "regularizer", 8.0, lo=0, lo_strict=True),
     )
     return NetworkConfig(steps=steps, neuron=neuron, layers=layers, loss=loss,
-                         train=_parse_train(d.get("train", {}), "train"), regularizer=reg)
+                         train=_parse_train(d.get("train", {}), "train"), regularizer=reg,
+                         augment=parse_augment(d.get("augment", {}), "augment"))
 
 
 def load_config(source: dict | str | Path | NetworkConfig) -> NetworkConfig:

@@ -108,7 +108,7 @@ def conv_lif_scan_torch(current: torch.Tensor, vth: float, tau_m: float, tau_s: 
 
 
 # ------------------------------------------------------------------------------------------- forward current
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv_current(indptr, idx, w, batch, steps, h, wd, ho, wo, out):
     c_out, _, k, _ = w.shape
     area_in = h * wd
@@ -180,7 +180,7 @@ def conv_side_effect(side_sum: torch.Tensor, counts: torch.Tensor, weight: torch
 
 
 # ------------------------------------------------------------------------------------------ weight gradient
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv_weight_gradient(k, coef, samples, indptr, idx, steps, post_counts, pre_counts, h, wd, ho, wo, g):
     c_out, _, ks, _ = g.shape
     area_in = h * wd
@@ -266,7 +266,7 @@ def conv_regularizer_grad(weight: torch.Tensor, reg: RegularizerSpec) -> torch.T
 
 
 # ----------------------------------------------------------------------------------- back-propagated error
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _conv_effect_sum(k, dcoef, w, samples, indptr, idx, steps, h, wd, ho, wo, out):
     c_out, _, ks, _ = w.shape
     area_in = h * wd

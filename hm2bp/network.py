@@ -1,7 +1,10 @@
-"""`Network`: dense spiking layers with the reference LIF forward (§1) and the HM2-BP gradient (§3).
+"""`Network`: dense, conv and pool spiking layers with the reference LIF forward (§1) and the HM2-BP gradient (§3,
+§3.16 for conv / pool).
 
-Composes the pure functions of `hm2bp.lif` (forward), `hm2bp.spsp` (S-PSP read-outs) and `hm2bp.hm2bp_grad`
-(gradient rules). CPU tensors run through numba kernels on zero-copy numpy views; tensors on other devices use
+Composes the pure functions of `hm2bp.lif` (forward), `hm2bp.spsp` (S-PSP read-outs), `hm2bp.hm2bp_grad`
+(gradient rules) and `hm2bp.conv` (conv / pool currents and rules). Conv / pool neurons `[C, H, W]` are flattened
+channel-major (`c*H*W + x*W + y`), so a dense layer after them sees exactly the reference's order. CPU tensors
+run through numba kernels on zero-copy numpy views; tensors on other devices use
 the torch twins of the same functions (`backend="torch"` forces them on CPU too).
 """
 
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hm2bp import conv as cnn
 from hm2bp import hm2bp_grad as rules
 from hm2bp.config import LayerSpec, NetworkConfig, load_config
 from hm2bp.lif import (
@@ -44,10 +48,14 @@ class StepResult:
 class DenseLayer:
     """A fully connected LIF layer: `weight [n_post, n_pre]` float32 (settable), its spec and neuron parameters."""
 
+    kind = "dense"
+    trainable = True
+
     def __init__(self, spec: LayerSpec, n_pre: int, weight: torch.Tensor) -> None:
         self.spec = spec
         self.n_pre = n_pre
         self.n_post = int(spec.size)
+        self.weight_shape: tuple[int, ...] = (self.n_post, self.n_pre)
         self._weight = torch.empty(0)
         self._grad_buf: np.ndarray | None = None
         self.weight = weight
@@ -60,8 +68,8 @@ class DenseLayer:
     @weight.setter
     def weight(self, value: torch.Tensor) -> None:
         value = torch.as_tensor(value)
-        if tuple(value.shape) != (self.n_post, self.n_pre):
-            raise ValueError(f"layer {self.spec.name!r}: weight must have shape {(self.n_post, self.n_pre)}, "
+        if tuple(value.shape) != self.weight_shape:
+            raise ValueError(f"layer {self.spec.name!r}: weight must have shape {self.weight_shape}, "
                              f"got {tuple(value.shape)}")
         if not value.is_floating_point():
             raise ValueError(f"layer {self.spec.name!r}: weight must be floating point, got {value.dtype}")
@@ -94,6 +102,62 @@ class DenseLayer:
         return f"DenseLayer({self.spec.name!r}, {self.n_pre} -> {self.n_post}, vth={self.vth:g})"
 
 
+class ConvLayer(DenseLayer):
+    """A spiking convolution (§1): `weight [c_out, c_in, k, k]` float32 (settable), valid cross-correlation, stride
+    1, fires iff `v > vth` exactly. Neurons `out_shape = (c_out, H-k+1, W-k+1)`, flattened channel-major."""
+
+    kind = "conv"
+
+    def __init__(self, spec: LayerSpec, in_shape: tuple[int, int, int], weight: torch.Tensor) -> None:
+        self.spec = spec
+        self.in_shape = in_shape
+        self.out_shape = cnn.conv_output_shape(in_shape, int(spec.channels), int(spec.kernel))
+        self.n_pre = int(np.prod(in_shape))
+        self.n_post = int(np.prod(self.out_shape))
+        self.weight_shape = (int(spec.channels), in_shape[0], int(spec.kernel), int(spec.kernel))
+        self._weight = torch.empty(0)
+        self._grad_buf = None
+        self.weight = weight
+
+    def grad_buffer(self) -> np.ndarray:
+        """CPU only: a zeroed float64 `[c_out, c_in, k, k]` accumulator."""
+        return np.zeros(self.weight_shape, np.float64)
+
+    def __repr__(self) -> str:
+        c, h, w = self.in_shape
+        o, ho, wo = self.out_shape
+        return f"ConvLayer({self.spec.name!r}, {c}x{h}x{w} -> {o}x{ho}x{wo}, k={self.spec.kernel}, vth={self.vth:g})"
+
+
+class PoolLayer:
+    """Spiking pooling (§1): weight 1 over non-overlapping `w x w` windows, threshold `vth - 1e-6`; nothing to
+    train (`weight` is None)."""
+
+    kind = "pool"
+    trainable = False
+    weight = None
+
+    def __init__(self, spec: LayerSpec, in_shape: tuple[int, int, int]) -> None:
+        self.spec = spec
+        self.in_shape = in_shape
+        self.window = int(spec.window)
+        self.out_shape = cnn.pool_output_shape(in_shape, self.window)
+        self.n_pre = int(np.prod(in_shape))
+        self.n_post = int(np.prod(self.out_shape))
+        self._cache = None
+
+    @property
+    def vth(self) -> float:
+        return float(self.spec.threshold)
+
+    def __repr__(self) -> str:
+        c, h, w = self.in_shape
+        return f"PoolLayer({self.spec.name!r}, {c}x{h}x{w} -> {'x'.join(map(str, self.out_shape))}, vth={self.vth:g})"
+
+
+Layer = DenseLayer | ConvLayer | PoolLayer
+
+
 @dataclass
 class _Run:
     """Forward record of one layer for a batch (numpy arrays on the numba path, tensors on the torch path)."""
@@ -104,8 +168,21 @@ class _Run:
     csr: tuple | None = None  # raster_to_csr(spikes) (numba path, when a later layer needs it)
 
 
+def _finite(g: torch.Tensor, name: str) -> torch.Tensor:
+    if not bool(torch.isfinite(g).all()):
+        raise FloatingPointError(f"non-finite gradient in layer {name!r}")
+    return g
+
+
+def _init_weight(shape: tuple[int, ...], spec: LayerSpec, generator: torch.Generator) -> torch.Tensor:
+    """U[-scale, scale] (or N(0, scale^2)) float32 of `shape`, drawn from `generator` (layer order)."""
+    if spec.init_kind == "uniform":
+        return (torch.rand(shape, generator=generator, dtype=torch.float32) * 2.0 - 1.0) * spec.init_scale
+    return torch.randn(shape, generator=generator, dtype=torch.float32) * spec.init_scale
+
+
 class Network:
-    """Dense HM2-BP network. Use `Network.from_config`."""
+    """HM2-BP network of dense, conv and pool layers. Use `Network.from_config`."""
 
     def __init__(self, config: NetworkConfig, n_inputs: int, input_shape: tuple | None = None,
                  generator: torch.Generator | None = None, backend: str = "auto", threads: int | None = None) -> None:
@@ -113,13 +190,11 @@ class Network:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if isinstance(n_inputs, bool) or not isinstance(n_inputs, int | np.integer) or n_inputs < 1:
             raise ValueError(f"n_inputs must be a positive integer, got {n_inputs!r}")
-        for spec in config.layers:
-            if spec.type != "dense":
-                raise NotImplementedError(f"layer {spec.name!r}: type {spec.type!r} is not implemented yet "
-                                          "(only dense layers)")
         self.config = config
         self.n_inputs = int(n_inputs)
-        self.input_shape = tuple(input_shape) if input_shape is not None else (self.n_inputs,)
+        self.input_shape = tuple(int(v) for v in input_shape) if input_shape is not None else (self.n_inputs,)
+        if input_shape is not None and int(np.prod(self.input_shape)) != self.n_inputs:
+            raise ValueError(f"input_shape {self.input_shape} does not hold n_inputs = {self.n_inputs} units")
         self.backend = backend
         self.chunk_size = 8  # samples per forward/backward chunk on the numba path (cache locality)
         if threads is None:
@@ -128,16 +203,27 @@ class Network:
         self.threads = int(threads)
         if generator is None:
             generator = torch.Generator().manual_seed(config.train.seed)
-        self._layers: dict[str, DenseLayer] = {}
+        self._layers: dict[str, Layer] = {}
         n_pre = self.n_inputs
+        shape = None  # (C, H, W) of the previous layer's neurons while they are spatial
+        if config.layers[0].type != "dense":
+            shape = cnn.as_input_shape(input_shape, self.n_inputs)
         for spec in config.layers:
-            shape = (int(spec.size), n_pre)
-            if spec.init_kind == "uniform":
-                w = (torch.rand(shape, generator=generator, dtype=torch.float32) * 2.0 - 1.0) * spec.init_scale
-            else:
-                w = torch.randn(shape, generator=generator, dtype=torch.float32) * spec.init_scale
-            self._layers[spec.name] = DenseLayer(spec, n_pre, w)
-            n_pre = int(spec.size)
+            try:
+                if spec.type == "pool":
+                    layer: Layer = PoolLayer(spec, shape)
+                    shape = layer.out_shape
+                elif spec.type == "conv":
+                    w_shape = (int(spec.channels), shape[0], int(spec.kernel), int(spec.kernel))
+                    layer = ConvLayer(spec, shape, _init_weight(w_shape, spec, generator))
+                    shape = layer.out_shape
+                else:
+                    layer = DenseLayer(spec, n_pre, _init_weight((int(spec.size), n_pre), spec, generator))
+                    shape = None
+            except ValueError as exc:
+                raise ValueError(f"layer {spec.name!r}: {exc}") from None
+            self._layers[spec.name] = layer
+            n_pre = layer.n_post
 
     @classmethod
     def from_config(cls, config: dict | str | Path | NetworkConfig, n_inputs: int, input_shape: tuple | None = None,
@@ -153,20 +239,27 @@ class Network:
     def layer_names(self) -> list[str]:
         return list(self._layers)
 
-    def layer(self, name: str) -> DenseLayer:
+    @property
+    def trainable_names(self) -> list[str]:
+        """Names of the layers with a weight (dense, conv), in layer order: the keys of `weights()`/gradients."""
+        return [name for name, layer in self._layers.items() if layer.trainable]
+
+    def layer(self, name: str) -> Layer:
         try:
             return self._layers[name]
         except KeyError:
             raise KeyError(f"no layer {name!r}; layers: {', '.join(self._layers)}") from None
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The trainable weights by layer name (live references)."""
-        return {name: layer.weight for name, layer in self._layers.items()}
+        """The trainable weights by layer name (live references): dense `[n_post, n_pre]`, conv
+        `[c_out, c_in, k, k]`; pool layers have none."""
+        return {name: self._layers[name].weight for name in self.trainable_names}
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        """Set every layer's weight from `weights` (same names; shapes checked)."""
-        missing = set(self._layers) - set(weights)
-        extra = set(weights) - set(self._layers)
+        """Set every trainable layer's weight from `weights` (same names; shapes checked)."""
+        names = set(self.trainable_names)
+        missing = names - set(weights)
+        extra = set(weights) - names
         if missing or extra:
             raise ValueError(f"load_weights: missing layers {sorted(missing)}, unknown layers {sorted(extra)}")
         for name, w in weights.items():
@@ -174,10 +267,11 @@ class Network:
 
     @property
     def device(self) -> torch.device:
-        return next(iter(self._layers.values())).weight.device
+        return self._layers[self.trainable_names[0]].weight.device
 
     def to(self, device: str | torch.device) -> Network:
-        for layer in self._layers.values():
+        for name in self.trainable_names:
+            layer = self._layers[name]
             layer._weight = layer._weight.to(device)
         return self
 
@@ -212,23 +306,38 @@ class Network:
             raster = np.ascontiguousarray(spikes.cpu().numpy()).view(np.uint8)
             csr = raster_to_csr(raster)
             inp = _Run(raster, torch.from_numpy(csr[2]), None, csr)
-            pre_csr = csr
+            pre = inp
             for name in self.layer_names:
                 layer = self._layers[name]
-                cur = input_current(pre_csr[0], pre_csr[1], layer.derived()[0], batch, steps)
                 nrn = layer.spec.neuron
-                spk, cnt, csr = lif_scan_csr(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory,
-                                             layer.spec.lateral_inhibition)
-                runs.append(_Run(spk, torch.from_numpy(cnt), cur, csr))
-                pre_csr = csr
+                if layer.kind == "dense":
+                    cur = input_current(pre.csr[0], pre.csr[1], layer.derived()[0], batch, steps)
+                    spk, cnt, csr = lif_scan_csr(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory,
+                                                 layer.spec.lateral_inhibition)
+                elif layer.kind == "conv":
+                    cur = cnn.conv_current(pre.csr, layer.weight.detach().numpy(), layer.in_shape, batch, steps)
+                    spk, cnt = cnn.conv_lif_scan(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory)
+                    csr = raster_to_csr(spk)
+                else:  # pool: the window sums are small integers, exact in float32
+                    cur = cnn.pool_current(torch.from_numpy(pre.spikes), layer.in_shape, layer.window).numpy()
+                    spk, cnt, csr = lif_scan_csr(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory)
+                pre = _Run(spk, torch.from_numpy(cnt), cur, csr)
+                runs.append(pre)
             return runs, inp
         inp = _Run(spikes, spikes.sum(1), None)
         pre = spikes
         for layer in self._layers.values():
-            cur = input_current_torch(pre, layer.weight)
             nrn = layer.spec.neuron
-            spk, cnt = lif_scan_torch(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory,
-                                      layer.spec.lateral_inhibition)
+            if layer.kind == "dense":
+                cur = input_current_torch(pre, layer.weight)
+                spk, cnt = lif_scan_torch(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory,
+                                          layer.spec.lateral_inhibition)
+            elif layer.kind == "conv":
+                cur = cnn.conv_current_torch(pre, layer.weight.detach(), layer.in_shape)
+                spk, cnt = cnn.conv_lif_scan_torch(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory)
+            else:
+                cur = cnn.pool_current(pre, layer.in_shape, layer.window)
+                spk, cnt = lif_scan_torch(cur, layer.vth, nrn.tau_m, nrn.tau_s, nrn.refractory)
             runs.append(_Run(spk, cnt, cur))
             pre = spk
         return runs, inp
@@ -293,14 +402,14 @@ class Network:
         if not self._use_numba():
             counts, cost, grads = self._chunk_torch(spikes, labels, sw, batch)
         else:
-            names = self.layer_names
+            names = self.trainable_names
             starts = list(range(0, batch, self.chunk_size))
             n_workers = max(1, min(self.threads, len(starts)))
-            for layer in self._layers.values():
-                layer.derived()  # fill the per-call caches before any thread reads them
-            accs = [{name: layer.grad_buffer() for name, layer in self._layers.items()}]
-            accs += [{name: np.zeros((layer.n_pre, layer.n_post), np.float32)
-                      for name, layer in self._layers.items()} for _ in range(n_workers - 1)]
+            for name in names:
+                if self._layers[name].kind == "dense":
+                    self._layers[name].derived()  # fill the per-call caches before any thread reads them
+            accs = [{name: self._layers[name].grad_buffer() for name in names}]
+            accs += [{name: self._new_accumulator(name) for name in names} for _ in range(n_workers - 1)]
 
             def work(w: int) -> list:
                 return [self._chunk_numba(spikes[c:c + self.chunk_size], labels[c:c + self.chunk_size],
@@ -320,17 +429,29 @@ class Network:
             cost = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
             any_active = any(p[2] for p in parts)
             grads = {}
+            reg = self.config.regularizer
             for name in names:
                 layer = self._layers[name]
+                if layer.kind == "conv":
+                    w_t = layer.weight.detach()
+                    g = torch.from_numpy(g_t[name] / batch).to(torch.float32) if any_active else torch.zeros_like(w_t)
+                    grads[name] = _finite(g + cnn.conv_regularizer_grad(w_t, reg), name)
+                    continue
                 w = layer.weight.detach().numpy()
                 if any_active:
-                    g = rules.finish_gradient(g_t[name], w, layer.derived()[0], 1.0 / batch, self.config.regularizer,
-                                              name)
+                    g = rules.finish_gradient(g_t[name], w, layer.derived()[0], 1.0 / batch, reg, name)
                 else:
-                    g = rules.finish_gradient(None, w, None, 1.0, self.config.regularizer, name)
+                    g = rules.finish_gradient(None, w, None, 1.0, reg, name)
                 grads[name] = torch.from_numpy(g)
         return StepResult(grads=grads, counts=counts.to(dev), predictions=torch.argmax(counts, 1).to(dev),
                           cost=cost)
+
+    def _new_accumulator(self, name: str) -> np.ndarray:
+        """A zeroed per-thread gradient accumulator: dense float32 `[n_pre, n_post]` (transposed), conv float64."""
+        layer = self._layers[name]
+        if layer.kind == "conv":
+            return layer.grad_buffer()
+        return np.zeros((layer.n_pre, layer.n_post), np.float32)
 
     @property
     def _n_out(self) -> int:
@@ -358,6 +479,7 @@ class Network:
         if active.size == 0:
             return counts_true, cost, False
         names = self.layer_names
+        effect_ratio = self.config.train.effect_ratio
         post_spikes, post_counts = out_mod.numpy(), counts_mod.numpy()
         for k in range(len(names) - 1, -1, -1):
             layer = self._layers[names[k]]
@@ -365,28 +487,57 @@ class Network:
             pre = runs[k - 1] if k > 0 else inp
             pc_act = post_counts[active]
             pre_counts_act = pre.counts.numpy()[active]
+            pc_t, prc_t = torch.from_numpy(pc_act), torch.from_numpy(pre_counts_act)
             post_csr = runs[k].csr if k < len(names) - 1 else None  # the output raster may have been modified
-            kmat, side = spsp_readout(post_spikes, runs[k].current, active, nrn.refractory, nrn.tau_m, nrn.tau_s,
-                                      post_csr)
-            pc_t = torch.from_numpy(pc_act)
-            sigma = rules.side_effect(torch.from_numpy(side), pc_t, torch.from_numpy(layer.derived()[1]), layer.vth)
-            coef = delta * (1.0 + sigma)
-            if k == len(names) - 1 and layer.spec.lateral_inhibition != 0.0:
-                coef = coef * rules.lateral_factor(torch.from_numpy(kmat), torch.from_numpy(post_spikes[active]),
-                                                   counts_true[active], labels[active], layer.vth,
-                                                   layer.spec.lateral_inhibition)
-            rules.weight_gradient(kmat, coef.numpy(), active, pre.csr, pc_act, pre_counts_act, g_t[names[k]])
-            if k == 0:
-                break
-            w = layer.weight.detach()
-            if not self.config.train.effect_ratio:
-                pre_delta = rules.plain_error(delta, w)
+            if layer.kind == "pool":  # no weight: only passes the error on (§3.16)
+                if k == 0:
+                    break
+                if effect_ratio:
+                    kmat = torch.from_numpy(spsp_readout(post_spikes, runs[k].current, active, nrn.refractory,
+                                                         nrn.tau_m, nrn.tau_s, post_csr)[0])
+                else:
+                    kmat = torch.zeros(len(active), self.steps, 0)  # unused: plain share delta / w^2
+                pre_delta = cnn.pool_error(kmat, delta, torch.from_numpy(pre.spikes[active]), pc_t, prc_t,
+                                           layer.in_shape, layer.window, effect_ratio)
             else:
-                pre_delta = rules.effect_ratio_error(kmat, delta, w, active, pre.csr, pc_t,
-                                                     torch.from_numpy(pre_counts_act))
-            delta = pre_delta / self._layers[names[k - 1]].vth
+                kmat, side = spsp_readout(post_spikes, runs[k].current, active, nrn.refractory, nrn.tau_m,
+                                          nrn.tau_s, post_csr)
+                w = layer.weight.detach()
+                if layer.kind == "conv":
+                    sigma = cnn.conv_side_effect(torch.from_numpy(side), pc_t, w, layer.vth)
+                    coef = delta * (1.0 + sigma)
+                    g_t[names[k]] += cnn.conv_weight_gradient(kmat, coef.numpy(), active, pre.csr, pc_act,
+                                                              pre_counts_act, layer.in_shape, layer.weight_shape)
+                else:
+                    sigma = rules.side_effect(torch.from_numpy(side), pc_t, torch.from_numpy(layer.derived()[1]),
+                                              layer.vth)
+                    coef = delta * (1.0 + sigma)
+                    if k == len(names) - 1 and layer.spec.lateral_inhibition != 0.0:
+                        coef = coef * rules.lateral_factor(torch.from_numpy(kmat),
+                                                           torch.from_numpy(post_spikes[active]),
+                                                           counts_true[active], labels[active], layer.vth,
+                                                           layer.spec.lateral_inhibition)
+                    rules.weight_gradient(kmat, coef.numpy(), active, pre.csr, pc_act, pre_counts_act,
+                                          g_t[names[k]])
+                if k == 0:
+                    break
+                if layer.kind == "conv":
+                    pre_delta = (cnn.conv_effect_ratio_error(kmat, delta, w, active, pre.csr, pc_t, prc_t,
+                                                             layer.in_shape) if effect_ratio
+                                 else cnn.conv_plain_error(delta, w, layer.in_shape))
+                elif effect_ratio:
+                    pre_delta = rules.effect_ratio_error(kmat, delta, w, active, pre.csr, pc_t, prc_t)
+                else:
+                    pre_delta = rules.plain_error(delta, w)
+            delta = self._error_at(names[k - 1], pre_delta)
             post_spikes, post_counts = pre.spikes, pre.counts.numpy()
         return counts_true, cost, True
+
+    def _error_at(self, name: str, pre_delta: torch.Tensor) -> torch.Tensor:
+        """delta of layer `name` from the error back-propagated to it: `/ vth` (§3.3, §3.16 conv), except for pool
+        layers, which pass it on without dividing by their threshold (§3.16)."""
+        layer = self._layers[name]
+        return pre_delta if layer.kind == "pool" else pre_delta / layer.vth
 
     def _chunk_torch(self, spikes: torch.Tensor, labels: torch.Tensor, sw: torch.Tensor, batch: int):
         runs, inp = self._run(spikes)
@@ -399,6 +550,7 @@ class Network:
                         batch: int) -> dict[str, torch.Tensor]:
         names = self.layer_names
         reg = self.config.regularizer
+        effect_ratio = self.config.train.effect_ratio
         dev = self.device
         act = active.to(dev)
         delta = delta.to(dev)
@@ -406,33 +558,53 @@ class Network:
         post_spikes, post_counts = out_spikes, out_counts.to(dev)
         for k in range(len(names) - 1, -1, -1):
             layer = self._layers[names[k]]
+            nrn = layer.spec.neuron
+            pre = runs[k - 1] if k > 0 else inp
+            if layer.kind == "pool":
+                if k == 0:
+                    break
+                if act.numel():
+                    k_t, _ = spsp_readout_torch(post_spikes[act].bool(), runs[k].current[act], nrn.refractory,
+                                                nrn.tau_m, nrn.tau_s)
+                    delta = self._error_at(names[k - 1], cnn.pool_error(
+                        k_t, delta, pre.spikes[act], post_counts[act], pre.counts.to(dev)[act], layer.in_shape,
+                        layer.window, effect_ratio))
+                post_spikes, post_counts = pre.spikes, pre.counts.to(dev)
+                continue
             w = layer.weight.detach()
-            g = rules.regularizer_grad(w, reg)
+            conv = layer.kind == "conv"
+            g = cnn.conv_regularizer_grad(w, reg) if conv else rules.regularizer_grad(w, reg)
             if act.numel():
-                nrn = layer.spec.neuron
-                pre = runs[k - 1] if k > 0 else inp
                 pc_act = post_counts[act]
                 pre_counts_act = pre.counts.to(dev)[act]
                 k_t, side = spsp_readout_torch(post_spikes[act].bool(), runs[k].current[act], nrn.refractory,
                                                nrn.tau_m, nrn.tau_s)
-                row_sum = torch.sum(w, 1, dtype=torch.float64)
-                coef = delta * (1.0 + rules.side_effect(side, pc_act, row_sum, layer.vth))
-                if k == len(names) - 1 and layer.spec.lateral_inhibition != 0.0:
-                    coef = coef * rules.lateral_factor(k_t, post_spikes[act], counts_true.to(dev)[act],
-                                                       labels.to(dev)[act], layer.vth, layer.spec.lateral_inhibition)
                 pre_sp = pre.spikes[act]
-                g = g + rules.weight_gradient_torch(k_t, coef, pre_sp, pc_act, pre_counts_act) / batch
+                if conv:
+                    coef = delta * (1.0 + cnn.conv_side_effect(side, pc_act, w, layer.vth))
+                    g = g + (cnn.conv_weight_gradient_torch(k_t, coef, pre_sp, pc_act, pre_counts_act,
+                                                            layer.in_shape, layer.weight_shape) / batch).float()
+                else:
+                    row_sum = torch.sum(w, 1, dtype=torch.float64)
+                    coef = delta * (1.0 + rules.side_effect(side, pc_act, row_sum, layer.vth))
+                    if k == len(names) - 1 and layer.spec.lateral_inhibition != 0.0:
+                        coef = coef * rules.lateral_factor(k_t, post_spikes[act], counts_true.to(dev)[act],
+                                                           labels.to(dev)[act], layer.vth,
+                                                           layer.spec.lateral_inhibition)
+                    g = g + rules.weight_gradient_torch(k_t, coef, pre_sp, pc_act, pre_counts_act) / batch
                 if k > 0:
-                    if not self.config.train.effect_ratio:
-                        pre_delta = rules.plain_error(delta, w)
-                    else:
+                    if conv:
+                        pre_delta = (cnn.conv_effect_ratio_error_torch(k_t, delta, w, pre_sp, pc_act, pre_counts_act,
+                                                                       layer.in_shape) if effect_ratio
+                                     else cnn.conv_plain_error(delta, w, layer.in_shape))
+                    elif effect_ratio:
                         pre_delta = rules.effect_ratio_error_torch(k_t, delta, w, pre_sp, pc_act, pre_counts_act)
-                    delta = pre_delta / self._layers[names[k - 1]].vth
-                    post_spikes, post_counts = pre.spikes, pre.counts.to(dev)
-            if not bool(torch.isfinite(g).all()):
-                raise FloatingPointError(f"non-finite gradient in layer {names[k]!r}")
-            grads[names[k]] = g
-        return {name: grads[name] for name in names}
+                    else:
+                        pre_delta = rules.plain_error(delta, w)
+                    delta = self._error_at(names[k - 1], pre_delta)
+            post_spikes, post_counts = pre.spikes, pre.counts.to(dev)
+            grads[names[k]] = _finite(g, names[k])
+        return {name: grads[name] for name in self.trainable_names}
 
     def gradients(self, spikes: torch.Tensor, labels: torch.Tensor,
                   sample_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

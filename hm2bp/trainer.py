@@ -34,6 +34,7 @@ import torch
 
 from hm2bp import boost as boost_mod
 from hm2bp import distributed as dp
+from hm2bp.augment import training_images
 from hm2bp.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from hm2bp.config import NetworkConfig, load_config
 from hm2bp.loader import DEFAULT_BUFFER, SpikeLoader, resolve_device
@@ -195,6 +196,9 @@ class Trainer:
                     test_split if not self.world.is_distributed else self.test_shard,
                     eval_batch_size or max(self.train.batch_size, EVAL_BATCH), device=self.device,
                     limit=max_test if not self.world.is_distributed else None, buffer_samples=shuffle_buffer)
+        # [augment] enabled: the training batches are the split's images, augmented and re-encoded every epoch
+        self.augment = training_images(self.config.augment, train_split, self.loader.n, self.config.steps,
+                                       self.train.seed, self.train.batch_size, self.device)
         self.optimizer = make_optimizer(self.train.optimizer, network.weights(), self.train.lr, self.train.momentum)
         self.boost = boost_mod.initial_weights(self.loader.n)
         self.state = RunState()
@@ -258,7 +262,8 @@ class Trainer:
             if use_boost:
                 weights = torch.from_numpy(self.boost[batch.indices]).to(self.device)  # float64, as the boost
             try:
-                result = self.net.backward_pass(batch.spikes, batch.labels, sample_weights=weights)
+                spikes = batch.spikes if self.augment is None else self.augment.spikes(batch.indices, epoch)
+                result = self.net.backward_pass(spikes, batch.labels, sample_weights=weights)
             except FloatingPointError as exc:
                 raise TrainingError(self._nan_message(str(exc), epoch, k, batch.indices)) from exc
             hit = result.predictions == batch.labels

@@ -106,8 +106,8 @@ def test_conv_parsed_but_not_built():
     parsed = load_config(cfg)
     assert parsed.layers[0].kernel == 5 and parsed.layers[1].window == 2
     assert load_config(parsed.to_dict()) == parsed
-    with pytest.raises(NotImplementedError, match="c1"):
-        Network.from_config(cfg, 784, input_shape=(1, 28, 28))
+    net = Network.from_config(cfg, 784, input_shape=(1, 28, 28))
+    assert tuple(net.weights()["c1"].shape) == (4, 1, 5, 5) and net.layer("p1").weight is None
 
 
 def test_seeded_uniform_init():

@@ -192,17 +192,18 @@ try:
 except dp.DistributedError as exc:
     out["check_same"] = str(exc)
 dp.shutdown(world)
-print("RESULT " + json.dumps(out), flush=True)
+# One file per rank: two ranks printing to one pipe can interleave their lines.
+import os, pathlib
+pathlib.Path(os.environ["RESULT_DIR"], f"rank{out['rank']}.json").write_text(json.dumps(out))
 """
 
 
 @pytest.mark.slow
-def test_collective_helpers_on_two_gloo_ranks():
+def test_collective_helpers_on_two_gloo_ranks(tmp_path):
     proc = subprocess.run([*_torchrun("--standalone", "--nproc_per_node", "2"), "-c", _HELPERS], cwd=REPO,
-                          env=_env(), capture_output=True, text=True, timeout=180)
+                          env={**_env(), "RESULT_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = sorted((json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")),
-                     key=lambda d: d["rank"])
+    results = sorted((json.loads(p.read_text()) for p in tmp_path.glob("rank*.json")), key=lambda d: d["rank"])
     assert [d["rank"] for d in results] == [0, 1]
     for d in results:
         assert (d["world"], d["backend"], d["device"]) == (2, "gloo", "cpu")
