@@ -34,8 +34,8 @@ def find_nmnist(source: str | os.PathLike) -> EventFolder:
     dirs = manifest.layout.get("split_dirs", {"train": "Train", "test": "Test"})
     present = [d for d in dirs.values() if (source / d).is_dir()]
     if not present:
-        zips = [a.name for a in manifest.archives if (source / a.name).is_file()]
-        hint = f"; found {', '.join(zips)}: unzip them there first" if zips else ""
+        zips = [f.name for f in manifest.files if f.extract == "zip" and (source / f.name).is_file()]
+        hint = f"; found {', '.join(zips)}: unzip them there first (`spikedata fetch nmnist` does)" if zips else ""
         raise FileNotFoundError(
             f"{source}: no N-MNIST split folders ({', '.join(dirs.values())}/<digit>/*.bin){hint}"
         )
