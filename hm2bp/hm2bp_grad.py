@@ -35,8 +35,24 @@ def target_counts(labels: torch.Tensor, n_out: int, loss: LossSpec) -> torch.Ten
     return y
 
 
+def _on_cpu(*tensors: torch.Tensor) -> bool:
+    # Small per-sample arrays on the CPU take numpy (a few µs per op instead of ~10 µs per torch op at batch 1);
+    # every such op below is an exactly rounded elementwise float64 operation, so both give the same bits.
+    return all(t.device.type == "cpu" for t in tensors)
+
+
 def output_error(counts: torch.Tensor, labels: torch.Tensor, loss: LossSpec) -> torch.Tensor:
     """Dead-zone error of §3.2-2: `o - y` where `|o - y| > margin`, else 0; float64 `[B, n_out]`."""
+    if _on_cpu(counts, labels):
+        lab = labels.numpy()
+        y = np.full(tuple(counts.shape), float(loss.undesired))
+        y[np.arange(lab.shape[0]), lab] = float(loss.desired)
+        diff = counts.numpy().astype(np.float64) - y
+        return torch.from_numpy(np.where(np.abs(diff) > loss.margin, diff, 0.0))
+    return _output_error_torch(counts, labels, loss)
+
+
+def _output_error_torch(counts: torch.Tensor, labels: torch.Tensor, loss: LossSpec) -> torch.Tensor:
     diff = counts.to(torch.float64) - target_counts(labels, counts.shape[1], loss)
     return torch.where(diff.abs() > loss.margin, diff, torch.zeros_like(diff))
 
@@ -56,6 +72,10 @@ def replace_silent_label(spikes: torch.Tensor, counts: torch.Tensor, labels: tor
                          desired: float) -> tuple[torch.Tensor, torch.Tensor]:
     """§3.2-5: a silent label neuron gets the regular synthetic train and its count. Returns copies only when
     something changes (`spikes [B, T, n]` bool/uint8, `counts [B, n]`)."""
+    if _on_cpu(counts, labels):
+        lab = labels.numpy()
+        if not (counts.numpy()[np.arange(lab.shape[0]), lab] == 0).any():
+            return spikes, counts
     rows = torch.arange(labels.shape[0], device=labels.device)
     silent = counts[rows, labels] == 0
     if not bool(silent.any()):
@@ -74,6 +94,17 @@ def replace_silent_label(spikes: torch.Tensor, counts: torch.Tensor, labels: tor
 def side_effect(side_sum: torch.Tensor, counts: torch.Tensor, row_sum: torch.Tensor, vth: float) -> torch.Tensor:
     """sigma `[B, n_post]` float64 (§3.2-9): `side_sum / (vth o)` for active posts, `0.5 sum_j W_ij / vth` else
     (`row_sum = sum_j W_ij`, float64 `[n_post]`)."""
+    if _on_cpu(side_sum, counts, row_sum):
+        o = counts.numpy().astype(np.float64)
+        silent_value = SILENT_POST_SIDE_RATIO * row_sum.numpy() / vth
+        with np.errstate(divide="ignore", invalid="ignore"):
+            active = side_sum.numpy() / (vth * np.maximum(o, 1.0))
+        return torch.from_numpy(np.where(o > 0, active, silent_value.reshape(1, -1)))
+    return _side_effect_torch(side_sum, counts, row_sum, vth)
+
+
+def _side_effect_torch(side_sum: torch.Tensor, counts: torch.Tensor, row_sum: torch.Tensor,
+                       vth: float) -> torch.Tensor:
     o = counts.to(torch.float64)
     silent_value = SILENT_POST_SIDE_RATIO * row_sum / vth
     return torch.where(o > 0, side_sum / (vth * o.clamp(min=1)), silent_value.view(1, -1))
@@ -89,6 +120,13 @@ def lateral_factor(k_out: torch.Tensor, out_spikes: torch.Tensor, counts: torch.
     o_l = 0; `d_x = 1/vth` if `o_x > 0` or x is the label, else 0.
     """
     e = torch.bmm(k_out.transpose(1, 2).to(torch.float64), out_spikes.to(torch.float64))  # [B, post l, pre j]
+    if _on_cpu(e, counts, labels):
+        return _lateral_factor_numpy(e.numpy(), counts.numpy(), labels.numpy(), vth, w0)
+    return _lateral_factor_torch(e, counts, labels, vth, w0)
+
+
+def _lateral_factor_torch(e: torch.Tensor, counts: torch.Tensor, labels: torch.Tensor, vth: float,
+                          w0: float) -> torch.Tensor:
     o = counts.to(torch.float64)
     both = (o.unsqueeze(2) > 0) & (o.unsqueeze(1) > 0)  # [b, l, j]
     rho_jl = torch.where(both, e / o.clamp(min=1).unsqueeze(1), torch.ones_like(e))  # e_{l|j}/o_j at [l, j]
@@ -100,6 +138,23 @@ def lateral_factor(k_out: torch.Tensor, out_spikes: torch.Tensor, counts: torch.
     terms = terms * (1.0 - torch.eye(o.shape[1], dtype=torch.float64, device=o.device))
     total = terms.sum(1) * d  # sum over l, times d_j
     return 1.0 / (1.0 - w0 * w0 * total)
+
+
+def _lateral_factor_numpy(e: np.ndarray, counts: np.ndarray, labels: np.ndarray, vth: float,
+                          w0: float) -> torch.Tensor:
+    """The elementwise part of `lateral_factor` in numpy (same operations and order; the sum over l stays a torch
+    reduction of the same contiguous `[B, l, j]` array, so it adds in the same order)."""
+    o = counts.astype(np.float64)
+    both = (o[:, :, None] > 0) & (o[:, None, :] > 0)
+    rho_jl = np.where(both, e / np.maximum(o, 1.0)[:, None, :], 1.0)
+    rho_lj = rho_jl.transpose(0, 2, 1)
+    d = (o > 0).astype(np.float64)
+    d[np.arange(labels.shape[0]), labels] = 1.0
+    d = d / vth
+    terms = rho_jl * rho_lj * d[:, :, None]
+    terms = np.ascontiguousarray(terms * (1.0 - np.eye(o.shape[1])))
+    total = torch.from_numpy(terms).sum(1).numpy() * d
+    return torch.from_numpy(1.0 / (1.0 - w0 * w0 * total))
 
 
 def regularizer_grad(weight: torch.Tensor, reg: RegularizerSpec) -> torch.Tensor:
@@ -142,12 +197,22 @@ def _weight_gradient(k, coef, samples, indptr, idx, steps, post_counts, pre_coun
                         row[i] += u[i]
 
 
-@njit(cache=True, nogil=True)
-def _finish_gradient(g_t, w_t, scale, factor):
+@njit(cache=True, nogil=True, error_model="numpy")
+def _finish_gradient(g_t, weight, scale, factor, out):
+    # out[i, j] = scale g_t[j, i] + factor[i] W[i, j] (float32, the same two roundings and sum as the transposed
+    # in-place form), written row by row of `out` (the transpose is this kernel's read order); returns the number of
+    # non-finite values, counted as they are written.
     n_pre, n_post = g_t.shape
-    for j in range(n_pre):
-        for i in range(n_post):
-            g_t[j, i] = scale * g_t[j, i] + factor[i] * w_t[j, i]
+    bad = 0
+    for i in range(n_post):
+        fi = factor[i]
+        row = out[i]
+        w_row = weight[i]
+        for j in range(n_pre):
+            row[j] = scale * g_t[j, i] + fi * w_row[j]
+        for j in range(n_pre):
+            bad += 0 if abs(row[j]) < np.inf else 1
+    return bad
 
 
 def weight_gradient(k: np.ndarray, coef: np.ndarray, samples: np.ndarray, pre_csr: tuple, post_counts: np.ndarray,
@@ -167,8 +232,9 @@ def weight_gradient(k: np.ndarray, coef: np.ndarray, samples: np.ndarray, pre_cs
 
 def finish_gradient(g_t: np.ndarray | None, weight: np.ndarray, weight_t: np.ndarray, scale: float,
                     reg: RegularizerSpec, layer: str) -> np.ndarray:
-    """Weight gradient `[n_post, n_pre]` float32 = `scale * g_t^T + R(W)` (§3.7) (CPU; `g_t` is overwritten).
-    `weight_t = W^T`. Raises FloatingPointError naming `layer` if a value is not finite."""
+    """Weight gradient `[n_post, n_pre]` float32 = `scale * g_t^T + R(W)` (§3.7) (CPU; a new array, `g_t` is left
+    as it was). `weight_t = W^T` (kept for callers; the kernel reads `weight`, the same values). Raises
+    FloatingPointError naming `layer` if a value is not finite."""
     limit = reg.weight_limit
     if reg.lam == 0.0 or reg.beta == 0.0:
         factor = np.zeros(weight.shape[0], np.float32)
@@ -177,10 +243,12 @@ def finish_gradient(g_t: np.ndarray | None, weight: np.ndarray, weight_t: np.nda
         factor = (reg.lam * reg.beta * np.exp(reg.beta * (s_i - 1.0)) / limit).astype(np.float32)
     if g_t is None:
         out = factor[:, None] * weight
+        bad = not np.isfinite(out).all()
     else:
-        _finish_gradient(g_t, weight_t, np.float32(scale), factor)
-        out = np.ascontiguousarray(g_t.T)
-    if not np.isfinite(out).all():
+        weight = np.ascontiguousarray(weight, dtype=np.float32)
+        out = np.empty(weight.shape, np.float32)
+        bad = _finish_gradient(g_t, weight, np.float32(scale), factor, out) > 0
+    if bad:
         raise FloatingPointError(f"non-finite gradient in layer {layer!r}")
     return out
 

@@ -8,17 +8,71 @@ learning rate per call (the schedule lives in `hm2bp.schedule`) and keep their s
   0.9 / 0.999 and are multiplied by 0.9 / 0.999 after every update; they are never reset (not between epochs, not on
   resume), so the first step of a run is `-lr * sign(g)` and later epochs are not re-bias-corrected.
 * SGD: `u <- momentum * u + lr * g`, `w <- w - u` (the learning rate is inside the velocity, as in the reference).
+
+Contiguous float32 CPU tensors are updated by one fused numba pass per layer (weights, moments and gradient
+read once, no temporaries; ~0.35 ms instead of 2-8 ms of torch ops for the 627k hidden weights of 784-800-10; one
+thread, since the pass is memory-bound). Every operation there is a correctly rounded float32 operation in the order
+written below (no fused multiply-add), the scalars rounded to float32 as in a float32 tensor op:
+
+    m' = 0.9 m + 0.1 g,   v' = 0.999 v + (0.001 g) g,   w' = w - (lr (m' / (1 - b1t))) / (sqrt(v' / (1 - b2t)) + 1e-8)
+    SGD: u' = mu u + lr g,   w' = w - u'
+
+Other tensors (CUDA, non-contiguous, other dtypes) take torch ops of the same formulas; they agree to about an ulp
+(torch may fuse the multiply-adds, and its vectorised float32 square root is not always correctly rounded).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
+from numba import njit
 
 ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
 ADAM_EPS = 1e-8
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _adam_kernel(w, g, m, v, b1, b1c, b2, b2c, lr, c1, c2, eps):
+    # All arguments float32 (1-D arrays of one layer, scalars as np.float32): float32 arithmetic throughout.
+    for k in range(w.shape[0]):
+        gk = g[k]
+        mk = b1 * m[k] + b1c * gk
+        vk = b2 * v[k] + (b2c * gk) * gk
+        m[k] = mk
+        v[k] = vk
+        w[k] = w[k] - (lr * (mk / c1)) / (np.sqrt(vk / c2) + eps)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sgd_kernel(w, g, u, mu, lr):
+    for k in range(w.shape[0]):
+        uk = mu * u[k] + lr * g[k]
+        u[k] = uk
+        w[k] = w[k] - uk
+
+
+def _flat_cpu32(*tensors: torch.Tensor) -> list[np.ndarray] | None:
+    """Flat float32 numpy views sharing memory with `tensors`, or None unless all are contiguous float32 on CPU."""
+    out = []
+    for t in tensors:
+        if t.device.type != "cpu" or t.dtype != torch.float32 or not t.is_contiguous():
+            return None
+        out.append(t.detach().numpy().reshape(-1))
+    return out
+
+
+def _mark_modified(*tensors: torch.Tensor) -> None:
+    # The kernels write through numpy views; bump the version counters as torch's own in-place ops would (autograd
+    # and any cache keyed on `_version` then see the update).
+    for t in tensors:
+        torch.autograd.graph.increment_version(t)
+
+
+def _grad_like(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return g.detach().to(dtype=w.dtype).contiguous()
 
 
 class Optimizer:
@@ -63,7 +117,7 @@ class Optimizer:
             b = buffers[name]
             if b.shape != w.shape:
                 raise ValueError(f"optimiser state of {name!r} has shape {tuple(b.shape)}, weight {tuple(w.shape)}")
-            out[name] = b.to(device=w.device, dtype=w.dtype).clone()
+            out[name] = b.to(device=w.device, dtype=w.dtype).clone(memory_format=torch.contiguous_format)
         return out
 
 
@@ -87,13 +141,17 @@ class Adam(Optimizer):
         self._check(grads)
         lr = self.lr if lr is None else float(lr)
         for name, w in self.weights.items():
-            g = grads[name].to(dtype=w.dtype)
+            g = _grad_like(grads[name], w)
             m, v = self.m[name], self.v[name]
-            m.mul_(ADAM_BETA1).add_(g, alpha=1.0 - ADAM_BETA1)
-            v.mul_(ADAM_BETA2).addcmul_(g, g, value=1.0 - ADAM_BETA2)
-            m_hat = m / (1.0 - self.beta1_power[name])
-            v_hat = v / (1.0 - self.beta2_power[name])
-            w.sub_(lr * m_hat / (v_hat.sqrt_() + ADAM_EPS))
+            c1, c2 = 1.0 - self.beta1_power[name], 1.0 - self.beta2_power[name]
+            flat = _flat_cpu32(w, g, m, v)
+            if flat is not None:
+                f32 = np.float32
+                _adam_kernel(*flat, f32(ADAM_BETA1), f32(1.0 - ADAM_BETA1), f32(ADAM_BETA2), f32(1.0 - ADAM_BETA2),
+                             f32(lr), f32(c1), f32(c2), f32(ADAM_EPS))
+                _mark_modified(w, m, v)
+            else:
+                _adam_torch(w, g, m, v, lr, c1, c2)
             self.beta1_power[name] *= ADAM_BETA1
             self.beta2_power[name] *= ADAM_BETA2
         self.steps += 1
@@ -116,6 +174,16 @@ class Adam(Optimizer):
         self.steps = int(state["steps"])
 
 
+def _adam_torch(w: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, lr: float, c1: float,
+                c2: float) -> None:
+    """The Adam update with torch ops (any device); `c1 = 1 - b1t`, `c2 = 1 - b2t`."""
+    m.mul_(ADAM_BETA1).add_(g, alpha=1.0 - ADAM_BETA1)
+    v.mul_(ADAM_BETA2).addcmul_(g, g, value=1.0 - ADAM_BETA2)
+    m_hat = m / c1
+    v_hat = v / c2
+    w.sub_(lr * m_hat / (v_hat.sqrt_() + ADAM_EPS))
+
+
 class SGD(Optimizer):
     """SGD with momentum as in the reference (`g_sgd_vecAdd`): `u <- mu u + lr g`, `w <- w - u`."""
 
@@ -135,8 +203,13 @@ class SGD(Optimizer):
         lr = self.lr if lr is None else float(lr)
         for name, w in self.weights.items():
             u = self.velocity[name]
-            u.mul_(self.momentum).add_(grads[name].to(dtype=w.dtype), alpha=lr)
-            w.sub_(u)
+            g = _grad_like(grads[name], w)
+            flat = _flat_cpu32(w, g, u)
+            if flat is not None:
+                _sgd_kernel(*flat, np.float32(self.momentum), np.float32(lr))
+                _mark_modified(w, u)
+            else:
+                _sgd_torch(w, g, u, self.momentum, lr)
         self.steps += 1
 
     def state_dict(self) -> dict:
@@ -150,6 +223,12 @@ class SGD(Optimizer):
     def load_state_dict(self, state: dict) -> None:
         self.velocity = self._load_buffers(state, "velocity")
         self.steps = int(state["steps"])
+
+
+def _sgd_torch(w: torch.Tensor, g: torch.Tensor, u: torch.Tensor, momentum: float, lr: float) -> None:
+    """The SGD update with torch ops (any device)."""
+    u.mul_(momentum).add_(g, alpha=lr)
+    w.sub_(u)
 
 
 def make_optimizer(kind: str, weights: Mapping[str, torch.Tensor], lr: float, momentum: float = 0.9) -> Optimizer:

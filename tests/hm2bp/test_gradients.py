@@ -270,3 +270,69 @@ def test_raster_to_csr_roundtrip():
         rebuilt[bt // 7, bt % 7, idx[indptr[bt]:indptr[bt + 1]]] = True
     np.testing.assert_array_equal(rebuilt, r)
     np.testing.assert_array_equal(counts, r.sum(1))
+
+
+@pytest.mark.parametrize("units", [5, 16, 21])
+def test_raster_to_csr_word_skipping(units):
+    """Rows of whole uint64 words plus a tail; any non-zero byte is a spike."""
+    rng = np.random.default_rng(units)
+    r = (rng.random((3, 9, units)) < 0.2) * rng.integers(1, 255, (3, 9, units))
+    indptr, idx, counts = raster_to_csr(r.astype(np.uint8))
+    assert indptr[0] == 0 and indptr[-1] == idx.size == np.count_nonzero(r) and idx.dtype == np.int32
+    for bt in range(27):
+        np.testing.assert_array_equal(idx[indptr[bt]:indptr[bt + 1]], np.flatnonzero(r[bt // 9, bt % 9]))
+    np.testing.assert_array_equal(counts, (r != 0).sum(1))
+
+
+def test_cpu_fast_paths_equal_torch_formulas_bitwise():
+    """On CPU the small per-sample rules run in numpy; they must give the torch formulas' bits exactly."""
+    from hm2bp import hm2bp_grad as rules
+    from hm2bp.config import LossSpec
+
+    rng = np.random.default_rng(7)
+    batch, n = 6, 10
+    counts = torch.from_numpy(rng.integers(0, 45, (batch, n)))
+    counts[:, 3] = 0  # a silent neuron in every sample
+    labels = torch.from_numpy(rng.integers(0, n, batch))
+    counts[0, labels[0]] = 0  # a silent label
+    loss = LossSpec(desired=35.0, undesired=5.0, margin=5.0)
+    assert torch.equal(rules.output_error(counts, labels, loss), rules._output_error_torch(counts, labels, loss))
+    side = torch.from_numpy(rng.standard_normal((batch, n)) * 50)
+    row_sum = torch.from_numpy(rng.standard_normal(n) * 3)
+    assert torch.equal(rules.side_effect(side, counts, row_sum, 8.0),
+                       rules._side_effect_torch(side, counts, row_sum, 8.0))
+    k_out = torch.from_numpy(rng.standard_normal((batch, 40, n)).astype(np.float32))
+    spikes = torch.from_numpy((rng.random((batch, 40, n)) < 0.2).astype(np.uint8))
+    e = torch.bmm(k_out.transpose(1, 2).double(), spikes.double())
+    for w0 in (1.0, 0.7):
+        got = rules.lateral_factor(k_out, spikes, counts, labels, 8.0, w0)
+        assert torch.equal(got, rules._lateral_factor_torch(e, counts, labels, 8.0, w0))
+    # replace_silent_label: unchanged objects when no label is silent, the synthetic train otherwise
+    live = counts.clone()
+    live[torch.arange(batch), labels] = 7
+    same_spikes, same_counts = rules.replace_silent_label(spikes, live, labels, 35.0)
+    assert same_spikes is spikes and same_counts is live
+    new_spikes, new_counts = rules.replace_silent_label(spikes, counts, labels, 35.0)
+    assert int(new_counts[0, labels[0]]) == len(rules.silent_label_train(40, 35.0)) == 39
+
+
+def test_finish_gradient_fused_transpose():
+    """`finish_gradient` = scale * g_t^T + R(W), float32 as written (two products, one sum), g_t left unchanged."""
+    from hm2bp import hm2bp_grad as rules
+    from hm2bp.config import RegularizerSpec
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((37, 53)).astype(np.float32)
+    g_t = rng.standard_normal((53, 37)).astype(np.float32)
+    keep = g_t.copy()
+    reg = RegularizerSpec(lam=10.0, beta=0.04, weight_limit=8.0)
+    got = rules.finish_gradient(g_t, w, np.ascontiguousarray(w.T), 0.25, reg, "hidden")
+    s_i = np.einsum("ij,ij->i", w, w).astype(np.float64) / (64.0 * 53)
+    factor = (10.0 * 0.04 * np.exp(0.04 * (s_i - 1.0)) / 8.0).astype(np.float32)
+    expected = np.float32(0.25) * g_t.T + factor[:, None] * w
+    assert got.flags.c_contiguous and got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(g_t, keep)
+    g_t[4, 30] = np.nan
+    with pytest.raises(FloatingPointError, match="'output'"):
+        rules.finish_gradient(g_t, w, w.T, 1.0, reg, "output")

@@ -98,6 +98,55 @@ def test_adam_matches_reference_and_counters_never_reset():
     assert (reset["hidden"] - weights["hidden"]).abs().max() > 1e-5
 
 
+def _numpy_adam(w, g, m, v, lr, b1t, b2t):
+    """One reference update in numpy float32, one correctly rounded operation at a time (no fused multiply-add)."""
+    f = np.float32
+    m = f(0.9) * m + f(0.1) * g
+    v = f(0.999) * v + (f(0.001) * g) * g
+    w = w - (f(lr) * (m / f(1 - b1t))) / (np.sqrt(v / f(1 - b2t)) + f(1e-8))
+    return w, m, v
+
+
+def test_fused_adam_and_sgd_equal_float32_restatement_bitwise():
+    """The fused CPU kernels: every float32 operation as documented, bit for bit, over steps with changing lr;
+    the torch ops (taken for non-contiguous weights, as on other devices) agree to a few ulp."""
+    rng = np.random.default_rng(3)
+    w0 = (rng.standard_normal((64, 33)) * 0.3).astype(np.float32)
+    grads = [(rng.standard_normal(w0.shape) * 10.0 ** rng.integers(-6, 2, w0.shape)).astype(np.float32)
+             for _ in range(5)]
+    lrs = [1e-3, 1e-3, 7e-4, 5e-4, 5e-4]
+    w = {"a": torch.from_numpy(w0.copy())}
+    opt = Adam(w)
+    version = w["a"]._version
+    ref_w, ref_m, ref_v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    b1t, b2t = 0.9, 0.999
+    for g, lr in zip(grads, lrs, strict=True):
+        opt.step({"a": torch.from_numpy(g)}, lr)
+        ref_w, ref_m, ref_v = _numpy_adam(ref_w, g, ref_m, ref_v, lr, b1t, b2t)
+        b1t, b2t = b1t * 0.9, b2t * 0.999
+        assert np.array_equal(w["a"].numpy(), ref_w) and np.array_equal(opt.m["a"].numpy(), ref_m)
+        assert np.array_equal(opt.v["a"].numpy(), ref_v)
+    assert w["a"]._version > version  # an in-place update, as torch's own ops would record
+    # torch path: a transposed (non-contiguous) view of the same start weights, updated in place
+    base = torch.from_numpy(np.ascontiguousarray(w0.T))
+    w_t = {"a": base.T}
+    opt_t = Adam(w_t)
+    for g, lr in zip(grads, lrs, strict=True):
+        opt_t.step({"a": torch.from_numpy(g)}, lr)
+    assert not torch.equal(base.T, torch.from_numpy(w0))
+    torch.testing.assert_close(base.T, w["a"], rtol=0, atol=1e-6 * float(np.abs(w0).max()))
+
+    f = np.float32
+    w = {"a": torch.from_numpy(w0.copy())}
+    sgd = SGD(w, momentum=0.9)
+    ref_w, ref_u = w0.copy(), np.zeros_like(w0)
+    for g, lr in zip(grads, lrs, strict=True):
+        sgd.step({"a": torch.from_numpy(g)}, lr)
+        ref_u = f(0.9) * ref_u + f(lr) * g
+        ref_w = ref_w - ref_u
+    assert np.array_equal(w["a"].numpy(), ref_w) and np.array_equal(sgd.velocity["a"].numpy(), ref_u)
+
+
 @pytest.mark.parametrize("kind", ["adam", "sgd"])
 def test_state_dict_round_trip_continues_identically(kind):
     a = {k: v.clone() for k, v in _weights().items()}
