@@ -48,7 +48,8 @@ def ours(paths: list[Path]) -> int:
     opts = NMNIST_PLAIN
     for p in paths:
         b = bin_events(read_events(p), opts)
-        total += int(spikes_to_dense(b.times, b.units, opts.n_steps, opts.n_units).sum())
+        # count_nonzero consumes the raster cheaply on both sides (a bool .sum() alone cost more than the binning)
+        total += np.count_nonzero(spikes_to_dense(b.times, b.units, opts.n_steps, opts.n_units))
     return total
 
 
@@ -60,7 +61,7 @@ def tonic_frames(paths: list[Path]) -> int:
     total = 0
     for p in paths:
         frames = to_frame(tonic.io.read_mnist_file(str(p), dtype=dtype))
-        total += int((frames.reshape(frames.shape[0], -1) > 0).sum())
+        total += np.count_nonzero(frames)
     return total
 
 

@@ -12,6 +12,7 @@ from hm2bp.config import (
     load_config,
 )
 from hm2bp.network import ConvLayer, DenseLayer, Network, PoolLayer, StepResult
+from hm2bp.presets import load_preset, preset_names
 
 __all__ = [
     "AugmentSpec",
@@ -27,5 +28,17 @@ __all__ = [
     "RegularizerSpec",
     "StepResult",
     "TrainSpec",
+    "Trainer",
     "load_config",
+    "load_preset",
+    "preset_names",
 ]
+
+
+def __getattr__(name: str):
+    # The trainer pulls in plotting and the store reader; import it only when asked for.
+    if name == "Trainer":
+        from hm2bp.trainer import Trainer
+
+        return Trainer
+    raise AttributeError(f"module 'hm2bp' has no attribute {name!r}")
