@@ -10,6 +10,7 @@ import torch
 
 from hm2bp import Network, load_config
 from hm2bp.lif import spike_threshold
+from tests.hm2bp._reference import plain_lif
 from tests.hm2bp.test_conv import e_pair, plain_conv_current, times_of
 
 F32 = np.float32
@@ -52,32 +53,6 @@ def make_input(batch: int, side: int, seed: int, rate: float = 0.35) -> torch.Te
 
 
 # ---------------------------------------------------------------------------------------- plain forward
-def plain_lif(cur: np.ndarray, thr: np.float32, tau_m: float, tau_s: float, t_r: int, w0: float) -> np.ndarray:
-    """§1 step by step for one sample: float32 current [T, n] -> spikes uint8 [T, n]; w0 = lateral inhibition."""
-    steps, n = cur.shape
-    v, ep = np.zeros(n, F32), np.zeros(n, F32)
-    t_ref = np.zeros(n, np.int64)
-    out = np.zeros((steps, n), np.uint8)
-    for t in range(steps):
-        v = v - v / F32(tau_m)
-        ep = ep - ep / F32(tau_s)
-        if t == 0:
-            continue
-        r = cur[t - 1].copy()
-        if w0:
-            fired = out[t - 1].astype(np.int64)
-            r = r + F32(-w0) * (fired.sum() - fired).astype(F32)
-        ep = ep + r
-        v = v + ep / F32(tau_s)
-        for i in range(n):
-            if t_ref[i] > 0:
-                v[i] = 0
-                t_ref[i] -= 1
-            if v[i] > thr:
-                out[t, i] = 1
-                t_ref[i] = t_r
-                v[i] = 0
-    return out
 
 
 def plain_pool_current(pre: np.ndarray, shape, w: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from hm2bp import conv
 from hm2bp.config import RegularizerSpec
 from hm2bp.lif import lif_scan, lif_scan_torch, raster_to_csr, spike_threshold
 from hm2bp.spsp import spsp_readout
+from tests.hm2bp._reference import plain_lif
 
 TAU_M, TAU_S, T_R = 64.0, 8.0, 2
 F32 = np.float32
@@ -19,27 +20,7 @@ F32 = np.float32
 # ------------------------------------------------------------------------------------------ plain references
 def plain_lif_from_current(cur: np.ndarray, thr: np.float32) -> np.ndarray:
     """§1 per step for one sample, given the float32 current [T, n] (current of step t-1 enters at t)."""
-    steps, n = cur.shape
-    v = np.zeros(n, F32)
-    ep = np.zeros(n, F32)
-    t_ref = np.zeros(n, np.int64)
-    out = np.zeros((steps, n), np.uint8)
-    for t in range(steps):
-        v = v - v / F32(TAU_M)
-        ep = ep - ep / F32(TAU_S)
-        if t == 0:
-            continue
-        ep = ep + cur[t - 1]
-        v = v + ep / F32(TAU_S)
-        for i in range(n):
-            if t_ref[i] > 0:
-                v[i] = 0
-                t_ref[i] -= 1
-            if v[i] > thr:
-                out[t, i] = 1
-                t_ref[i] = T_R
-                v[i] = 0
-    return out
+    return plain_lif(cur, thr, TAU_M, TAU_S, T_R, 0.0)
 
 
 def plain_conv_current(pre: np.ndarray, w: np.ndarray, in_shape) -> np.ndarray:

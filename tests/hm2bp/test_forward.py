@@ -6,39 +6,16 @@ import torch
 
 from hm2bp import Network
 from hm2bp.lif import input_current, lif_scan, lif_scan_csr, lif_scan_torch, raster_to_csr
+from tests.hm2bp._reference import plain_lif
 
 
-def plain_lif(pre: np.ndarray, w: np.ndarray, vth: float, tau_m: float, tau_s: float, t_ref_steps: int,
-              w0: float) -> np.ndarray:
-    """§1 written step by step for one sample: pre [T, n_pre] 0/1, w [n_post, n_pre] -> spikes [T, n_post]."""
-    f32 = np.float32
-    steps, n = pre.shape[0], w.shape[0]
-    v = np.zeros(n, f32)
-    ep = np.zeros(n, f32)
-    t_ref = np.zeros(n, np.int64)
-    out = np.zeros((steps, n), np.uint8)
-    thr = f32(float(f32(vth)) - 1e-6)
-    for t in range(steps):
-        v = v - v / f32(tau_m)
-        ep = ep - ep / f32(tau_s)
-        if t == 0:
-            continue
-        # current of the previous step's input, the exact sum rounded once to float32
-        r = (w.astype(np.float64) @ pre[t - 1].astype(np.float64)).astype(f32)
-        if w0:
-            others = out[t - 1].sum() - out[t - 1].astype(np.int64)
-            r = r + f32(-w0) * others.astype(f32)
-        ep = ep + r
-        v = v + ep / f32(tau_s)
-        for i in range(n):
-            if t_ref[i] > 0:
-                v[i] = 0
-                t_ref[i] -= 1
-            if v[i] > thr:
-                out[t, i] = 1
-                t_ref[i] = t_ref_steps
-                v[i] = 0
-    return out
+def plain_forward_lif(pre: np.ndarray, w: np.ndarray, vth: float, tau_m: float, tau_s: float, t_ref_steps: int,
+                      w0: float) -> np.ndarray:
+    """§1 for one sample: pre [T, n_pre] 0/1, w [n_post, n_pre] -> spikes [T, n_post]; the current of each step is
+    the exact sum rounded once to float32, the threshold vth - 1e-6."""
+    cur = (pre.astype(np.float64) @ w.astype(np.float64).T).astype(np.float32)
+    thr = np.float32(float(np.float32(vth)) - 1e-6)
+    return plain_lif(cur, thr, tau_m, tau_s, t_ref_steps, w0)
 
 
 CASES = [  # (steps, vth, tau_m, tau_s, refractory, lateral)
@@ -63,7 +40,7 @@ def test_lif_matches_plain_loop(steps, vth, tau_m, tau_s, refractory, lateral):
     spikes, counts = lif_scan(cur, vth, tau_m, tau_s, refractory, lateral)
     total = 0
     for b in range(batch):
-        ref = plain_lif(pre[b], w, vth, tau_m, tau_s, refractory, lateral)
+        ref = plain_forward_lif(pre[b], w, vth, tau_m, tau_s, refractory, lateral)
         np.testing.assert_array_equal(spikes[b], ref)
         np.testing.assert_array_equal(counts[b], ref.sum(0))
         total += ref.sum()
@@ -104,9 +81,9 @@ def test_network_forward_two_layers():
     w_h = net.layer("hidden").weight.numpy()
     w_o = net.layer("output").weight.numpy()
     for b in range(2):
-        hid = plain_lif(x[b].numpy().astype(np.uint8), w_h, 1.0, 64.0, 8.0, 2, 0.0)
+        hid = plain_forward_lif(x[b].numpy().astype(np.uint8), w_h, 1.0, 64.0, 8.0, 2, 0.0)
         np.testing.assert_array_equal(out["hidden"][b].numpy(), hid.astype(bool))
-        o = plain_lif(hid, w_o, 0.8, 64.0, 8.0, 2, 1.0)
+        o = plain_forward_lif(hid, w_o, 0.8, 64.0, 8.0, 2, 1.0)
         np.testing.assert_array_equal(out["output"][b].numpy(), o.astype(bool))
     torch_net = Network.from_config(cfg, 30, backend="torch")
     torch_out = torch_net.forward(x.float())
