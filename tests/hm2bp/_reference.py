@@ -31,3 +31,12 @@ def plain_lif(cur: np.ndarray, thr: np.float32, tau_m: float, tau_s: float, t_r:
                 t_ref[i] = t_r
                 v[i] = 0
     return out
+
+
+def plain_forward_lif(pre: np.ndarray, w: np.ndarray, vth: float, tau_m: float, tau_s: float, t_ref_steps: int,
+                      w0: float) -> np.ndarray:
+    """§1 for one sample: pre [T, n_pre] 0/1, w [n_post, n_pre] -> spikes [T, n_post]; the current of each step is
+    the exact sum rounded once to float32, the threshold vth - 1e-6."""
+    cur = (pre.astype(np.float64) @ w.astype(np.float64).T).astype(np.float32)
+    thr = np.float32(float(np.float32(vth)) - 1e-6)
+    return plain_lif(cur, thr, tau_m, tau_s, t_ref_steps, w0)

@@ -6,17 +6,7 @@ import torch
 
 from hm2bp import Network
 from hm2bp.lif import input_current, lif_scan, lif_scan_csr, lif_scan_torch, raster_to_csr
-from tests.hm2bp._reference import plain_lif
-
-
-def plain_forward_lif(pre: np.ndarray, w: np.ndarray, vth: float, tau_m: float, tau_s: float, t_ref_steps: int,
-                      w0: float) -> np.ndarray:
-    """§1 for one sample: pre [T, n_pre] 0/1, w [n_post, n_pre] -> spikes [T, n_post]; the current of each step is
-    the exact sum rounded once to float32, the threshold vth - 1e-6."""
-    cur = (pre.astype(np.float64) @ w.astype(np.float64).T).astype(np.float32)
-    thr = np.float32(float(np.float32(vth)) - 1e-6)
-    return plain_lif(cur, thr, tau_m, tau_s, t_ref_steps, w0)
-
+from tests.hm2bp._reference import plain_forward_lif
 
 CASES = [  # (steps, vth, tau_m, tau_s, refractory, lateral)
     (120, 1.0, 64.0, 8.0, 2, 0.0),

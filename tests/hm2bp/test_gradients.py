@@ -9,7 +9,7 @@ import torch
 from hm2bp import Network
 from hm2bp.lif import raster_to_csr
 from hm2bp.spsp import spsp_readout, spsp_readout_torch
-from tests.hm2bp.test_forward import plain_lif
+from tests.hm2bp._reference import plain_forward_lif
 
 
 # ------------------------------------------------------------------------------------------ brute force (§3.1)
@@ -153,7 +153,7 @@ def brute_force_gradients(spikes, labels, weights, cfg, sample_weights, effect_r
 
 
 def plain_forward(pre, w, vth, w0):
-    return plain_lif(pre, w, vth, 64.0, 8.0, 2, w0)
+    return plain_forward_lif(pre, w, vth, 64.0, 8.0, 2, w0)
 
 
 CFG = {
