@@ -360,7 +360,21 @@ class Network:
         spikes = self._check_spikes(spikes)
         self._drop_caches()
         step = self.chunk_size if self._use_numba() else max(1, spikes.shape[0])
-        parts = [self._run(spikes[c:c + step])[0][-1].counts for c in range(0, spikes.shape[0], step)]
+        starts = list(range(0, spikes.shape[0], step))
+
+        def counts_of(c: int) -> torch.Tensor:
+            return self._run(spikes[c:c + step])[0][-1].counts
+
+        n_workers = max(1, min(self.threads, len(starts))) if self._use_numba() else 1
+        if n_workers == 1:
+            parts = [counts_of(c) for c in starts]
+        else:
+            for layer in self._layers.values():
+                if layer.kind == "dense":
+                    layer.derived()  # fill the per-call caches before any thread reads them
+            # The forward pass is exact per sample, so chunks on threads give the same counts in any order.
+            with ThreadPoolExecutor(n_workers) as pool:
+                parts = list(pool.map(counts_of, starts))
         counts = torch.cat(parts) if parts else torch.zeros(0, self._n_out, dtype=torch.int64)
         counts = counts.to(self.device)
         return torch.argmax(counts, dim=1), counts

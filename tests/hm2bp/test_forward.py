@@ -84,6 +84,21 @@ def test_network_forward_two_layers():
     assert torch.equal(pred, torch.argmax(counts, 1))
 
 
+def test_predict_on_threads_equals_forward():
+    """`predict` spreads chunks over threads; counts must equal the single-threaded forward, in sample order."""
+    cfg = {"steps": 80, "layers": [{"name": "hidden", "size": 12, "threshold": 1.0},
+                                   {"name": "output", "size": 4, "threshold": 0.8, "lateral_inhibition": 1.0}]}
+    x = torch.from_numpy(np.random.default_rng(5).random((11, 80, 30)) < 0.15)
+    one = Network.from_config(cfg, 30, threads=1)
+    many = Network.from_config(cfg, 30, threads=3)
+    many.load_weights(one.weights())
+    one.chunk_size = many.chunk_size = 2  # six chunks
+    ref = one.forward(x)["output"].sum(1)
+    pred, counts = many.predict(x)
+    assert torch.equal(counts, ref) and torch.equal(pred, torch.argmax(ref, 1))
+    assert torch.equal(one.predict(x)[1], ref)
+
+
 def test_forward_rejects_bad_shape():
     net = Network.from_config({"steps": 50, "layers": [{"name": "output", "size": 3, "threshold": 1.0}]}, 8)
     with pytest.raises(ValueError, match="steps, n_inputs"):
