@@ -1,5 +1,7 @@
 """Plain, step-by-step re-statements of the reference (hm2bp-reference.md §1) shared by the hm2bp tests."""
 
+import math
+
 import numpy as np
 
 F32 = np.float32
@@ -40,3 +42,23 @@ def plain_forward_lif(pre: np.ndarray, w: np.ndarray, vth: float, tau_m: float, 
     cur = (pre.astype(np.float64) @ w.astype(np.float64).T).astype(np.float32)
     thr = np.float32(float(np.float32(vth)) - 1e-6)
     return plain_lif(cur, thr, tau_m, tau_s, t_ref_steps, w0)
+
+
+def e_pair(post: list, pre: list, t_r: int = 2, tau_m: float = 64.0, tau_s: float = 8.0) -> float:
+    """e_{i|j} of §3.1, per post spike and per pre spike, including window, delay and fallbacks."""
+    if not pre:
+        return 0.0
+    if not post:
+        return 0.1
+    kappa = 1.0 / (1.0 - tau_s / tau_m)
+    total = 0.0
+    for k, tk in enumerate(post):
+        rk = 1 if k == 0 else post[k - 1] + t_r
+        sk = tk - rk
+        lb = max(1, int(tk - 4 * tau_m))
+        for tau in pre:
+            if lb <= tau < tk and tau + t_r <= tk:
+                u = tk - (tau + t_r)
+                m = min(sk, u)
+                total += math.exp(-max(u - sk, 0) / tau_s) * kappa * (math.exp(-m / tau_m) - math.exp(-m / tau_s))
+    return total

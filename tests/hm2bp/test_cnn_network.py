@@ -10,8 +10,8 @@ import torch
 
 from hm2bp import Network, load_config
 from hm2bp.lif import spike_threshold
-from tests.hm2bp._reference import plain_lif
-from tests.hm2bp.test_conv import e_pair, plain_conv_current, times_of
+from tests.hm2bp._reference import e_pair, plain_lif
+from tests.hm2bp.test_conv import plain_conv_current, times_of
 
 F32 = np.float32
 T = 60

@@ -11,7 +11,7 @@ from hm2bp import conv
 from hm2bp.config import RegularizerSpec
 from hm2bp.lif import lif_scan, lif_scan_torch, raster_to_csr, spike_threshold
 from hm2bp.spsp import spsp_readout
-from tests.hm2bp._reference import plain_lif
+from tests.hm2bp._reference import e_pair, plain_lif
 
 TAU_M, TAU_S, T_R = 64.0, 8.0, 2
 F32 = np.float32
@@ -38,24 +38,6 @@ def plain_conv_current(pre: np.ndarray, w: np.ndarray, in_shape) -> np.ndarray:
                         for b in range(k):
                             out[:, o, x, y] += img[:, c, x + a, y + b] * float(w[o, c, a, b])
     return out.reshape(pre.shape[0], -1).astype(F32)
-
-
-def e_pair(post: list, pre: list) -> float:
-    """S-PSP e_{i|j} of reference §3.1 for one pair, float64, straight from the definition."""
-    if not post:
-        return 0.1 if pre else 0.0
-    kappa = 1.0 / (1.0 - TAU_S / TAU_M)
-    total = 0.0
-    for k, tk in enumerate(post):
-        rk = 1 if k == 0 else post[k - 1] + T_R
-        sk = tk - rk
-        lb = max(1, int(tk - 4 * TAU_M))
-        for tau in pre:
-            if lb <= tau < tk and tau + T_R <= tk:
-                u = tk - (tau + T_R)
-                m = min(sk, u)
-                total += math.exp(-max(u - sk, 0) / TAU_S) * kappa * (math.exp(-m / TAU_M) - math.exp(-m / TAU_S))
-    return total
 
 
 def times_of(raster: np.ndarray) -> list[list[int]]:

@@ -1,6 +1,5 @@
 """S-PSP read-outs and HM2-BP gradients against brute-force per-pair implementations of reference §3 (float64)."""
 
-import math
 
 import numpy as np
 import pytest
@@ -9,30 +8,10 @@ import torch
 from hm2bp import Network
 from hm2bp.lif import raster_to_csr
 from hm2bp.spsp import spsp_readout, spsp_readout_torch
-from tests.hm2bp._reference import plain_forward_lif
+from tests.hm2bp._reference import e_pair, plain_forward_lif
 
 
 # ------------------------------------------------------------------------------------------ brute force (§3.1)
-def e_pair(post: list, pre: list, t_r: int, tau_m: float, tau_s: float) -> float:
-    """e_{i|j} of §3.1, per post spike and per pre spike, including window, delay and fallbacks."""
-    if not pre:
-        return 0.0
-    if not post:
-        return 0.1
-    kappa = 1.0 / (1.0 - tau_s / tau_m)
-    total = 0.0
-    for k, tk in enumerate(post):
-        rk = 1 if k == 0 else post[k - 1] + t_r
-        sk = tk - rk
-        lb = max(1, int(tk - 4 * tau_m))
-        for tau in pre:
-            if lb <= tau < tk and tau + t_r <= tk:
-                u = tk - (tau + t_r)
-                m = min(sk, u)
-                total += math.exp(-max(u - sk, 0) / tau_s) * kappa * (math.exp(-m / tau_m) - math.exp(-m / tau_s))
-    return total
-
-
 def e_matrix(post: np.ndarray, pre: np.ndarray, t_r: int, tau_m: float, tau_s: float) -> np.ndarray:
     """E [n_post, n_pre] for one sample from rasters [T, n]."""
     post_t = [list(np.flatnonzero(post[:, i])) for i in range(post.shape[1])]
