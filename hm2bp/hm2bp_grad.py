@@ -198,21 +198,48 @@ def _weight_gradient(k, coef, samples, indptr, idx, steps, post_counts, pre_coun
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _finish_gradient(g_t, weight, scale, factor, out):
-    # out[i, j] = scale g_t[j, i] + factor[i] W[i, j] (float32, the same two roundings and sum as the transposed
-    # in-place form), written row by row of `out` (the transpose is this kernel's read order); returns the number of
+def _finish_gradient(g_t, w_t, scale, factor, touched, out):
+    # out[j, i] = scale g_t[j, i] + factor[i] W^T[j, i] in float32 (two products, one sum), all in storage order.
+    # Rows that no pre spike reached are zero in g_t: they are not read (the regulariser alone). Rows that were read
+    # are cleared, so the accumulator is zero again for the next call without a full pass. Returns the number of
     # non-finite values, counted as they are written.
     n_pre, n_post = g_t.shape
     bad = 0
-    for i in range(n_post):
-        fi = factor[i]
-        row = out[i]
-        w_row = weight[i]
-        for j in range(n_pre):
-            row[j] = scale * g_t[j, i] + fi * w_row[j]
-        for j in range(n_pre):
-            bad += 0 if abs(row[j]) < np.inf else 1
+    zero = np.float32(0.0)
+    for j in range(n_pre):
+        row = out[j]
+        w_row = w_t[j]
+        if touched[j]:
+            g_row = g_t[j]
+            for i in range(n_post):
+                row[i] = scale * g_row[i] + factor[i] * w_row[i]
+            g_row[:] = zero
+        else:
+            for i in range(n_post):
+                row[i] = factor[i] * w_row[i]
+        for i in range(n_post):
+            bad += 0 if abs(row[i]) < np.inf else 1
     return bad
+
+
+@njit(cache=True, nogil=True)
+def _column_sums(w_t, sums, sumsq):
+    for j in range(w_t.shape[0]):
+        row = w_t[j]
+        for i in range(w_t.shape[1]):
+            x = np.float64(row[i])
+            sums[i] += x
+            sumsq[i] += x * x
+
+
+def weight_row_sums(weight_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(sum_j W[i, j], sum_j W[i, j]^2)`, float64 `[n_post]` each, from the transposed weight `W^T [n_pre, n_post]`
+    (one pass in storage order, accumulated in float64): the side effect's row sums (§3.5) and the regulariser's
+    `S_i` (§3.7)."""
+    sums = np.zeros(weight_t.shape[1], np.float64)
+    sumsq = np.zeros(weight_t.shape[1], np.float64)
+    _column_sums(weight_t, sums, sumsq)
+    return sums, sumsq
 
 
 def weight_gradient(k: np.ndarray, coef: np.ndarray, samples: np.ndarray, pre_csr: tuple, post_counts: np.ndarray,
@@ -230,24 +257,35 @@ def weight_gradient(k: np.ndarray, coef: np.ndarray, samples: np.ndarray, pre_cs
     return g_t
 
 
-def finish_gradient(g_t: np.ndarray | None, weight: np.ndarray, weight_t: np.ndarray, scale: float,
-                    reg: RegularizerSpec, layer: str) -> np.ndarray:
-    """Weight gradient `[n_post, n_pre]` float32 = `scale * g_t^T + R(W)` (§3.7) (CPU; a new array, `g_t` is left
-    as it was). `weight_t = W^T` (kept for callers; the kernel reads `weight`, the same values). Raises
-    FloatingPointError naming `layer` if a value is not finite."""
-    limit = reg.weight_limit
+def regularizer_factor(sumsq: np.ndarray, n_pre: int, reg: RegularizerSpec) -> np.ndarray:
+    """Per post neuron `lam beta exp(beta (S_i - 1)) / L` (float32 `[n_post]`), `S_i = sumsq_i / (L^2 n_pre)`: the
+    regulariser gradient of §3.7 is this factor times `W_ij`."""
     if reg.lam == 0.0 or reg.beta == 0.0:
-        factor = np.zeros(weight.shape[0], np.float32)
-    else:
-        s_i = np.einsum("ij,ij->i", weight, weight).astype(np.float64) / (limit * limit * weight.shape[1])
-        factor = (reg.lam * reg.beta * np.exp(reg.beta * (s_i - 1.0)) / limit).astype(np.float32)
+        return np.zeros(sumsq.shape[0], np.float32)
+    limit = reg.weight_limit
+    s_i = np.asarray(sumsq, np.float64) / (limit * limit * n_pre)
+    return (reg.lam * reg.beta * np.exp(reg.beta * (s_i - 1.0)) / limit).astype(np.float32)
+
+
+def finish_gradient(g_t: np.ndarray | None, weight_t: np.ndarray, sumsq: np.ndarray, scale: float,
+                    reg: RegularizerSpec, layer: str, touched: np.ndarray | None = None) -> np.ndarray:
+    """Weight gradient in the transposed storage order, `[n_pre, n_post]` float32 = `scale * g_t + R(W)^T` (§3.7)
+    (CPU; a new array). `weight_t = W^T`, `sumsq` its per-post sums of squares (`weight_row_sums`).
+
+    `g_t` is the transposed data-gradient accumulator of `weight_gradient`; its rows `touched` (bool `[n_pre]`,
+    default all: the pre neurons that spiked in the batch, the only rows the accumulation can reach) are read and
+    then **cleared**, other rows are assumed zero and not read. Raises FloatingPointError naming `layer` if a value
+    is not finite."""
+    weight_t = np.ascontiguousarray(weight_t, dtype=np.float32)
+    factor = regularizer_factor(sumsq, weight_t.shape[0], reg)
     if g_t is None:
-        out = factor[:, None] * weight
+        out = weight_t * factor[None, :]
         bad = not np.isfinite(out).all()
     else:
-        weight = np.ascontiguousarray(weight, dtype=np.float32)
-        out = np.empty(weight.shape, np.float32)
-        bad = _finish_gradient(g_t, weight, np.float32(scale), factor, out) > 0
+        if touched is None:
+            touched = np.ones(weight_t.shape[0], np.bool_)
+        out = np.empty(weight_t.shape, np.float32)
+        bad = _finish_gradient(g_t, weight_t, np.float32(scale), factor, touched, out) > 0
     if bad:
         raise FloatingPointError(f"non-finite gradient in layer {layer!r}")
     return out

@@ -138,12 +138,6 @@ def input_current(indptr: np.ndarray, idx: np.ndarray, weight_t: np.ndarray, bat
     return _input_current(indptr, idx, np.ascontiguousarray(weight_t), batch, steps)
 
 
-def transpose_rowsum(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`(W^T` float32 `[n_pre, n_post]`, `sum_j W[i, j]` float64 `[n_post])` of a float32 weight `[n_post, n_pre]`."""
-    weight = np.ascontiguousarray(weight, dtype=np.float32)
-    return np.ascontiguousarray(weight.T), weight.sum(1).astype(np.float64)
-
-
 def input_current_torch(spikes: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """`input_current` for dense torch tensors on any device: `spikes [B, T, n_pre]`, `weight [n_post, n_pre]`."""
     return torch.matmul(spikes.to(torch.float64), weight.to(torch.float64).T).to(torch.float32)

@@ -28,7 +28,6 @@ from hm2bp.lif import (
     lif_scan_csr,
     lif_scan_torch,
     raster_to_csr,
-    transpose_rowsum,
 )
 from hm2bp.spsp import spsp_readout, spsp_readout_torch
 
@@ -46,7 +45,11 @@ class StepResult:
 
 
 class DenseLayer:
-    """A fully connected LIF layer: `weight [n_post, n_pre]` float32 (settable), its spec and neuron parameters."""
+    """A fully connected LIF layer: `weight [n_post, n_pre]` float32 (settable), its spec and neuron parameters.
+
+    The weights are stored transposed, `[n_pre, n_post]` contiguous, and `weight` is the transposed view of that
+    storage: the input current adds rows of `W^T` (one per pre spike), the gradient is accumulated in rows of
+    `W^T`, and the optimiser updates the storage in its own order, so no step ever transposes the full matrix."""
 
     kind = "dense"
     trainable = True
@@ -56,14 +59,18 @@ class DenseLayer:
         self.n_pre = n_pre
         self.n_post = int(spec.size)
         self.weight_shape: tuple[int, ...] = (self.n_post, self.n_pre)
-        self._weight = torch.empty(0)
+        self._store = torch.empty(0)
         self._grad_buf: np.ndarray | None = None
+        self._grad_clean = False  # True while every entry of `_grad_buf` is known to be zero
         self.weight = weight
+
+    def _to_store(self, value: torch.Tensor) -> torch.Tensor:
+        return value.T.contiguous()
 
     @property
     def weight(self) -> torch.Tensor:
-        """Trainable weights `[n_post, n_pre]` float32 (a live reference)."""
-        return self._weight
+        """Trainable weights `[n_post, n_pre]` float32: a live view of the storage (in-place changes are seen)."""
+        return self._store.T
 
     @weight.setter
     def weight(self, value: torch.Tensor) -> None:
@@ -73,26 +80,30 @@ class DenseLayer:
                              f"got {tuple(value.shape)}")
         if not value.is_floating_point():
             raise ValueError(f"layer {self.spec.name!r}: weight must be floating point, got {value.dtype}")
-        device = self._weight.device if self._weight.numel() else value.device
-        self._weight = value.detach().to(device=device, dtype=torch.float32).contiguous()
+        device = self._store.device if self._store.numel() else value.device
+        self._store = self._to_store(value.detach().to(device=device, dtype=torch.float32))
         self._cache: tuple | None = None
 
     def grad_buffer(self) -> np.ndarray:
-        """CPU only: a zeroed float32 `[n_pre, n_post]` accumulator, reused between calls (no fresh pages)."""
+        """CPU only: the zeroed float32 `[n_pre, n_post]` accumulator, reused between calls. `finish_gradient`
+        clears the rows it reads, so it is zeroed in full only after a call that did not finish."""
         if self._grad_buf is None:
             self._grad_buf = np.zeros((self.n_pre, self.n_post), np.float32)
-        else:
+        elif not self._grad_clean:
             self._grad_buf.fill(0.0)
+        self._grad_clean = False
         return self._grad_buf
 
-    def derived(self) -> tuple[np.ndarray, np.ndarray]:
-        """CPU only: `(W^T` float32 `[n_pre, n_post]`, row sums float64 `[n_post])`. Cached within one call of
-        the network (`Network` drops the cache at the start of every forward / backward call)."""
-        w = self._weight
-        key = (w.data_ptr(), w._version)
+    def derived(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CPU only: `(W^T` float32 `[n_pre, n_post]` (the storage), row sums, row sums of squares (float64
+        `[n_post]`)). Cached within one call of the network (`Network` drops the cache at the start of every
+        forward / backward call, so weight changes between calls are always seen)."""
+        w_t = self._store
+        key = (w_t.data_ptr(), w_t._version)
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, *transpose_rowsum(w.detach().numpy()))
-        return self._cache[1], self._cache[2]
+            arr = w_t.detach().numpy()
+            self._cache = (key, arr, *rules.weight_row_sums(arr))
+        return self._cache[1:]
 
     @property
     def vth(self) -> float:
@@ -115,9 +126,21 @@ class ConvLayer(DenseLayer):
         self.n_pre = int(np.prod(in_shape))
         self.n_post = int(np.prod(self.out_shape))
         self.weight_shape = (int(spec.channels), in_shape[0], int(spec.kernel), int(spec.kernel))
-        self._weight = torch.empty(0)
+        self._store = torch.empty(0)
         self._grad_buf = None
         self.weight = weight
+
+    def _to_store(self, value: torch.Tensor) -> torch.Tensor:
+        return value.contiguous()
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Trainable kernels `[c_out, c_in, k, k]` float32 (a live reference)."""
+        return self._store
+
+    @weight.setter
+    def weight(self, value: torch.Tensor) -> None:
+        DenseLayer.weight.fset(self, value)
 
     def grad_buffer(self) -> np.ndarray:
         """CPU only: a zeroed float64 `[c_out, c_in, k, k]` accumulator."""
@@ -272,7 +295,7 @@ class Network:
     def to(self, device: str | torch.device) -> Network:
         for name in self.trainable_names:
             layer = self._layers[name]
-            layer._weight = layer._weight.to(device)
+            layer._store = layer._store.to(device)
         return self
 
     @property
@@ -424,10 +447,12 @@ class Network:
                     self._layers[name].derived()  # fill the per-call caches before any thread reads them
             accs = [{name: self._layers[name].grad_buffer() for name in names}]
             accs += [{name: self._new_accumulator(name) for name in names} for _ in range(n_workers - 1)]
+            # Rows of a dense accumulator that the chunks reached (pre neurons that spiked), per worker.
+            rows = [{name: np.zeros(self._layers[name].n_pre, np.bool_) for name in names} for _ in range(n_workers)]
 
             def work(w: int) -> list:
                 return [self._chunk_numba(spikes[c:c + self.chunk_size], labels[c:c + self.chunk_size],
-                                          sw[c:c + self.chunk_size], accs[w]) for c in starts[w::n_workers]]
+                                          sw[c:c + self.chunk_size], accs[w], rows[w]) for c in starts[w::n_workers]]
 
             if n_workers == 1:
                 per_worker = [work(0)]
@@ -435,10 +460,11 @@ class Network:
                 with ThreadPoolExecutor(n_workers) as pool:
                     per_worker = list(pool.map(work, range(n_workers)))
             parts = [per_worker[k % n_workers][k // n_workers] for k in range(len(starts))]
-            g_t = accs[0]
-            for acc in accs[1:]:
+            g_t, touched = accs[0], rows[0]
+            for acc, reached in zip(accs[1:], rows[1:], strict=True):
                 for name in names:
                     g_t[name] += acc[name]
+                    touched[name] |= reached[name]
             counts = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, self._n_out, dtype=torch.int64)
             cost = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
             any_active = any(p[2] for p in parts)
@@ -451,12 +477,13 @@ class Network:
                     g = torch.from_numpy(g_t[name] / batch).to(torch.float32) if any_active else torch.zeros_like(w_t)
                     grads[name] = _finite(g + cnn.conv_regularizer_grad(w_t, reg), name)
                     continue
-                w = layer.weight.detach().numpy()
+                w_t, _, sumsq = layer.derived()
                 if any_active:
-                    g = rules.finish_gradient(g_t[name], w, layer.derived()[0], 1.0 / batch, reg, name)
+                    g = rules.finish_gradient(g_t[name], w_t, sumsq, 1.0 / batch, reg, name, touched[name])
                 else:
-                    g = rules.finish_gradient(None, w, None, 1.0, reg, name)
-                grads[name] = torch.from_numpy(g)
+                    g = rules.finish_gradient(None, w_t, sumsq, 1.0, reg, name)
+                layer._grad_clean = True  # finish_gradient cleared the rows that were written
+                grads[name] = torch.from_numpy(g).T  # [n_post, n_pre], in the weights' storage order
         return StepResult(grads=grads, counts=counts.to(dev), predictions=torch.argmax(counts, 1).to(dev),
                           cost=cost)
 
@@ -483,9 +510,10 @@ class Network:
         delta = delta_out[active] / self._layers[self.layer_names[-1]].vth
         return counts_true, cost, out_mod, counts_mod, active, delta
 
-    def _chunk_numba(self, spikes: torch.Tensor, labels: torch.Tensor, sw: torch.Tensor,
-                     g_t: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """Forward + backward of a few samples; adds their data gradients (transposed) into `g_t`."""
+    def _chunk_numba(self, spikes: torch.Tensor, labels: torch.Tensor, sw: torch.Tensor, g_t: dict[str, np.ndarray],
+                     touched: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Forward + backward of a few samples; adds their data gradients (transposed) into `g_t` and marks the
+        accumulator rows they can reach (pre neurons that spiked) in `touched`."""
         runs, inp = self._run(spikes)
         counts_true, cost, out_mod, counts_mod, active_t, delta = self._output_stage(
             runs, labels, sw, torch.from_numpy(runs[-1].spikes))
@@ -533,6 +561,7 @@ class Network:
                                                            layer.spec.lateral_inhibition)
                     rules.weight_gradient(kmat, coef.numpy(), active, pre.csr, pc_act, pre_counts_act,
                                           g_t[names[k]])
+                    touched[names[k]] |= (pre_counts_act > 0).any(0)
                 if k == 0:
                     break
                 if layer.kind == "conv":

@@ -55,12 +55,26 @@ def _sgd_kernel(w, g, u, mu, lr):
 
 
 def _flat_cpu32(*tensors: torch.Tensor) -> list[np.ndarray] | None:
-    """Flat float32 numpy views sharing memory with `tensors`, or None unless all are contiguous float32 on CPU."""
+    """Flat float32 numpy views of the memory of `tensors` (all in the same element order), or None unless all are
+    float32 CPU tensors that are contiguous or, all alike, transposed-contiguous 2-D views (a dense layer's
+    `weight` is the transposed view of its `[n_pre, n_post]` storage). The updates are elementwise, so storage order
+    is as good as any."""
     out = []
+    transposed = None
     for t in tensors:
-        if t.device.type != "cpu" or t.dtype != torch.float32 or not t.is_contiguous():
+        if t.device.type != "cpu" or t.dtype != torch.float32:
             return None
-        out.append(t.detach().numpy().reshape(-1))
+        if t.is_contiguous():
+            flip = False
+        elif t.dim() == 2 and t.T.is_contiguous():
+            flip = True
+        else:
+            return None
+        if transposed is None:
+            transposed = flip
+        elif flip != transposed:
+            return None
+        out.append((t.detach().T if flip else t.detach()).numpy().reshape(-1))
     return out
 
 
@@ -71,8 +85,13 @@ def _mark_modified(*tensors: torch.Tensor) -> None:
         torch.autograd.graph.increment_version(t)
 
 
-def _grad_like(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return g.detach().to(dtype=w.dtype).contiguous()
+def _like(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """`t` with the dtype, device and memory layout (strides) of `w`; `t` itself when it already has them."""
+    t = t.detach()
+    if t.dtype == w.dtype and t.device == w.device and t.stride() == w.stride():
+        return t
+    return torch.empty_like(w).copy_(t)
+
 
 
 class Optimizer:
@@ -117,7 +136,7 @@ class Optimizer:
             b = buffers[name]
             if b.shape != w.shape:
                 raise ValueError(f"optimiser state of {name!r} has shape {tuple(b.shape)}, weight {tuple(w.shape)}")
-            out[name] = b.to(device=w.device, dtype=w.dtype).clone(memory_format=torch.contiguous_format)
+            out[name] = torch.empty_like(w).copy_(b)  # a private copy in the weight's layout (fused kernels)
         return out
 
 
@@ -141,7 +160,7 @@ class Adam(Optimizer):
         self._check(grads)
         lr = self.lr if lr is None else float(lr)
         for name, w in self.weights.items():
-            g = _grad_like(grads[name], w)
+            g = _like(grads[name], w)
             m, v = self.m[name], self.v[name]
             c1, c2 = 1.0 - self.beta1_power[name], 1.0 - self.beta2_power[name]
             flat = _flat_cpu32(w, g, m, v)
@@ -203,7 +222,7 @@ class SGD(Optimizer):
         lr = self.lr if lr is None else float(lr)
         for name, w in self.weights.items():
             u = self.velocity[name]
-            g = _grad_like(grads[name], w)
+            g = _like(grads[name], w)
             flat = _flat_cpu32(w, g, u)
             if flat is not None:
                 _sgd_kernel(*flat, np.float32(self.momentum), np.float32(lr))

@@ -215,6 +215,41 @@ def test_step_result_fields():
     np.testing.assert_allclose(res.cost.numpy(), expected)
 
 
+def test_weight_storage_view_and_reused_accumulator(monkeypatch):
+    """A dense layer keeps `W^T` and `weight` is its live view; the reused gradient accumulator is cleared by each
+    call (also after a call that failed half-way), so repeated calls give the same bits as a fresh network."""
+    net, spikes, labels, sw = make_case(5, batch=4)
+    x, y, w = torch.from_numpy(spikes), torch.from_numpy(labels), torch.from_numpy(sw)
+    layer = net.layer("hidden")
+    assert layer.weight.shape == (10, 14) and layer.weight.T.is_contiguous()
+    first = net.gradients(x, y, w)
+    assert first["hidden"].shape == (10, 14) and first["hidden"].stride() == layer.weight.stride()
+    net.gradients(x[1:3], y[1:3], w[1:3])  # other samples reach other accumulator rows
+    again = net.gradients(x, y, w)
+    fresh = Network.from_config(CFG, 14)
+    fresh.load_weights(net.weights())
+    reference = fresh.gradients(x, y, w)
+    for name in first:
+        assert torch.equal(again[name], first[name]) and torch.equal(reference[name], first[name])
+    # a call interrupted between the accumulation and the final pass leaves a dirty buffer: the next call zeroes it
+    from hm2bp import hm2bp_grad
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(hm2bp_grad, "finish_gradient", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            net.gradients(x, y, w)
+    assert layer._grad_buf.any()
+    for name, g in net.gradients(x, y, w).items():
+        assert torch.equal(g, first[name])
+    # in-place changes through the view are seen by the next call
+    with torch.no_grad():
+        layer.weight.mul_(0.0)
+    assert int(net.forward(x)["hidden"].sum()) == 0
+
+
 def test_zero_error_gives_regularizer_only():
     cfg = {**CFG, "loss": {"desired": 12, "undesired": 3, "margin": 200}}
     net, spikes, labels, _ = make_case(2, cfg=cfg)
@@ -295,23 +330,29 @@ def test_cpu_fast_paths_equal_torch_formulas_bitwise():
     assert int(new_counts[0, labels[0]]) == len(rules.silent_label_train(40, 35.0)) == 39
 
 
-def test_finish_gradient_fused_transpose():
-    """`finish_gradient` = scale * g_t^T + R(W), float32 as written (two products, one sum), g_t left unchanged."""
+def test_finish_gradient_in_storage_order_clears_what_it_reads():
+    """`finish_gradient` = scale * g_t + R(W)^T in the transposed order, float32 as written (two products, one sum);
+    rows marked touched are read and cleared, other rows are taken as zero; the row sums are float64 sums."""
     from hm2bp import hm2bp_grad as rules
     from hm2bp.config import RegularizerSpec
 
     rng = np.random.default_rng(1)
-    w = rng.standard_normal((37, 53)).astype(np.float32)
-    g_t = rng.standard_normal((53, 37)).astype(np.float32)
+    w = rng.standard_normal((37, 53)).astype(np.float32)  # [n_post, n_pre]
+    w_t = np.ascontiguousarray(w.T)
+    sums, sumsq = rules.weight_row_sums(w_t)
+    np.testing.assert_allclose(sums, w.astype(np.float64).sum(1), rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(sumsq, (w.astype(np.float64) ** 2).sum(1), rtol=1e-13)
+    touched = rng.random(53) < 0.4
+    g_t = rng.standard_normal((53, 37)).astype(np.float32) * touched[:, None]
     keep = g_t.copy()
     reg = RegularizerSpec(lam=10.0, beta=0.04, weight_limit=8.0)
-    got = rules.finish_gradient(g_t, w, np.ascontiguousarray(w.T), 0.25, reg, "hidden")
-    s_i = np.einsum("ij,ij->i", w, w).astype(np.float64) / (64.0 * 53)
+    got = rules.finish_gradient(g_t, w_t, sumsq, 0.25, reg, "hidden", touched)
+    s_i = (w.astype(np.float64) ** 2).sum(1) / (64.0 * 53)
     factor = (10.0 * 0.04 * np.exp(0.04 * (s_i - 1.0)) / 8.0).astype(np.float32)
-    expected = np.float32(0.25) * g_t.T + factor[:, None] * w
-    assert got.flags.c_contiguous and got.dtype == np.float32
+    expected = np.float32(0.25) * keep + factor[None, :] * w_t
+    assert got.flags.c_contiguous and got.dtype == np.float32 and got.shape == (53, 37)
     np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(g_t, keep)
+    assert not g_t.any()  # the touched rows were cleared, the others were zero already
     g_t[4, 30] = np.nan
     with pytest.raises(FloatingPointError, match="'output'"):
-        rules.finish_gradient(g_t, w, w.T, 1.0, reg, "output")
+        rules.finish_gradient(g_t, w_t, sumsq, 1.0, reg, "output")

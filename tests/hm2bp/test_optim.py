@@ -127,14 +127,24 @@ def test_fused_adam_and_sgd_equal_float32_restatement_bitwise():
         assert np.array_equal(w["a"].numpy(), ref_w) and np.array_equal(opt.m["a"].numpy(), ref_m)
         assert np.array_equal(opt.v["a"].numpy(), ref_v)
     assert w["a"]._version > version  # an in-place update, as torch's own ops would record
-    # torch path: a transposed (non-contiguous) view of the same start weights, updated in place
+    # transposed storage (as `DenseLayer` keeps it, `weight` being the transposed view): the same fused kernel in
+    # storage order, bit for bit, with moments in the weight's layout and contiguous gradients converted to it
     base = torch.from_numpy(np.ascontiguousarray(w0.T))
     w_t = {"a": base.T}
     opt_t = Adam(w_t)
     for g, lr in zip(grads, lrs, strict=True):
         opt_t.step({"a": torch.from_numpy(g)}, lr)
-    assert not torch.equal(base.T, torch.from_numpy(w0))
-    torch.testing.assert_close(base.T, w["a"], rtol=0, atol=1e-6 * float(np.abs(w0).max()))
+    assert opt_t.m["a"].stride() == w_t["a"].stride() == (1, 64)
+    assert torch.equal(base.T, w["a"]) and torch.equal(opt_t.v["a"], opt.v["a"])
+    # torch path (other devices, or a weight that is not dense in memory: here every other column of a wider array)
+    wide = torch.zeros(64, 66)
+    wide[:, ::2] = torch.from_numpy(w0)
+    w_s = {"a": wide[:, ::2]}
+    opt_s = Adam(w_s)
+    for g, lr in zip(grads, lrs, strict=True):
+        opt_s.step({"a": torch.from_numpy(g)}, lr)
+    assert not torch.equal(w_s["a"], torch.from_numpy(w0)) and not wide[:, 1::2].any()
+    torch.testing.assert_close(w_s["a"], w["a"], rtol=0, atol=1e-6 * float(np.abs(w0).max()))
 
     f = np.float32
     w = {"a": torch.from_numpy(w0.copy())}
@@ -149,8 +159,10 @@ def test_fused_adam_and_sgd_equal_float32_restatement_bitwise():
 
 @pytest.mark.parametrize("kind", ["adam", "sgd"])
 def test_state_dict_round_trip_continues_identically(kind):
+    """A saved state continues bit for bit, also into weights stored transposed (a dense layer's layout): the
+    buffers are copied into the weight's layout, so the fused kernel still applies."""
     a = {k: v.clone() for k, v in _weights().items()}
-    b = {k: v.clone() for k, v in _weights().items()}
+    b = {k: v.T.contiguous().T for k, v in _weights().items()}
     opt_a = make_optimizer(kind, a, 1e-2)
     for s in range(3):
         opt_a.step(_grads(s), 1e-2)
