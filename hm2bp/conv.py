@@ -36,8 +36,7 @@ from numba import njit
 
 from hm2bp import hm2bp_grad as rules
 from hm2bp.config import RegularizerSpec
-from hm2bp.lif import _lif_scan as _lif_kernel  # the core's scan kernel, given an exact threshold
-from hm2bp.lif import lif_scan_torch, spike_threshold
+from hm2bp.lif import lif_scan, lif_scan_torch, spike_threshold
 from hm2bp.spsp import SILENT_POST_EFFECT
 
 Shape3 = tuple[int, int, int]
@@ -93,12 +92,7 @@ def conv_lif_scan(current: np.ndarray, vth: float, tau_m: float, tau_s: float,
                   refractory: int) -> tuple[np.ndarray, np.ndarray]:
     """`hm2bp.lif.lif_scan` with the conv threshold `v > vth` (no epsilon, exact for every vth): float32
     `[B, T, n]` -> (spikes uint8 `[B, T, n]`, counts int64 `[B, n]`)."""
-    current = np.ascontiguousarray(current, dtype=np.float32)
-    spikes = np.zeros(current.shape, np.uint8)
-    counts = np.zeros((current.shape[0], current.shape[2]), np.int64)
-    _lif_kernel(current, np.float32(tau_m), np.float32(tau_s), np.float32(vth), int(refractory), np.float32(0.0),
-                spikes, counts)
-    return spikes, counts
+    return lif_scan(current, vth, tau_m, tau_s, refractory, epsilon=False)
 
 
 def conv_lif_scan_torch(current: torch.Tensor, vth: float, tau_m: float, tau_s: float,

@@ -192,14 +192,16 @@ def _lif_scan(current, tau_m, tau_s, thr, refractory, w0, spikes, counts):
 
 
 def lif_scan(current: np.ndarray, vth: float, tau_m: float, tau_s: float, refractory: int,
-             lateral: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+             lateral: float = 0.0, epsilon: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Simulate §1 for every sample: `current` float32 `[B, T, n]` (from `input_current`) -> (spikes uint8
-    `[B, T, n]`, counts int64 `[B, n]`). `lateral` = w0 of the fixed inhibition (0 = none)."""
+    `[B, T, n]`, counts int64 `[B, n]`). `lateral` = w0 of the fixed inhibition (0 = none). Fires iff
+    `v > float32(vth - 1e-6)`, or iff `v > float32(vth)` with `epsilon=False` (the reference's conv layers)."""
     current = np.ascontiguousarray(current, dtype=np.float32)
     spikes = np.zeros(current.shape, np.uint8)
     counts = np.zeros((current.shape[0], current.shape[2]), np.int64)
-    _lif_scan(current, np.float32(tau_m), np.float32(tau_s), spike_threshold(vth), int(refractory),
-              np.float32(lateral), spikes, counts)
+    thr = spike_threshold(vth) if epsilon else np.float32(vth)
+    _lif_scan(current, np.float32(tau_m), np.float32(tau_s), thr, int(refractory), np.float32(lateral), spikes,
+              counts)
     return spikes, counts
 
 
