@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import best
 
 from spikedata.datasets.event_folder import split_jobs, store_attrs
 from spikedata.datasets.nmnist import PRESETS, find_nmnist
@@ -63,15 +64,6 @@ def tonic_frames(paths: list[Path]) -> int:
         frames = to_frame(tonic.io.read_mnist_file(str(p), dtype=dtype))
         total += np.count_nonzero(frames)
     return total
-
-
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:

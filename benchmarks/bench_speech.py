@@ -11,10 +11,10 @@ utterances) is extrapolated with the reference utterance's length (68 frames of 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import best
 
 from spikedata.encoders.bsa import bsa_encode
 from spikedata.encoders.lyon import lyon_passive_ear
@@ -23,15 +23,6 @@ from spikedata.io.audio import read_audio, resample
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RATE = 12500
 TI46_UTTERANCES = 10770
-
-
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:

@@ -1,0 +1,17 @@
+"""Small timing helpers shared by the benchmark scripts (run as `python benchmarks/bench_*.py`, so this folder is on
+`sys.path`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def best(fn: Callable[[], object], repeats: int) -> float:
+    """Fastest wall time of `repeats` calls of `fn`, in seconds (the least disturbed run on a shared machine)."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
