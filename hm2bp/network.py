@@ -53,6 +53,7 @@ class DenseLayer:
 
     kind = "dense"
     trainable = True
+    _transposed = True  # storage is `weight.T` (dense); conv kernels are stored as they are
 
     def __init__(self, spec: LayerSpec, n_pre: int, weight: torch.Tensor) -> None:
         self.spec = spec
@@ -64,13 +65,10 @@ class DenseLayer:
         self._grad_clean = False  # True while every entry of `_grad_buf` is known to be zero
         self.weight = weight
 
-    def _to_store(self, value: torch.Tensor) -> torch.Tensor:
-        return value.T.contiguous()
-
     @property
     def weight(self) -> torch.Tensor:
-        """Trainable weights `[n_post, n_pre]` float32: a live view of the storage (in-place changes are seen)."""
-        return self._store.T
+        """Trainable weights `weight_shape` float32: a live view of the storage (in-place changes are seen)."""
+        return self._store.T if self._transposed else self._store
 
     @weight.setter
     def weight(self, value: torch.Tensor) -> None:
@@ -81,7 +79,8 @@ class DenseLayer:
         if not value.is_floating_point():
             raise ValueError(f"layer {self.spec.name!r}: weight must be floating point, got {value.dtype}")
         device = self._store.device if self._store.numel() else value.device
-        self._store = self._to_store(value.detach().to(device=device, dtype=torch.float32))
+        value = value.detach().to(device=device, dtype=torch.float32)
+        self._store = (value.T if self._transposed else value).contiguous()
         self._cache: tuple | None = None
 
     def grad_buffer(self) -> np.ndarray:
@@ -118,6 +117,7 @@ class ConvLayer(DenseLayer):
     1, fires iff `v > vth` exactly. Neurons `out_shape = (c_out, H-k+1, W-k+1)`, flattened channel-major."""
 
     kind = "conv"
+    _transposed = False
 
     def __init__(self, spec: LayerSpec, in_shape: tuple[int, int, int], weight: torch.Tensor) -> None:
         self.spec = spec
@@ -129,18 +129,6 @@ class ConvLayer(DenseLayer):
         self._store = torch.empty(0)
         self._grad_buf = None
         self.weight = weight
-
-    def _to_store(self, value: torch.Tensor) -> torch.Tensor:
-        return value.contiguous()
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """Trainable kernels `[c_out, c_in, k, k]` float32 (a live reference)."""
-        return self._store
-
-    @weight.setter
-    def weight(self, value: torch.Tensor) -> None:
-        DenseLayer.weight.fset(self, value)
 
     def grad_buffer(self) -> np.ndarray:
         """CPU only: a zeroed float64 `[c_out, c_in, k, k]` accumulator."""
