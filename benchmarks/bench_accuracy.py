@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 from hm2bp.config import load_config  # noqa: E402
 from hm2bp.presets import load_preset  # noqa: E402
 from hm2bp.trainer import Progress, prepare_run  # noqa: E402
-from spikedata.pipeline import EncodedBlock, SplitJob, encode_to_store  # noqa: E402
-from spikedata.store import open_store  # noqa: E402
+from spikedata.pipeline import SplitJob, encode_to_store  # noqa: E402
+from spikedata.store import EventBlock, open_store  # noqa: E402
 
 T10K = REPO.parent / "shared" / "data" / "mnist"
 STEPS = 400
@@ -50,22 +50,22 @@ def _images(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def encode_range(split: str, seed: int, start: int, stop: int) -> EncodedBlock:
+def encode_range(split: str, seed: int, start: int, stop: int) -> EventBlock:
     """Poisson-encode samples [start, stop) of `split` (picklable via functools.partial)."""
     from spikedata.encoders.poisson import DEFAULT_MAX_PROB, poisson_encode_events
 
     images, labels = _images(split)
     indptr, times, units = poisson_encode_events(images[start:stop], STEPS, DEFAULT_MAX_PROB, seed,
                                                  first_index=start)
-    return EncodedBlock(indptr, times, units, labels[start:stop])
+    return EventBlock(indptr, times, units, labels[start:stop])
 
 
 def build_store(path: Path) -> Path:
     if path.exists():
         return path
+    from spikedata.checksum import files_sha256
     from spikedata.datasets.mnist import mnist_5k_path
     from spikedata.encoders.poisson import DEFAULT_MAX_PROB
-    from spikedata.store import sources_sha256
 
     jobs = {split: SplitJob(len(_images(split)[1]), partial(encode_range, split, seed), chunk=500)
             for split, seed in (("train", 0), ("test", 1))}
@@ -74,7 +74,7 @@ def build_store(path: Path) -> Path:
         "encoder": {"name": "poisson", "params": {"steps": STEPS, "max_prob": DEFAULT_MAX_PROB}},
         "n_units": 784, "unit_shape": [1, 28, 28], "n_steps": STEPS, "dt_us": 1000,
         "classes": [str(d) for d in range(10)], "seed": 0,
-        "source": {"files": sources_sha256([mnist_5k_path(), T10K / "t10k-images-idx3-ubyte.gz",
+        "source": {"files": files_sha256([mnist_5k_path(), T10K / "t10k-images-idx3-ubyte.gz",
                                             T10K / "t10k-labels-idx1-ubyte.gz"])},
     }
     return encode_to_store(path, attrs, jobs, workers=1, progress=True)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIT = "import sys; from cli.hm2bp_app import main; sys.argv[0] = 'hm2bp'; main()"
+FIT = "import sys; from hm2bp.cli import main; sys.argv[0] = 'hm2bp'; main()"
 
 
 def encode_mnist_5k(out: Path, n: int, steps: int) -> Path:

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from hm2bp.errors import Hm2bpError
+
 FORMAT = "hm2bp.checkpoint"
 FORMAT_VERSION = 1
 
@@ -31,7 +33,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(Hm2bpError, ValueError):
     """A checkpoint file is missing, unreadable, or not an hm2bp checkpoint of a known version."""
 
 

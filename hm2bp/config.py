@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hm2bp.errors import Hm2bpError
+
 LAYER_TYPES = ("dense", "conv", "pool")
 INIT_KINDS = ("uniform", "gaussian")
 OPTIMIZERS = ("adam", "sgd")
@@ -20,7 +22,7 @@ LR_SCHEDULES = ("inv_sqrt_epoch", "constant")
 LR_BATCH_SCALINGS = ("none", "sqrt")
 
 
-class ConfigError(ValueError):
+class ConfigError(Hm2bpError, ValueError):
     """A network configuration that does not follow the schema; the message names the key path."""
 
 

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from hm2bp.errors import Hm2bpError
+
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_ENV = "HM2BP_DIST_TIMEOUT"
 _ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -46,7 +48,7 @@ _ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 T = TypeVar("T")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(Hm2bpError, RuntimeError):
     """A collective or the process-group setup failed (a rank died, hung or cannot be reached)."""
 
 

@@ -37,6 +37,7 @@ from hm2bp import distributed as dp
 from hm2bp.augment import training_images
 from hm2bp.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from hm2bp.config import NetworkConfig, load_config
+from hm2bp.errors import Hm2bpError
 from hm2bp.loader import DEFAULT_BUFFER, SpikeLoader, resolve_device
 from hm2bp.metrics import confusion_matrix, plot_learning_curve, write_metrics
 from hm2bp.optim import make_optimizer
@@ -48,11 +49,11 @@ METRICS, CURVE, RUN_INFO = "metrics.jsonl", "learning_curve.png", "run.json"
 EVAL_BATCH = 128
 
 
-class TrainingError(RuntimeError):
+class TrainingError(Hm2bpError, RuntimeError):
     """Training cannot continue (non-finite gradient, inconsistent resume, ...); the message says why."""
 
 
-class SetupError(ValueError):
+class SetupError(Hm2bpError, ValueError):
     """The store, config or run directory do not fit together; the message says what and where."""
 
 

@@ -16,7 +16,7 @@ _EXPORTS = {
     "StoreError": "spikedata.store",
     "StoreWriter": "spikedata.store",
     "encode_to_store": "spikedata.pipeline",
-    "EncodedBlock": "spikedata.pipeline",
+    "EventBlock": "spikedata.store",
     "SplitJob": "spikedata.pipeline",
     "read_idx": "spikedata.io.idx",
     "poisson_encode": "spikedata.encoders.poisson",

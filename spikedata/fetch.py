@@ -8,7 +8,6 @@ distributes inside an archive (EMNIST's gzip.zip) are extracted from it and veri
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -20,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from spikedata.checksum import file_digests
+from spikedata.errors import SpikedataError
 from spikedata.manifest import ArchiveEntry, FileEntry, Manifest, load_manifest
 
 #: Default root for downloaded datasets (`<root>/<name>/`); override with $SPIKEDATA_DATA.
@@ -29,7 +30,7 @@ CHUNK = 1 << 20
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError)
 
 
-class FetchError(RuntimeError):
+class FetchError(SpikedataError, RuntimeError):
     """A dataset cannot be fetched: licensed, unreachable, or the downloaded bytes do not match the manifest."""
 
 
@@ -229,12 +230,8 @@ def _content_range_start(value: str | None) -> int | None:
 
 
 def _digests(path: Path) -> tuple[str, str]:
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            sha.update(block)
-            md5.update(block)
-    return sha.hexdigest(), md5.hexdigest()
+    d = file_digests(path, ("sha256", "md5"))
+    return d["sha256"], d["md5"]
 
 
 def _matches(path: Path, sha256: str | None, size: int | None, md5: str | None = None) -> bool:

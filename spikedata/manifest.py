@@ -60,6 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spikedata.errors import SpikedataError
+
 SCHEMA_VERSION = 1
 ACCESS_KINDS = ("public", "licensed")
 EXTRACT_KINDS = ("zip", "tar")
@@ -82,7 +84,7 @@ _FILE_KEYS = {
 ENV_PATH = "SPIKEDATA_MANIFESTS"
 
 
-class ManifestError(ValueError):
+class ManifestError(SpikedataError, ValueError):
     """A manifest is missing or does not follow the schema; the message names the file and the key."""
 
 

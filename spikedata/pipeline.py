@@ -1,6 +1,6 @@
 """Encode datasets into spike stores: chunked, optionally parallel, deterministic, with a progress bar.
 
-A dataset encoder supplies, per split, a picklable `encode_range(start, stop) -> EncodedBlock`. The pipeline cuts
+A dataset encoder supplies, per split, a picklable `encode_range(start, stop) -> EventBlock`. The pipeline cuts
 every split into chunks, runs them on `workers` processes, and writes the blocks in sample order through
 :class:`spikedata.store.StoreWriter`. Because every block depends only on its sample indices (and the seed inside
 `encode_range`), the store's bytes do not depend on the number of workers.
@@ -14,30 +14,14 @@ import platform
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spikedata.store import StoreWriter
-
-
-@dataclass
-class EncodedBlock:
-    """Encoded samples [start, stop): CSR events sorted by (time, unit) within each sample.
-
-    `indptr` int64 [k + 1] from 0; `times` (steps) and `units` (flat index) [n_events]; `labels` [k];
-    `extras` per-sample arrays [k, ...]; `stats` additive counters (e.g. collapsed events) summed per split.
-    """
-
-    indptr: np.ndarray
-    times: np.ndarray
-    units: np.ndarray
-    labels: np.ndarray
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
-    stats: dict[str, float] = field(default_factory=dict)
+from spikedata.store import EventBlock, StoreWriter
 
 
 @dataclass
@@ -45,17 +29,17 @@ class SplitJob:
     """What to encode for one split: `n_samples` samples, produced in chunks by `encode_range(start, stop)`."""
 
     n_samples: int
-    encode_range: Callable[[int, int], EncodedBlock]
+    encode_range: Callable[[int, int], EventBlock]
     chunk: int = 256
 
 
-def dense_to_block(raster: np.ndarray, labels: np.ndarray, **kwargs: Any) -> EncodedBlock:
+def dense_to_block(raster: np.ndarray, labels: np.ndarray, **kwargs: Any) -> EventBlock:
     """CSR block from dense rasters bool [k, T, N] (events come out sorted by (time, unit))."""
     k = raster.shape[0]
     sample, times, units = np.nonzero(raster)
     counts = np.bincount(sample, minlength=k)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return EncodedBlock(indptr, times, units, np.asarray(labels), **kwargs)
+    return EventBlock(indptr, times, units, np.asarray(labels), **kwargs)
 
 
 def created_by() -> dict[str, str]:
@@ -76,7 +60,7 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def _iter_blocks(job: SplitJob, pool: ProcessPoolExecutor | None, window: int) -> Iterator[tuple[int, EncodedBlock]]:
+def _iter_blocks(job: SplitJob, pool: ProcessPoolExecutor | None, window: int) -> Iterator[tuple[int, EventBlock]]:
     """Blocks in sample order; at most `window` chunks in flight so memory stays bounded."""
     ranges = _chunks(job.n_samples, max(1, job.chunk))
     if pool is None:

@@ -23,8 +23,8 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ import numba
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
+
+from spikedata.errors import SpikedataError
 
 FORMAT = "spikedata.store"
 FORMAT_VERSION = 1
@@ -47,21 +49,25 @@ _EVENT_CODECS = [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle
 _SAMPLE_CODECS = [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)]
 
 
-class StoreError(ValueError):
+class StoreError(SpikedataError, ValueError):
     """A store is missing, incomplete, from another format version, or violates an invariant."""
 
 
 @dataclass(frozen=True)
 class EventBlock:
-    """Events of a contiguous range of samples.
+    """Events of a contiguous range of k samples, in CSR form: what an encoder produces and a read returns.
 
-    `indptr` int64 [k + 1] (starting at 0) indexes `times`/`units` (steps, flat unit index); `labels` int16 [k].
+    `indptr` int64 [k + 1] (starting at 0) indexes `times` (steps) and `units` (flat unit index), sorted by
+    (time, unit) within each sample; `labels` [k]; `extras` per-sample arrays [k, ...]; `stats` additive counters
+    of the encoder (e.g. collapsed events), summed per split by the writer.
     """
 
     indptr: np.ndarray
     times: np.ndarray
     units: np.ndarray
     labels: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -534,16 +540,3 @@ def _json_default(obj: Any) -> Any:
         return str(obj)
     raise TypeError(f"attribute value {obj!r} is not JSON-serialisable")
 
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file (for `source.files` provenance)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sources_sha256(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
-    """{file name: sha256} for provenance attributes."""
-    return {Path(p).name: file_sha256(p) for p in paths}

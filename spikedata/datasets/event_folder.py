@@ -25,7 +25,8 @@ import numpy as np
 
 from spikedata.encoders.event_binning import BinningOptions, bin_events
 from spikedata.io.events import read_events_with_info
-from spikedata.pipeline import EncodedBlock, SplitJob
+from spikedata.pipeline import SplitJob
+from spikedata.store import EventBlock
 
 SPLIT_NAMES = {"train": "train", "test": "test", "val": "val", "validation": "val"}
 #: File name endings read by default (case-insensitive).
@@ -137,12 +138,12 @@ class BinnedRange:
     split: EventSplit
     options: BinningOptions
 
-    def __call__(self, start: int, stop: int) -> EncodedBlock:
+    def __call__(self, start: int, stop: int) -> EventBlock:
         return encode_files(self.split, start, stop, self.options)
 
 
-def encode_files(split: EventSplit, start: int, stop: int, options: BinningOptions) -> EncodedBlock:
-    """EncodedBlock of samples [start, stop): read every file, bin it, concatenate; stats summed."""
+def encode_files(split: EventSplit, start: int, stop: int, options: BinningOptions) -> EventBlock:
+    """EventBlock of samples [start, stop): read every file, bin it, concatenate; stats summed."""
     root = Path(split.root)
     times, units = [], []
     counts = np.zeros(stop - start, dtype=np.int64)
@@ -164,7 +165,7 @@ def encode_files(split: EventSplit, start: int, stop: int, options: BinningOptio
         stats["spikes"] += b.times.shape[0]
     indptr = np.zeros(stop - start + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    return EncodedBlock(
+    return EventBlock(
         indptr=indptr,
         times=np.concatenate(times) if times else np.empty(0, np.uint32),
         units=np.concatenate(units) if units else np.empty(0, np.uint32),

@@ -1,7 +1,7 @@
 """Free Spoken Digit Dataset (FSDD): `{digit}_{speaker}_{take}.wav`, 8 kHz mono 16-bit (data_manifests/fsdd.toml).
 
 The dataset's usual split: takes 0-4 of every (digit, speaker) are the test set, the others the training set.
-Encoded with the TI46 front end (:class:`spikedata.datasets.ti46.SpeechFrontEnd`).
+Encoded with the paper's speech front end (:class:`spikedata.encoders.speech.SpeechFrontEnd`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import os
 import re
 from pathlib import Path
 
-from spikedata.datasets.ti46 import SPLITS, DatasetError, Utterance
+from spikedata.datasets.speech import SPLITS, Utterance
+from spikedata.errors import DatasetError
 
 __all__ = ["FSDD_CLASSES", "TEST_TAKES", "scan_fsdd", "parse_fsdd_name"]
 

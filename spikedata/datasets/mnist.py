@@ -7,8 +7,6 @@ split by a fixed seed into 4,000 training / 1,000 test samples stratified by cla
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -17,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spikedata.checksum import file_sha256
+from spikedata.errors import DatasetError
 from spikedata.io.idx import read_emnist_mapping, read_idx, transpose_images
 from spikedata.manifest import FileEntry, Manifest, load_manifest
 
@@ -30,8 +30,6 @@ MNIST5K_PER_CLASS = {"train": 400, "test": 100}
 MNIST5K_SPLIT_SEED = 0
 
 
-class DatasetError(ValueError):
-    """Dataset files are missing, do not match their manifest, or are inconsistent with each other."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +49,6 @@ class ImageSplit:
 # --------------------------------------------------------------------------------------------------------------
 # Files and checksums
 
-
-def file_sha256(path: str | os.PathLike, decompress: bool = False) -> str:
-    """sha256 hex digest of a file's bytes, or of its gzip-decompressed bytes."""
-    h = hashlib.sha256()
-    with (gzip.open(path, "rb") if decompress else open(path, "rb")) as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def locate_file(source: str | os.PathLike, name: str) -> Path:
@@ -297,12 +287,12 @@ def _images_of(src: ImageSource) -> ImageSplit:
 def encode_image_range(
     src: ImageSource, steps: int, max_prob: float, seed: int, keep_images: bool, start: int, stop: int
 ) -> object:
-    """Poisson-encode samples [start, stop) of `src` into an :class:`~spikedata.pipeline.EncodedBlock`.
+    """Poisson-encode samples [start, stop) of `src` into an :class:`~spikedata.store.EventBlock`.
 
     Sample i is drawn from the stream of (seed, i), so the block depends only on the indices and the seed.
     """
     from spikedata.encoders.poisson import poisson_encode_events
-    from spikedata.pipeline import EncodedBlock
+    from spikedata.store import EventBlock
 
     data = _images_of(src)
     images = data.images[start:stop]
@@ -310,7 +300,7 @@ def encode_image_range(
     extras = {"images": images.copy()} if keep_images else {}
     counts = np.diff(indptr)
     stats = {"n_events": int(indptr[-1]), "empty_samples": int(np.count_nonzero(counts == 0))}
-    return EncodedBlock(indptr, times, units, data.labels[start:stop], extras, stats)
+    return EventBlock(indptr, times, units, data.labels[start:stop], extras, stats)
 
 
 def image_encode_jobs(

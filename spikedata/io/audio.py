@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from spikedata.errors import SpikedataError
+
 __all__ = ["AudioError", "SphereHeader", "read_audio", "read_sphere", "parse_sphere_header", "resample"]
 
 _SPHERE_MAGIC = b"NIST_1A"
 
 
-class AudioError(ValueError):
+class AudioError(SpikedataError, ValueError):
     """An audio file that cannot be read; the message names the file and the problem."""
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spikedata.errors import SpikedataError
+
 #: The one event type of `spikedata`: time in µs, pixel coordinates from 0, polarity 1 = ON, 0 = OFF.
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
 
@@ -44,7 +46,7 @@ _FOREIGN_MAGIC = {
 }
 
 
-class EventFileError(ValueError):
+class EventFileError(SpikedataError, ValueError):
     """An event file cannot be read: message names the file, the format tried and the byte offset."""
 
     def __init__(self, path: str | os.PathLike, fmt: str, offset: int | None, message: str):

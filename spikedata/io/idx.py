@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spikedata.errors import SpikedataError
+
 #: IDX type code -> big-endian numpy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -29,7 +31,7 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class IdxError(ValueError):
+class IdxError(SpikedataError, ValueError):
     """An IDX file is malformed: wrong magic number, unknown type, truncated or with trailing data."""
 
 

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import cli.encode_events  # noqa: F401  (registers the commands)
-from cli.apps import spikedata_app
 from spikedata import open_store
+from spikedata.cli import app as spikedata_app
 from spikedata.encoders.event_binning import NMNIST_REFERENCE, bin_events
 from spikedata.io.events import read_events
 

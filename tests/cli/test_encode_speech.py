@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import cli.encode_speech  # noqa: F401  (registers the commands)
-from cli.apps import spikedata_app
+from spikedata.cli import app as spikedata_app
 from spikedata.store import open_store
 from tests.spikedata.test_audio import sphere_bytes
 

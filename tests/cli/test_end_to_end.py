@@ -8,12 +8,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import cli.encode_events  # noqa: F401  (registers the commands)
-import cli.encode_speech  # noqa: F401
-import cli.evaluate  # noqa: F401
-import cli.fit  # noqa: F401
-from cli.apps import hm2bp_app, spikedata_app
+from hm2bp.cli import app as hm2bp_app
 from hm2bp.presets import load_preset
+from spikedata.cli import app as spikedata_app
 from spikedata.store import open_store
 
 runner = CliRunner()

@@ -5,10 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import cli.evaluate  # noqa: F401  (registers `eval`)
-import cli.fit  # noqa: F401  (registers `fit`)
-from cli.apps import hm2bp_app
 from hm2bp.checkpoint import load_checkpoint
+from hm2bp.cli import app as hm2bp_app
 from hm2bp.metrics import read_metrics
 from tests.hm2bp._synthetic import make_store
 

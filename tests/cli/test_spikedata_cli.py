@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import cli.encode_images  # noqa: F401  (registers the commands)
-import cli.fetch  # noqa: F401
-import cli.inspect_cmd  # noqa: F401
-from cli.apps import spikedata_app
+from spikedata.cli import app as spikedata_app
 from spikedata.datasets.mnist import load_mnist_5k
 from spikedata.encoders.poisson import poisson_encode
 from spikedata.io.idx import read_idx

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spikedata.pipeline import EncodedBlock, SplitJob, dense_to_block, encode_to_store
+from spikedata.pipeline import SplitJob, dense_to_block, encode_to_store
+from spikedata.store import EventBlock
 
 
 def synthetic_labels(n: int, n_classes: int, seed: int, split_id: int) -> np.ndarray:
@@ -20,7 +21,7 @@ def synthetic_labels(n: int, n_classes: int, seed: int, split_id: int) -> np.nda
 
 
 def encode_synthetic(start: int, stop: int, *, n: int, n_units: int, n_steps: int, n_classes: int,
-                     high: float, low: float, seed: int, split_id: int) -> EncodedBlock:
+                     high: float, low: float, seed: int, split_id: int) -> EventBlock:
     """Samples [start, stop) of a synthetic split (picklable through functools.partial)."""
     labels = synthetic_labels(n, n_classes, seed, split_id)[start:stop]
     preferred = (np.arange(n_units)[None, :] % n_classes) == labels[:, None]  # [k, N]

@@ -373,9 +373,7 @@ def image_stores(tmp_path_factory):
 def _fit(*args):
     from typer.testing import CliRunner
 
-    import cli.evaluate  # noqa: F401  (with two commands the app keeps its subcommands)
-    import cli.fit  # noqa: F401  (registers `fit`)
-    from cli.apps import hm2bp_app
+    from hm2bp.cli import app as hm2bp_app
 
     return CliRunner().invoke(hm2bp_app, ["fit", *map(str, args), "--device", "cpu", "--quiet"])
 

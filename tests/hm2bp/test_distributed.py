@@ -19,12 +19,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import cli.evaluate  # noqa: F401  (registers `eval`: with two commands the app takes the command name)
-import cli.fit  # noqa: F401  (registers `fit`)
-from cli.apps import hm2bp_app
 from hm2bp import Network
 from hm2bp import distributed as dp
 from hm2bp.checkpoint import load_checkpoint
+from hm2bp.cli import app as hm2bp_app
 from hm2bp.config import load_config
 from hm2bp.loader import SpikeLoader
 from hm2bp.metrics import read_metrics
@@ -33,7 +31,7 @@ from spikedata.store import open_store
 from tests.hm2bp._synthetic import make_store
 
 REPO = Path(__file__).resolve().parents[2]
-FIT = "import sys; from cli.hm2bp_app import main; sys.argv[0] = 'hm2bp'; main()"
+FIT = "import sys; from hm2bp.cli import main; sys.argv[0] = 'hm2bp'; main()"
 CONFIG = (
     'steps = 50\n[[layers]]\nname = "hidden"\nsize = 20\nthreshold = 5.0\n'
     '[[layers]]\nname = "output"\nsize = 4\nthreshold = 3.0\nlateral_inhibition = 1.0\n'

@@ -138,7 +138,7 @@ def test_setup_errors(store, tmp_path):
 
 
 def _fit_cmd(store_path, config_path, out, *extra):
-    code = "import sys; from cli.hm2bp_app import main; sys.argv[0] = 'hm2bp'; main()"
+    code = "import sys; from hm2bp.cli import main; sys.argv[0] = 'hm2bp'; main()"
     return [sys.executable, "-c", code, "fit", str(store_path), "--config", str(config_path), "--out", str(out),
             "--device", "cpu", "--quiet", *extra]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from spikedata.inspect import hist_percentile, plot_split, split_stats, store_stats
-from spikedata.pipeline import EncodedBlock, SplitJob, encode_to_store
-from spikedata.store import open_store
+from spikedata.pipeline import SplitJob, encode_to_store
+from spikedata.store import EventBlock, open_store
 
 # 4 samples, 4 units (unit_shape [2, 2]), T = 10 steps of 1000 µs.
 SAMPLES = [
@@ -24,7 +24,7 @@ def _encode_range(samples, start, stop):
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     times = np.array([t for ev, _ in part for t, _ in ev], np.uint16)
     units = np.array([u for ev, _ in part for _, u in ev], np.uint16)
-    return EncodedBlock(indptr, times, units, np.array([lab for _, lab in part], np.int16))
+    return EventBlock(indptr, times, units, np.array([lab for _, lab in part], np.int16))
 
 
 @pytest.fixture

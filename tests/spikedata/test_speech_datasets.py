@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from spikedata.datasets.fsdd import FSDD_CLASSES, parse_fsdd_name, scan_fsdd
-from spikedata.datasets.ti46 import DatasetError, SpeechFrontEnd, encode_utterances, scan_ti46
+from spikedata.datasets.speech import encode_utterances
+from spikedata.datasets.ti46 import scan_ti46
+from spikedata.encoders.speech import SpeechFrontEnd
+from spikedata.errors import DatasetError
 from tests.spikedata.test_audio import sphere_bytes
 
 TINY = sphere_bytes(np.array([0, 100, -100, 0], dtype=np.int16))

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from spikedata.pipeline import EncodedBlock, SplitJob, dense_to_block, encode_to_store
-from spikedata.store import FORMAT_VERSION, StoreError, StoreWriter, open_store
+from spikedata.pipeline import SplitJob, dense_to_block, encode_to_store
+from spikedata.store import FORMAT_VERSION, EventBlock, StoreError, StoreWriter, open_store
 
 N_UNITS, N_STEPS = 12, 30
 
@@ -39,10 +39,8 @@ def _rasters(n, seed=0):
 
 
 def _encode_range(start, stop, rasters, labels):
-    block = dense_to_block(rasters[start:stop], labels[start:stop])
-    block.extras = {"source_index": np.arange(start, stop), "speaker": np.array(["x", "y"])[np.arange(start, stop) % 2]}
-    block.stats = {"collapsed": stop - start}
-    return block
+    extras = {"source_index": np.arange(start, stop), "speaker": np.array(["x", "y"])[np.arange(start, stop) % 2]}
+    return dense_to_block(rasters[start:stop], labels[start:stop], extras=extras, stats={"collapsed": stop - start})
 
 
 @pytest.fixture
@@ -215,7 +213,7 @@ def test_worker_count_does_not_change_bytes(tmp_path):
     np.testing.assert_array_equal(a["train"].dense(range(40)), b["train"].dense(range(40)))
 
 
-def _deterministic_block(start, stop) -> EncodedBlock:
+def _deterministic_block(start, stop) -> EventBlock:
     rasters = np.stack([np.random.default_rng([11, i]).random((N_STEPS, N_UNITS)) < 0.2 for i in range(start, stop)])
     return dense_to_block(rasters, np.arange(start, stop) % 3)
 

@@ -7,18 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from cli.apps import spikedata_app
-
-console = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+from spikedata.cli.app import app as spikedata_app
+from spikedata.cli.common import fail, report, say
 
 
 def _fmt(value: Any) -> str:
@@ -50,13 +43,13 @@ def _print_split(name: str, s: dict[str, Any]) -> None:
     ]  # fmt: skip
     for key, value in rows:
         table.add_row(key, str(value))
-    console.print(table)
+    report.print(table)
     classes = Table(title=f"split {name}: per class", title_justify="left")
     for col in ("class", "samples", "mean spikes", "mean rate (Hz)"):
         classes.add_column(col, justify="right")
     for c, k in s["class_counts"].items():
         classes.add_row(c, str(k), _fmt(s["class_mean_spikes"][c]), _fmt(s["class_mean_rate_hz"][c]))
-    console.print(classes)
+    report.print(classes)
 
 
 @spikedata_app.command("inspect")
@@ -73,13 +66,13 @@ def inspect(
     try:
         opened = open_store(store)
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     names = split or opened.splits
     unknown = [s for s in names if s not in opened.splits]
     if unknown:
-        _fail(f"{store} has no split(s) {unknown}; it has {opened.splits}")
+        fail(f"{store} has no split(s) {unknown}; it has {opened.splits}")
     stats = {name: split_stats(opened[name]) for name in names}
-    report = {
+    summary = {
         "store": str(store),
         "dataset": opened.attrs.get("dataset"),
         "encoder": opened.attrs.get("encoder"),
@@ -88,13 +81,13 @@ def inspect(
         "splits": {name: st.summary for name, st in stats.items()},
     }
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(summary, indent=2))
     else:
-        console.print(f"[bold]{store}[/bold]: dataset {report['dataset']}, encoder {report['encoder']}, "
-                      f"seed {report['seed']}", highlight=False)  # fmt: skip
+        report.print(f"[bold]{escape(str(store))}[/bold]: dataset {summary['dataset']}, encoder {summary['encoder']}, "
+                      f"seed {summary['seed']}", highlight=False)  # fmt: skip
         for name, st in stats.items():
             _print_split(name, st.summary)
     if plot is not None:
         first = names[0]
         plot_split(opened[first], plot, stats[first])
-        err.print(f"plot of split {first!r} written to {plot}", highlight=False)
+        say(f"plot of split {first!r} written to {plot}")

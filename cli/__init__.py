@@ -1,1 +1,0 @@
-"""Thin Typer command-line front ends for `spikedata` and `hm2bp`."""

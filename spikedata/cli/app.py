@@ -1,0 +1,15 @@
+"""The `spikedata` Typer application; the command modules of this package register on it."""
+
+import typer
+
+from spikedata.cli.common import debug_option
+
+app = typer.Typer(
+    name="spikedata",
+    help="Read neuromorphic datasets, encode them into spike trains and write Zarr spike stores.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    callback=debug_option,
+)
+encode_app = typer.Typer(help="Encode a dataset into a spike store.", no_args_is_help=True)
+app.add_typer(encode_app, name="encode")
