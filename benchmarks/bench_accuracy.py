@@ -1,13 +1,13 @@
 """Accuracy benchmark: the paper's MNIST MLP (`mnist-mlp`: 784-800-10, T 400) trained on the 5,000 `mnist-5k`
 digits, tested after every epoch on the real 10,000-image MNIST t10k set, at batch 1 (the reference) and at larger
-batch sizes (lr scaled by sqrt(batch), performance-notes.md).
+batch sizes (lr scaled by sqrt(batch), docs/trainer.md "Batching").
 
     .venv/bin/python benchmarks/bench_accuracy.py --epochs 5 --batch-sizes 1,32
     .venv/bin/python benchmarks/bench_accuracy.py --probe 8,16,32,64      # pick the fastest batch size first
     .venv/bin/python benchmarks/bench_accuracy.py --epochs 20 --batch-sizes 16 --resume-run RUN_DIR  # continue
 
-Both sets are Poisson-encoded (reference §2.1) into one store (splits `train` = all 5,000 mnist-5k digits, which
-come from the MNIST training set, and `test` = t10k from ../shared/data/mnist) under --work (reused when present).
+Both sets are Poisson-encoded (algorithm.md §2.1) into one store (splits `train` = all 5,000 mnist-5k digits, which
+come from the MNIST training set, and `test` = t10k from the sample data's mnist/) under --work (reused when present).
 Results: one JSON line per epoch and batch size in --work/bench_accuracy.jsonl, and a table at the end.
 `--max-train` / `--max-test` / `--hidden` make reduced runs; the output says exactly what was run.
 """
@@ -23,6 +23,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
+from sample_data import SAMPLE_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -33,7 +34,7 @@ from hm2bp.trainer import Progress, prepare_run  # noqa: E402
 from spikedata.pipeline import SplitJob, encode_to_store  # noqa: E402
 from spikedata.store import EventBlock, open_store  # noqa: E402
 
-T10K = REPO.parent / "shared" / "data" / "mnist"
+T10K = SAMPLE_DATA / "mnist"
 STEPS = 400
 
 

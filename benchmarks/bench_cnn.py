@@ -1,6 +1,7 @@
 """Training throughput of the `mnist-cnn` preset (15C5-P2-40C5-P2-300-10, T = 400) through `hm2bp.Network`.
 
-Times `Network.backward_pass` (forward + HM2-BP backward of every layer, §1, §3, §3.16: exactly what the trainer
+Times `Network.backward_pass` (forward + HM2-BP backward of every layer, algorithm.md §1, §3, §3.16: exactly what the
+trainer
 does per batch) on real MNIST t10k digits, Poisson encoded, or augmented + re-encoded with `--augment` (the
 augmentation is timed separately). `--backend torch` times the torch twins (the GPU code path) on the CPU.
 
@@ -11,16 +12,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from sample_data import SAMPLE_DATA
 
 from hm2bp import Network, load_config
 from hm2bp.augment import Augmenter
 from hm2bp.presets import load_preset
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DATA = SAMPLE_DATA / "mnist"
 
 
 def main() -> None:

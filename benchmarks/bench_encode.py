@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sample_data import SAMPLE_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -69,7 +70,7 @@ def bench_snntorch(images: np.ndarray, steps: int, out: Path, chunk: int = 500) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mnist")
+    parser.add_argument("--data", type=Path, default=SAMPLE_DATA / "mnist")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--snn-samples", type=int, default=1000)

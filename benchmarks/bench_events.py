@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sample_data import SAMPLE_DATA
 from timing import best
 
 from spikedata.datasets.event_folder import split_jobs, store_attrs
@@ -28,7 +29,7 @@ from spikedata.encoders.event_binning import NMNIST_PLAIN, bin_events, spikes_to
 from spikedata.io.events import read_events
 from spikedata.pipeline import encode_to_store
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SAMPLE_DATA
 SAMPLES = ["nmnist/tonic_sample_nmnist.bin", "nmnist/slayer_NMNIST_1.bs2"]
 N_MNIST = 70000
 

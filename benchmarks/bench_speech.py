@@ -11,16 +11,16 @@ utterances) is extrapolated with the reference utterance's length (68 frames of 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
+from sample_data import SAMPLE_DATA
 from timing import best
 
 from spikedata.encoders.bsa import bsa_encode
 from spikedata.encoders.lyon import lyon_passive_ear
 from spikedata.io.audio import read_audio, resample
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SAMPLE_DATA
 RATE = 12500
 TI46_UTTERANCES = 10770
 

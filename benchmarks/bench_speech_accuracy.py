@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/bench_speech_accuracy.py [--epochs 20] [--work DIR]
 
-Uses the 2,000 recordings in ../shared/data/speech/fsdd (4 speakers x 10 digits x 50 takes; takes 5-49 train,
+Uses the 2,000 recordings in the sample data's speech/fsdd/ (4 speakers x 10 digits x 50 takes; takes 5-49 train,
 takes 0-4 test). Prints the per-epoch table of `metrics.jsonl`.
 """
 
@@ -17,7 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "fsdd"
+from sample_data import SAMPLE_DATA
+
+FSDD = SAMPLE_DATA / "speech" / "fsdd"
 BIN = Path(sys.executable).parent
 
 

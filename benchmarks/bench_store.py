@@ -1,6 +1,6 @@
 """Choose the spike store's chunking and compression by measurement.
 
-Real MNIST t10k digits (../shared/data/mnist), Poisson-encoded at T = 400 (reference §2.1), written with several
+Real MNIST t10k digits (the sample data's mnist/), Poisson-encoded at T = 400 (algorithm.md §2.1), written with several
 event-chunk sizes and codecs. For each layout: bytes on disk (vs a bit-packed dense raster), write time, streaming
 read throughput (`read_range` over blocks of 256 samples, what the trainer's loader does) and the median latency
 of a random single-sample read (`events(i)`).
@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sample_data import SAMPLE_DATA
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from spikedata.pipeline import dense_to_block
 from spikedata.store import StoreWriter, open_store
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
+MNIST = SAMPLE_DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
 
 
 def load_images(n: int) -> np.ndarray:

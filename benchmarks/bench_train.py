@@ -5,7 +5,7 @@
 Each measurement runs in its own subprocess (peak RSS = that process's ru_maxrss less the size of the input rasters
 it holds), and the two libraries are measured alternately, repeat by repeat, so that the ratio is taken under the
 same machine load. One training step = forward + gradient + Adam update of a batch. Input: the first test images of
-MNIST, Poisson-encoded per `hm2bp-reference.md` §2.1 (p = pixel / (5.5 * 255) per 1-ms step, steps 1 .. T-1,
+MNIST, Poisson-encoded per `docs/algorithm.md` §2.1 (p = pixel / (5.5 * 255) per 1-ms step, steps 1 .. T-1,
 seeded). snntorch (install with `pip install --no-deps snntorch`) runs `Synaptic` neurons (alpha = 1 - 1/tau_s, beta
 = 1 - 1/tau_m, thresholds 20 / 8, reset to zero), a squared count error against the same 35/5 targets, and
 torch.optim.Adam; in every repeat it is timed with 1 and with the default number of torch threads and the faster run
@@ -27,14 +27,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sample_data import SAMPLE_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST = REPO.parent / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
+MNIST = SAMPLE_DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
 STEPS, N_IN, N_HID, N_OUT = 400, 784, 800, 10
 
 
 def mnist_poisson(path: Path, n: int, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """First `n` MNIST images as Poisson rasters bool `[n, steps, 784]` (§2.1, seeded) and their labels (from the
+    """First `n` MNIST images as Poisson rasters bool `[n, steps, 784]` (algorithm.md §2.1, seeded) and their labels
+    (from the
     labels file beside the images; random digits if it is absent)."""
     with gzip.open(path, "rb") as fh:
         raw = fh.read()

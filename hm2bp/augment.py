@@ -1,4 +1,4 @@
-"""On-the-fly data augmentation of the spiking CNN (`hm2bp-reference.md` §2.1), on the training device.
+"""On-the-fly data augmentation of the spiking CNN (`docs/algorithm.md` §2.1), on the training device.
 
 Per training image (uint8 `[H, W]`), as the reference's `cuTransformation.cu` / `DataLayerSpiking.cu`:
 1. map to [-1, 1]: `x' = 2 x / 255 - 1`;

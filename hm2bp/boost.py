@@ -1,4 +1,4 @@
-"""Boosting of misclassified training samples (`hm2bp-reference.md` §3.10).
+"""Boosting of misclassified training samples (`docs/algorithm.md` §3.10).
 
 Every training sample has a weight (initially 1) that multiplies its output error delta, hence its whole data
 gradient. After each epoch, with `correct[i]` the correctness of sample i's forward pass during that epoch:

@@ -1,4 +1,4 @@
-"""Network configuration: the TOML / dict schema of design.md as frozen dataclasses.
+"""Network configuration: the TOML / dict schema of docs/config.md as frozen dataclasses.
 
 `load_config` accepts a dict, a TOML path, or a `NetworkConfig`; unknown keys anywhere raise `ConfigError`
 naming the key path. Times are in simulation steps (`steps`, `tau_m`, `tau_s`, `refractory`).
@@ -28,7 +28,7 @@ class ConfigError(Hm2bpError, ValueError):
 
 @dataclass(frozen=True)
 class NeuronParams:
-    """LIF parameters (reference §1), all in steps: membrane / synaptic time constants and refractory period."""
+    """LIF parameters (algorithm.md §1), all in steps: membrane / synaptic time constants and refractory period."""
 
     tau_m: float = 64.0
     tau_s: float = 8.0
@@ -37,7 +37,7 @@ class NeuronParams:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer; `size` = number of neurons (dense), `threshold` = vth, `lateral_inhibition` = w0 (§1)."""
+    """One layer; `size` = number of neurons (dense), `threshold` = vth, `lateral_inhibition` = w0 (algorithm.md §1)."""
 
     name: str
     type: str
@@ -62,7 +62,7 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class LossSpec:
-    """Dead-zone count loss (reference §3.2): targets `desired` / `undesired` spikes, no error within `margin`."""
+    """Dead-zone count loss (algorithm.md §3.2): targets `desired` / `undesired` spikes, no error within `margin`."""
 
     desired: float = 35
     undesired: float = 5
@@ -71,7 +71,7 @@ class LossSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """Optimiser and loop settings (reference §3.9-3.12)."""
+    """Optimiser and loop settings (algorithm.md §3.9-3.12)."""
 
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -87,7 +87,7 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class RegularizerSpec:
-    """Weight regulariser of reference §3.7 (`lam` is the TOML key `lambda`)."""
+    """Weight regulariser of algorithm.md §3.7 (`lam` is the TOML key `lambda`)."""
 
     lam: float = 10.0
     beta: float = 0.04
@@ -99,7 +99,7 @@ DRAWS = ("epoch", "sample")
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    """Training-image augmentation (reference §2.1; CNN config: SCALE 12, ROTATION 12, DISTORTION 3.4), applied by
+    """Training-image augmentation (algorithm.md §2.1; CNN config: SCALE 12, ROTATION 12, DISTORTION 3.4), applied by
     `hm2bp.augment` to the store's `images` extra and Poisson re-encoded every epoch (TOML table `[augment]`).
 
     `scale` in percent, `rotation` in degrees, `distortion` the elastic displacement scale (pixels per unit of the

@@ -1,22 +1,24 @@
-"""Spiking convolution and pooling layers of the HM2-BP CNN (`hm2bp-reference.md` §1 and §3.16), pure functions.
+"""Spiking convolution and pooling layers of the HM2-BP CNN (`docs/algorithm.md` §1 and §3.16), pure functions.
 
 Layout: a layer's neurons `[C, H, W]` are flattened channel-major, `index = c*H*W + x*W + y`, so a spike tensor
 `[B, T, C*H*W]` is viewed as `[B*T, C, H, W]` (time folded into the batch axis). Times are steps.
 
-Forward (§1):
+Forward (algorithm.md §1):
 * conv: `R[b, t, o, x, y] = sum_{c, a, b'} W[o, c, a, b'] s[b, t, c, x+a, y+b']` (valid cross-correlation, stride 1,
-  no padding, no bias), weight `[c_out, c_in, k, k]`; the LIF of §1 fires iff `v > vth` (no epsilon,
+  no padding, no bias), weight `[c_out, c_in, k, k]`; the LIF of algorithm.md §1 fires iff `v > vth` (no epsilon,
   `ConvSpiking.cu:846`);
 * pool: `R[b, t, c, X, Y] = number of spikes in the window [wX, wX+w) x [wY, wY+w)` (weight 1, non-overlapping),
   LIF threshold `vth - 1e-6` (`PoolingSpiking.cu:362`).
 The current is the correctly rounded float32 value of the exact sum (float64 accumulation), as `hm2bp.lif` does for
 dense layers, so it does not depend on the summation order.
 
-Backward (§3.16), per sample, with the read-out `K [T, n_post]` of the layer's post trains (`hm2bp.spsp`) so that
-`e_{i|j} = sum_tau K[tau, i] P[tau, j]` (+ 0.1 for a silent post i and active pre j, §3.1):
+Backward (algorithm.md §3.16), per sample, with the read-out `K [T, n_post]` of the layer's post trains (`hm2bp.spsp`)
+so that
+`e_{i|j} = sum_tau K[tau, i] P[tau, j]` (+ 0.1 for a silent post i and active pre j, algorithm.md §3.1):
 * conv, with `delta = preDelta / vth_conv` on its neurons `i = (o, x, y)` and pre `j = (c, x+a, y+b)`:
   side effect `sigma_i = (1/vth) sum_{c,a,b} W[o,c,a,b] e_ij / o_i`, or `0.5 sum W[o] / vth` if `o_i = 0`;
-  weight gradient `G[o,c,a,b] = sum_{x,y} e_ij (1 + sigma_i) delta_i` (batch mean + per-kernel regulariser §3.7);
+  weight gradient `G[o,c,a,b] = sum_{x,y} e_ij (1 + sigma_i) delta_i` (batch mean + per-kernel regulariser
+  algorithm.md §3.7);
   error to the input `preDelta_j = sum_{i over j's fan-out} delta_i W[o,c,a,b] rho_ij`, `rho = e_ij / o_j`, 1 if
   `o_i = 0` or `o_j = 0` (the first conv layer computes none);
 * pool (no weight, no division by its vth): `delta_p = delta_q / w^2 * rho`, `rho = e_{q|p} / o_p` (1 if either
@@ -166,7 +168,8 @@ def pool_current(spikes: torch.Tensor, in_shape: Shape3, window: int) -> torch.T
 
 # -------------------------------------------------------------------------------------------- side effect
 def conv_side_effect(side_sum: torch.Tensor, counts: torch.Tensor, weight: torch.Tensor, vth: float) -> torch.Tensor:
-    """sigma `[A, c_out*H'*W']` float64 (§3.16): `side_sum / (vth o)` for active neurons, `0.5 sum W[o] / vth` for
+    """sigma `[A, c_out*H'*W']` float64 (algorithm.md §3.16): `side_sum / (vth o)` for active neurons, `0.5 sum W[o] /
+    vth` for
     silent ones. `side_sum[a, i] = sum_tau K[tau, i] R[tau, i]` = `sum_j W_ij E_ij` (from `hm2bp.spsp`)."""
     per_pos = counts.shape[1] // weight.shape[0]
     row_sum = weight.to(torch.float64).sum((1, 2, 3)).repeat_interleave(per_pos)
@@ -255,7 +258,8 @@ def conv_weight_gradient_torch(k: torch.Tensor, coef: torch.Tensor, pre: torch.T
 
 
 def conv_regularizer_grad(weight: torch.Tensor, reg: RegularizerSpec) -> torch.Tensor:
-    """§3.7 per output kernel: `S_o` is the mean of `(W/L)^2` over its `c_in*k*k` entries (`ConvSpiking.cu`)."""
+    """algorithm.md §3.7 per output kernel: `S_o` is the mean of `(W/L)^2` over its `c_in*k*k` entries
+    (`ConvSpiking.cu`)."""
     return rules.regularizer_grad(weight.reshape(weight.shape[0], -1), reg).reshape(weight.shape)
 
 
@@ -312,7 +316,8 @@ def _conv_pre_delta(effect: torch.Tensor, delta: torch.Tensor, weight: torch.Ten
 def conv_effect_ratio_error(k: np.ndarray, delta: torch.Tensor, weight: torch.Tensor, samples: np.ndarray,
                             pre_csr: tuple, post_counts: torch.Tensor, pre_counts: torch.Tensor,
                             in_shape: Shape3) -> torch.Tensor:
-    """preDelta `[A, c_in*H*W]` float64 of a conv layer with effect ratios (§3.16, CPU, numba). `delta [A, n_post]`
+    """preDelta `[A, c_in*H*W]` float64 of a conv layer with effect ratios (algorithm.md §3.16, CPU, numba). `delta
+    [A, n_post]`
     float64 after the division by vth_conv; other arguments as in `conv_weight_gradient`."""
     w = weight.detach().cpu().numpy().astype(np.float32)
     out_shape = conv_output_shape(in_shape, w.shape[0], w.shape[2])
@@ -347,7 +352,7 @@ def conv_plain_error(delta: torch.Tensor, weight: torch.Tensor, in_shape: Shape3
 
 def pool_error(k: torch.Tensor, delta: torch.Tensor, pre: torch.Tensor, post_counts: torch.Tensor,
                pre_counts: torch.Tensor, in_shape: Shape3, window: int, effect_ratio: bool = True) -> torch.Tensor:
-    """Error passed through a pool layer (§3.16, any device): float64 `[A, C*H*W]`,
+    """Error passed through a pool layer (algorithm.md §3.16, any device): float64 `[A, C*H*W]`,
     `delta_p = delta_q / w^2 * e_{q|p} / o_p` (1 instead of the ratio if `o_q = 0` or `o_p = 0`).
 
     `k [A, T, n_pool]` read-out of the pool trains, `delta [A, n_pool]` the error arriving at the pool neurons

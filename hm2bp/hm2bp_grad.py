@@ -1,18 +1,20 @@
-"""The HM2-BP gradient rules of `hm2bp-reference.md` §3, as pure functions of counts, read-out matrices and weights.
+"""The HM2-BP gradient rules of `docs/algorithm.md` §3, as pure functions of counts, read-out matrices and weights.
 
-Per sample b, for a layer with post counts `o` (after the silent-label replacement of §3.2-5), S-PSP
+Per sample b, for a layer with post counts `o` (after the silent-label replacement of algorithm.md §3.2-5), S-PSP
 `E_b = K_b^T P_b + 0.1 [o_b = 0] [o_pre_b > 0]^T` (`hm2bp.spsp`), weights `W [n_post, n_pre]`:
-* output error (§3.2-2/3/7): `delta_i = w_sample (o_i - y_i) [|o_i - y_i| > margin] / vth_out`;
-* hidden error (§3.3): `delta_j = preDelta_j / vth`;
-* side effect (§3.5, §3.2-9): `sigma_i = (1/vth) sum_j W_ij E_ij / o_i`, or `0.5 sum_j W_ij / vth` if `o_i = 0`;
-* lateral factor (§3.6): `gamma_j = 1 / (1 - w0^2 sum_{l != j} rho_jl d_l rho_lj d_j)` (output layer only);
-* data gradient (§3.2-9): `G_b[i, j] = delta_i E_ij (1 + sigma_i) gamma_i`; weight gradient = `mean_b G_b + R(W)`;
-* back-propagated error (§3.2-8): `preDelta_j = sum_i delta_i ER_ij`, `ER_ij = W_ij E_ij / o_j` when
+* output error (algorithm.md §3.2-2/3/7): `delta_i = w_sample (o_i - y_i) [|o_i - y_i| > margin] / vth_out`;
+* hidden error (algorithm.md §3.3): `delta_j = preDelta_j / vth`;
+* side effect (algorithm.md §3.5, §3.2-9): `sigma_i = (1/vth) sum_j W_ij E_ij / o_i`, or `0.5 sum_j W_ij / vth`
+  if `o_i = 0`;
+* lateral factor (algorithm.md §3.6): `gamma_j = 1 / (1 - w0^2 sum_{l != j} rho_jl d_l rho_lj d_j)` (output only);
+* data gradient (algorithm.md §3.2-9): `G_b[i, j] = delta_i E_ij (1 + sigma_i) gamma_i`;
+  weight gradient = `mean_b G_b + R(W)`;
+* back-propagated error (algorithm.md §3.2-8): `preDelta_j = sum_i delta_i ER_ij`, `ER_ij = W_ij E_ij / o_j` when
   `o_i > 0` and `o_j > 0`, else `W_ij` (`effect_ratio = false`: `preDelta = delta W`);
-* regulariser (§3.7): `R_ij = lam beta (W_ij / L) exp(beta (S_i - 1))`, `S_i = mean_j (W_ij / L)^2`.
+* regulariser (algorithm.md §3.7): `R_ij = lam beta (W_ij / L) exp(beta (S_i - 1))`, `S_i = mean_j (W_ij / L)^2`.
 None of these builds a per-sample `[n_post, n_pre]` matrix: with `coef_i = delta_i (1 + sigma_i) gamma_i`,
 `sum_b G_b = sum_b (coef_b * K_b)^T P_b` (+ the rank-one fallback) and
-`sum_i delta_i W_ij (K^T P)_ij = sum_tau P[tau, j] sum_i delta_i K[tau, i] W_ij` (§3.17).
+`sum_i delta_i W_ij (K^T P)_ij = sum_tau P[tau, j] sum_i delta_i K[tau, i] W_ij` (algorithm.md §3.17).
 CPU arrays use numba kernels driven by the pre spikes (CSR per sample and step); `*_torch` twins run anywhere.
 """
 
@@ -25,7 +27,7 @@ from numba import njit
 from hm2bp.config import LossSpec, RegularizerSpec
 from hm2bp.spsp import SILENT_POST_EFFECT
 
-SILENT_POST_SIDE_RATIO = 0.5  # e/o_i estimate for a silent post neuron in the side effect (§3.4)
+SILENT_POST_SIDE_RATIO = 0.5  # e/o_i estimate for a silent post neuron in the side effect (algorithm.md §3.4)
 
 
 def target_counts(labels: torch.Tensor, n_out: int, loss: LossSpec) -> torch.Tensor:
@@ -42,7 +44,7 @@ def _on_cpu(*tensors: torch.Tensor) -> bool:
 
 
 def output_error(counts: torch.Tensor, labels: torch.Tensor, loss: LossSpec) -> torch.Tensor:
-    """Dead-zone error of §3.2-2: `o - y` where `|o - y| > margin`, else 0; float64 `[B, n_out]`."""
+    """Dead-zone error of algorithm.md §3.2-2: `o - y` where `|o - y| > margin`, else 0; float64 `[B, n_out]`."""
     if _on_cpu(counts, labels):
         lab = labels.numpy()
         y = np.full(tuple(counts.shape), float(loss.undesired))
@@ -58,19 +60,21 @@ def _output_error_torch(counts: torch.Tensor, labels: torch.Tensor, loss: LossSp
 
 
 def logged_cost(counts: torch.Tensor, labels: torch.Tensor, loss: LossSpec) -> torch.Tensor:
-    """Logged cost of §3.14 per sample (`[B]` float64): sum of squared dead-zone errors, no 1/2."""
+    """Logged cost of algorithm.md §3.14 per sample (`[B]` float64): sum of squared dead-zone errors, no 1/2."""
     return (output_error(counts, labels, loss) ** 2).sum(1)
 
 
 def silent_label_train(steps: int, desired: float) -> np.ndarray:
-    """Spike steps of the synthetic label train of §3.2-5: `m, 2m, ... < steps`, `m = steps // int(desired)`."""
+    """Spike steps of the synthetic label train of algorithm.md §3.2-5: `m, 2m, ... < steps`, `m = steps //
+    int(desired)`."""
     period = steps // int(desired)
     return np.arange(period, steps, period, dtype=np.int64)
 
 
 def replace_silent_label(spikes: torch.Tensor, counts: torch.Tensor, labels: torch.Tensor,
                          desired: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """§3.2-5: a silent label neuron gets the regular synthetic train and its count. Returns copies only when
+    """algorithm.md §3.2-5: a silent label neuron gets the regular synthetic train and its count. Returns copies only
+    when
     something changes (`spikes [B, T, n]` bool/uint8, `counts [B, n]`)."""
     if _on_cpu(counts, labels):
         lab = labels.numpy()
@@ -92,7 +96,8 @@ def replace_silent_label(spikes: torch.Tensor, counts: torch.Tensor, labels: tor
 
 
 def side_effect(side_sum: torch.Tensor, counts: torch.Tensor, row_sum: torch.Tensor, vth: float) -> torch.Tensor:
-    """sigma `[B, n_post]` float64 (§3.2-9): `side_sum / (vth o)` for active posts, `0.5 sum_j W_ij / vth` else
+    """sigma `[B, n_post]` float64 (algorithm.md §3.2-9): `side_sum / (vth o)` for active posts, `0.5 sum_j W_ij /
+    vth` else
     (`row_sum = sum_j W_ij`, float64 `[n_post]`)."""
     if _on_cpu(side_sum, counts, row_sum):
         o = counts.numpy().astype(np.float64)
@@ -112,7 +117,7 @@ def _side_effect_torch(side_sum: torch.Tensor, counts: torch.Tensor, row_sum: to
 
 def lateral_factor(k_out: torch.Tensor, out_spikes: torch.Tensor, counts: torch.Tensor, labels: torch.Tensor,
                    vth: float, w0: float) -> torch.Tensor:
-    """gamma `[B, n]` float64 of §3.6 over the output layer.
+    """gamma `[B, n]` float64 of algorithm.md §3.6 over the output layer.
 
     `k_out [B, T, n]` read-out of the output layer, `out_spikes [B, T, n]` output trains (the silent-label
     replacement may be applied: pairs with a silent neuron use ratio 1), `counts` the **unmodified** counts.
@@ -158,7 +163,8 @@ def _lateral_factor_numpy(e: np.ndarray, counts: np.ndarray, labels: np.ndarray,
 
 
 def regularizer_grad(weight: torch.Tensor, reg: RegularizerSpec) -> torch.Tensor:
-    """§3.7 regulariser gradient `lam beta (W/L) exp(beta (S_i - 1))`, `S_i = mean_j (W_ij/L)^2` (float32)."""
+    """algorithm.md §3.7 regulariser gradient `lam beta (W/L) exp(beta (S_i - 1))`, `S_i = mean_j (W_ij/L)^2`
+    (float32)."""
     if reg.lam == 0.0 or reg.beta == 0.0:
         return torch.zeros_like(weight)
     scaled = weight.to(torch.float64) / reg.weight_limit
@@ -234,8 +240,9 @@ def _column_sums(w_t, sums, sumsq):
 
 def weight_row_sums(weight_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`(sum_j W[i, j], sum_j W[i, j]^2)`, float64 `[n_post]` each, from the transposed weight `W^T [n_pre, n_post]`
-    (one pass in storage order, accumulated in float64): the side effect's row sums (§3.5) and the regulariser's
-    `S_i` (§3.7)."""
+    (one pass in storage order, accumulated in float64): the side effect's row sums (algorithm.md §3.5) and the
+    regulariser's
+    `S_i` (algorithm.md §3.7)."""
     sums = np.zeros(weight_t.shape[1], np.float64)
     sumsq = np.zeros(weight_t.shape[1], np.float64)
     _column_sums(weight_t, sums, sumsq)
@@ -259,7 +266,7 @@ def weight_gradient(k: np.ndarray, coef: np.ndarray, samples: np.ndarray, pre_cs
 
 def regularizer_factor(sumsq: np.ndarray, n_pre: int, reg: RegularizerSpec) -> np.ndarray:
     """Per post neuron `lam beta exp(beta (S_i - 1)) / L` (float32 `[n_post]`), `S_i = sumsq_i / (L^2 n_pre)`: the
-    regulariser gradient of §3.7 is this factor times `W_ij`."""
+    regulariser gradient of algorithm.md §3.7 is this factor times `W_ij`."""
     if reg.lam == 0.0 or reg.beta == 0.0:
         return np.zeros(sumsq.shape[0], np.float32)
     limit = reg.weight_limit
@@ -269,7 +276,8 @@ def regularizer_factor(sumsq: np.ndarray, n_pre: int, reg: RegularizerSpec) -> n
 
 def finish_gradient(g_t: np.ndarray | None, weight_t: np.ndarray, sumsq: np.ndarray, scale: float,
                     reg: RegularizerSpec, layer: str, touched: np.ndarray | None = None) -> np.ndarray:
-    """Weight gradient in the transposed storage order, `[n_pre, n_post]` float32 = `scale * g_t + R(W)^T` (§3.7)
+    """Weight gradient in the transposed storage order, `[n_pre, n_post]` float32 = `scale * g_t + R(W)^T`
+    (algorithm.md §3.7)
     (CPU; a new array). `weight_t = W^T`, `sumsq` its per-post sums of squares (`weight_row_sums`).
 
     `g_t` is the transposed data-gradient accumulator of `weight_gradient`; its rows `touched` (bool `[n_pre]`,
@@ -337,7 +345,8 @@ def _pre_delta(effect: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, 
 def effect_ratio_error(k: np.ndarray, delta: torch.Tensor, weight: torch.Tensor, samples: np.ndarray,
                        pre_csr: tuple[np.ndarray, np.ndarray], post_counts: torch.Tensor,
                        pre_counts: torch.Tensor) -> torch.Tensor:
-    """preDelta `[A, n_pre]` float64 of §3.2-8 with effect ratios (CPU, numba). `delta [A, n_post]` float64 (after
+    """preDelta `[A, n_pre]` float64 of algorithm.md §3.2-8 with effect ratios (CPU, numba). `delta [A, n_post]`
+    float64 (after
     the division by vth), other arguments as in `weight_gradient`."""
     dcoef = torch.where(post_counts > 0, delta, 0.0).numpy()
     w_t = np.ascontiguousarray(weight.numpy().T, dtype=np.float64)
@@ -357,5 +366,5 @@ def effect_ratio_error_torch(k: torch.Tensor, delta: torch.Tensor, weight: torch
 
 
 def plain_error(delta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """preDelta with `effect_ratio = false` (§3.2-8): `delta W`, float64 `[A, n_pre]`."""
+    """preDelta with `effect_ratio = false` (algorithm.md §3.2-8): `delta W`, float64 `[A, n_pre]`."""
     return delta @ weight.to(torch.float64)

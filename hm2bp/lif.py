@@ -1,4 +1,4 @@
-"""Discrete-time LIF forward pass of `hm2bp-reference.md` §1, as pure functions.
+"""Discrete-time LIF forward pass of `docs/algorithm.md` §1, as pure functions.
 
 Per neuron, float32, state zero at the start of every sample; for step `t = 0 .. T-1`:
 
@@ -60,7 +60,7 @@ def _retain_freed_memory() -> None:
 
 
 def spike_threshold(vth: float) -> np.float32:
-    """The float32 firing threshold `vth - 1e-6` of reference §1.7 (computed in double, stored as float)."""
+    """The float32 firing threshold `vth - 1e-6` of algorithm.md §1.7 (computed in double, stored as float)."""
     return np.float32(float(np.float32(vth)) - 1e-6)
 
 
@@ -131,7 +131,7 @@ def _input_current(indptr: np.ndarray, idx: np.ndarray, w_t: np.ndarray, batch: 
 
 
 def input_current(indptr: np.ndarray, idx: np.ndarray, weight_t: np.ndarray, batch: int, steps: int) -> np.ndarray:
-    """Feed-forward current `R[b, t, i] = sum_j W[i, j] s_j(b, t)` (§1 "fast input response"), float32
+    """Feed-forward current `R[b, t, i] = sum_j W[i, j] s_j(b, t)` (algorithm.md §1 "fast input response"), float32
     `[B, T, n_post]`, from the pre spikes as CSR (`raster_to_csr`) and the **transposed** weight
     `weight_t = W^T` `[n_pre, n_post]` (float32 or float64; accumulated in float64, rounded once)."""
     _retain_freed_memory()
@@ -147,7 +147,7 @@ def input_current_torch(spikes: torch.Tensor, weight: torch.Tensor) -> torch.Ten
 @njit(cache=True, nogil=True)
 def _lif_scan(current, tau_m, tau_s, thr, refractory, w0, spikes, counts):
     # Branch-free inner loops (selects) so that LLVM vectorises them over neurons; the float32 operations and
-    # their order are exactly those of §1.
+    # their order are exactly those of algorithm.md §1.
     batch, steps, n = current.shape
     v = np.zeros(n, np.float32)
     ep = np.zeros(n, np.float32)
@@ -193,7 +193,7 @@ def _lif_scan(current, tau_m, tau_s, thr, refractory, w0, spikes, counts):
 
 def lif_scan(current: np.ndarray, vth: float, tau_m: float, tau_s: float, refractory: int,
              lateral: float = 0.0, epsilon: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate §1 for every sample: `current` float32 `[B, T, n]` (from `input_current`) -> (spikes uint8
+    """Simulate algorithm.md §1 for every sample: `current` float32 `[B, T, n]` (from `input_current`) -> (spikes uint8
     `[B, T, n]`, counts int64 `[B, n]`). `lateral` = w0 of the fixed inhibition (0 = none). Fires iff
     `v > float32(vth - 1e-6)`, or iff `v > float32(vth)` with `epsilon=False` (the reference's conv layers)."""
     current = np.ascontiguousarray(current, dtype=np.float32)

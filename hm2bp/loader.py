@@ -11,7 +11,7 @@ split fits in one buffer (`n <= buffer_samples`, e.g. mnist-5k) the order is a f
 split is read once and kept in memory; otherwise a batch can only mix samples of the same buffer (an epoch is still
 a permutation, every sample exactly once), and memory is bounded by one buffer (MNIST at T = 400: ~31 kB of events
 per sample, ~130 MB per 4096 samples). The reference implementation does neither: it applies 5000 random pair
-swaps to the previous epoch's order (`hm2bp-reference.md` §3.15), which for 60 000 samples leaves most samples in
+swaps to the previous epoch's order (`docs/algorithm.md` §3.15), which for 60 000 samples leaves most samples in
 place; a full permutation per epoch is the standard choice and is used here.
 
 Data-parallel sharding (`rank`, `world_size`, see `hm2bp.distributed`): every rank computes the same order and

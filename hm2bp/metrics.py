@@ -71,7 +71,7 @@ def plot_learning_curve(records: Sequence[dict[str, Any]], path: str | Path, tit
     epochs = [r["epoch"] for r in records]
     ax_loss.plot(epochs, [r["train_loss"] for r in records], "o-", color="tab:red", ms=3)
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("train cost (§3.14, mean per sample)")
+    ax_loss.set_ylabel("train cost (dead-zone count loss, mean per sample)")
     ax_loss.grid(alpha=0.3)
     ax_acc.plot(epochs, [100 * r["train_accuracy"] for r in records], "o-", label="train", ms=3)
     test = [(r["epoch"], 100 * r["test_accuracy"]) for r in records if r.get("test_accuracy") is not None]

@@ -1,5 +1,5 @@
-"""`Network`: dense, conv and pool spiking layers with the reference LIF forward (§1) and the HM2-BP gradient (§3,
-§3.16 for conv / pool).
+"""`Network`: dense, conv and pool spiking layers with the reference LIF forward (docs/algorithm.md §1) and the
+HM2-BP gradient (docs/algorithm.md §3; §3.16 for conv / pool).
 
 Composes the pure functions of `hm2bp.lif` (forward), `hm2bp.spsp` (S-PSP read-outs), `hm2bp.hm2bp_grad`
 (gradient rules) and `hm2bp.conv` (conv / pool currents and rules). Conv / pool neurons `[C, H, W]` are flattened
@@ -41,7 +41,7 @@ class StepResult:
     grads: dict[str, torch.Tensor]
     counts: torch.Tensor  # int64 [B, n_out], true output counts of the forward pass
     predictions: torch.Tensor  # int64 [B], argmax of counts (ties -> lowest index, all silent -> 0)
-    cost: torch.Tensor  # float64 [B], logged cost of §3.14 (with the silent-label replacement)
+    cost: torch.Tensor  # float64 [B], logged cost of algorithm.md §3.14 (with the silent-label replacement)
 
 
 class DenseLayer:
@@ -113,7 +113,8 @@ class DenseLayer:
 
 
 class ConvLayer(DenseLayer):
-    """A spiking convolution (§1): `weight [c_out, c_in, k, k]` float32 (settable), valid cross-correlation, stride
+    """A spiking convolution (algorithm.md §1): `weight [c_out, c_in, k, k]` float32 (settable), valid
+    cross-correlation, stride
     1, fires iff `v > vth` exactly. Neurons `out_shape = (c_out, H-k+1, W-k+1)`, flattened channel-major."""
 
     kind = "conv"
@@ -141,7 +142,8 @@ class ConvLayer(DenseLayer):
 
 
 class PoolLayer:
-    """Spiking pooling (§1): weight 1 over non-overlapping `w x w` windows, threshold `vth - 1e-6`; nothing to
+    """Spiking pooling (algorithm.md §1): weight 1 over non-overlapping `w x w` windows, threshold `vth - 1e-6`;
+    nothing to
     train (`weight` is None)."""
 
     kind = "pool"
@@ -354,7 +356,7 @@ class Network:
         return runs, inp
 
     def forward(self, spikes: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Simulate all layers (§1): `spikes [B, T, n_inputs]` bool/float -> `{layer: bool [B, T, n]}`."""
+        """Simulate all layers (algorithm.md §1): `spikes [B, T, n_inputs]` bool/float -> `{layer: bool [B, T, n]}`."""
         spikes = self._check_spikes(spikes)
         self._drop_caches()
         runs, _ = self._run(spikes)
@@ -367,7 +369,7 @@ class Network:
     __call__ = forward
 
     def predict(self, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward only: (predictions int64 `[B]`, output counts int64 `[B, n_out]`) (§3.13)."""
+        """Forward only: (predictions int64 `[B]`, output counts int64 `[B, n_out]`) (algorithm.md §3.13)."""
         spikes = self._check_spikes(spikes)
         self._drop_caches()
         step = self.chunk_size if self._use_numba() else max(1, spikes.shape[0])
@@ -412,7 +414,7 @@ class Network:
 
     def backward_pass(self, spikes: torch.Tensor, labels: torch.Tensor,
                       sample_weights: torch.Tensor | None = None) -> StepResult:
-        """One forward and the HM2-BP backward (§3) over a batch: batch-mean data gradient + regulariser.
+        """One forward and the HM2-BP backward (algorithm.md §3) over a batch: batch-mean data gradient + regulariser.
 
         On the numba path the batch is processed in chunks of `chunk_size` samples (forward and backward), so
         that the per-sample `[T, n]` arrays stay in cache; the per-sample gradients are summed over the chunks,
@@ -487,7 +489,7 @@ class Network:
         return self._layers[self.layer_names[-1]].n_post
 
     def _output_stage(self, runs: list[_Run], labels: torch.Tensor, sw: torch.Tensor, out_spikes: torch.Tensor):
-        """Output error, silent-label replacement, logged cost, samples with non-zero error (§3.2-1..5)."""
+        """Output error, silent-label replacement, logged cost, samples with non-zero error (algorithm.md §3.2-1..5)."""
         cfg = self.config
         counts_true = runs[-1].counts.cpu()
         delta_out = rules.output_error(counts_true, labels, cfg.loss) * sw.view(-1, 1)
@@ -519,7 +521,7 @@ class Network:
             pre_counts_act = pre.counts.numpy()[active]
             pc_t, prc_t = torch.from_numpy(pc_act), torch.from_numpy(pre_counts_act)
             post_csr = runs[k].csr if k < len(names) - 1 else None  # the output raster may have been modified
-            if layer.kind == "pool":  # no weight: only passes the error on (§3.16)
+            if layer.kind == "pool":  # no weight: only passes the error on (algorithm.md §3.16)
                 if k == 0:
                     break
                 if effect_ratio:
@@ -565,8 +567,9 @@ class Network:
         return counts_true, cost, True
 
     def _error_at(self, name: str, pre_delta: torch.Tensor) -> torch.Tensor:
-        """delta of layer `name` from the error back-propagated to it: `/ vth` (§3.3, §3.16 conv), except for pool
-        layers, which pass it on without dividing by their threshold (§3.16)."""
+        """delta of layer `name` from the error back-propagated to it: `/ vth` (algorithm.md §3.3, §3.16 conv), except
+        for pool
+        layers, which pass it on without dividing by their threshold (algorithm.md §3.16)."""
         layer = self._layers[name]
         return pre_delta if layer.kind == "pool" else pre_delta / layer.vth
 

@@ -1,4 +1,4 @@
-"""Optimisers with the reference implementation's semantics (`hm2bp-reference.md` §3.9).
+"""Optimisers with the reference implementation's semantics (`docs/algorithm.md` §3.9).
 
 Both update the network's weight tensors in place (the live references of `Network.weights()`), take the
 learning rate per call (the schedule lives in `hm2bp.schedule`) and keep their state on the weights' device.

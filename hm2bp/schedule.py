@@ -1,9 +1,9 @@
-"""Learning-rate schedule (`hm2bp-reference.md` §3.9) and the batch-size scaling of the learning rate.
+"""Learning-rate schedule (`docs/algorithm.md` §3.9) and the batch-size scaling of the learning rate.
 
 Epochs are counted from 0. "inv_sqrt_epoch" is the reference's: epoch `e` uses `lr / sqrt(max(e, 1))`
 (0.001, 0.001, 0.000707, 0.000577, ... for lr = 1e-3). "constant" uses `lr` in every epoch.
 `lr_batch_scaling = "sqrt"` multiplies the rate by sqrt(batch_size): with batches the weights are updated 1/B as
-often per epoch, and sqrt(B) was found to keep the accuracy per epoch of batch 1 (`performance-notes.md`).
+often per epoch, and sqrt(B) was found to keep the accuracy per epoch of batch 1 (`docs/trainer.md`, "Batching").
 """
 
 from __future__ import annotations

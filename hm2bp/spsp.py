@@ -1,18 +1,19 @@
-"""S-PSP `e_{i|j}` of `hm2bp-reference.md` §3.1 in the E-free read-out form of §3.17.
+"""S-PSP `e_{i|j}` of `docs/algorithm.md` §3.1 in the E-free read-out form of §3.17.
 
-§3.1: for post neuron i with spike times t_1 < ... < t_n (steps) and a pre spike at tau,
+algorithm.md §3.1: for post neuron i with spike times t_1 < ... < t_n (steps) and a pre spike at tau,
 `q = tau + T_R` (pre spike delayed by the refractory period), per post spike k:
 `r_k = 1` (k = 1) else `t_{k-1} + T_R`, `s_k = t_k - r_k`, window `lb_k = max(1, int(t_k - 4 tau_m))`;
 the pre spike counts iff `lb_k <= tau < t_k` and `q <= t_k`, with `u = t_k - q` and
 `eps = exp(-max(u - s_k, 0)/tau_s) kappa [exp(-min(s_k, u)/tau_m) - exp(-min(s_k, u)/tau_s)]`,
 `kappa = 1 / (1 - tau_s/tau_m)`; `e_{i|j} = sum_k sum_tau eps`; 0.1 if post i is silent and pre j is not.
 
-§3.17: with `a_m = exp(-1/tau_m)`, `a_s = exp(-1/tau_s)`, `Q_k = lb_k + T_R`, `hi_k = t_k` (`t_k - 1` if T_R = 0):
+algorithm.md §3.17: with `a_m = exp(-1/tau_m)`, `a_s = exp(-1/tau_s)`, `Q_k = lb_k + T_R`, `hi_k = t_k` (`t_k - 1` if
+T_R = 0):
 * case A, `q in [max(r_k, Q_k), hi_k]` (u <= s_k):  `kappa sum_q (a_m^{t_k-q} - a_s^{t_k-q})`;
 * case B, `q in [Q_k, min(r_k - 1, hi_k)]` (u > s_k): `kappa (a_m^{s_k} - a_s^{s_k}) sum_q a_s^{r_k-q}`.
 A range sum `sum_{q=lo}^{hi} a^{t-q}` is written as a coefficient `a^{t-hi}` at `hi` and `-a^{t-lo+1}` at
 `lo - 1` of a read-out row `C` (<= 4 time points per post spike), applied to the exponential trace of the pre
-train. Moving the trace filter onto `C` (performance-notes.md, adjoint form) gives, per sample,
+train. Moving the trace filter onto `C` (the adjoint form, docs/algorithm.md §3.17) gives, per sample,
 
     E[i, j] = sum_tau K[tau, i] P[tau, j],   K[tau, i] = sum_{t >= tau + T_R} (C_m[t, i] a_m^{t-tau-T_R}
                                                                          + C_s[t, i] a_s^{t-tau-T_R}),
@@ -32,7 +33,7 @@ from numba import njit
 
 from hm2bp.lif import raster_to_csr
 
-SILENT_POST_EFFECT = 0.1  # e_{i|j} for a silent post i and an active pre j (§3.1, cuBase.cu:78-79)
+SILENT_POST_EFFECT = 0.1  # e_{i|j} for a silent post i and an active pre j (algorithm.md §3.1, cuBase.cu:78-79)
 
 
 def _window(tau_m: float) -> int:

@@ -1,11 +1,12 @@
 """The training loop: Network + optimiser + streaming loader + boost + schedule, with run directories.
 
-Per epoch `e` (counted from 0), as the reference (`hm2bp-reference.md` §3.9-3.15) with batches:
+Per epoch `e` (counted from 0), as the reference (`docs/algorithm.md` §3.9-3.15) with batches:
 1. `lr = schedule(e)`; the loader serves the training samples in the seeded order of epoch `e`;
 2. per batch one `Network.backward_pass` (forward + HM2-BP gradients, boost weights as sample weights); the
    prediction of that forward pass (argmax of counts, ties to the lowest index) counts for the train accuracy and
    the boost; the optimiser steps once per batch;
-3. boost update (§3.10), test pass, one `metrics.jsonl` record, learning-curve PNG, `last.pt` and, when the test
+3. boost update (algorithm.md §3.10), test pass, one `metrics.jsonl` record, learning-curve PNG, `last.pt` and, when
+the test
    accuracy improves (train accuracy without a test split), `best.pt`.
 
 A run directory holds `run.json`, `metrics.jsonl`, `learning_curve.png`, `last.pt`, `best.pt`; every file is
@@ -131,7 +132,7 @@ def evaluate(network, split, batch_size: int = EVAL_BATCH, device: str | torch.d
 
 @torch.no_grad()
 def evaluate_loader(network, loader: SpikeLoader, progress: Progress | None = None) -> EvalResult:
-    """Predict every sample a (sequential) loader serves; predictions are argmax of counts (§3.13)."""
+    """Predict every sample a (sequential) loader serves; predictions are argmax of counts (algorithm.md §3.13)."""
     t0 = time.perf_counter()
     if progress is not None:
         progress.evaluating(loader.split.name, loader.n)

@@ -91,7 +91,7 @@ def encode_to_store(
 ) -> Path:
     """Encode every split of `jobs` into a new store at `out` (atomic: nothing is left at `out` on failure).
 
-    `attrs` are the root attributes of design.md (dataset, encoder, n_units, unit_shape, n_steps, dt_us, classes,
+    `attrs` are the root attributes of docs/store.md (dataset, encoder, n_units, unit_shape, n_steps, dt_us, classes,
     seed, source); `created_by` is added here. Returns the store path.
     """
     from spikedata.progress import progress_bar

@@ -1,16 +1,18 @@
-"""Shared fixtures: the real sample files in ../shared/data, skipped with a reason when absent."""
+"""Shared fixtures: the directory of real sample files (set `SPIKEDATA_SAMPLE_DATA`; by default the `shared/data`
+folder beside the clone). Tests that need it skip with a reason when it is absent."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLE_DATA = Path(os.environ.get("SPIKEDATA_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Path of ../shared/data; skips the test when the sample files are not beside the clone."""
-    if not (SHARED_DATA / "README.md").is_file():
-        pytest.skip(f"real sample data not found at {SHARED_DATA} (present in CI; absent in a bare clone)")
-    return SHARED_DATA
+    """The sample-data directory; skips the test when its files are not there."""
+    if not (SAMPLE_DATA / "README.md").is_file():
+        pytest.skip(f"real sample data not found at {SAMPLE_DATA} (set SPIKEDATA_SAMPLE_DATA to its directory)")
+    return SAMPLE_DATA

@@ -1,6 +1,6 @@
-"""Network presets shipped with the package: the paper's networks (`hm2bp-reference.md` §4.1) and a demo.
+"""Network presets shipped with the package: the paper's networks (`docs/algorithm.md` §4.1) and a demo.
 
-A preset is a network config TOML (schema in `docs/design.md`) plus an optional `[meta]` table that is not part of
+A preset is a network config TOML (schema in `docs/config.md`) plus an optional `[meta]` table that is not part of
 the network config: `inputs` (the number of input units the first layer expects, checked against the store) and
 `description`. `load_preset` returns the config without `[meta]`; `preset_meta` returns the table. Config files
 given to `hm2bp fit --config` may carry the same `[meta]` table (see `split_meta`).

@@ -73,7 +73,7 @@ def _run(dataset: str, folder, options, out: Path, workers: int, chunk: int, ove
 def encode_nmnist(
     source: Path = typer.Option(..., "--source", help="Directory holding Train/<digit>/*.bin and Test/<digit>/."),
     out: Path = OUT,
-    preset: str = typer.Option("reference", "--preset", help="'reference' (HM2-BP conversion, §2.2), "
+    preset: str = typer.Option("reference", "--preset", help="'reference' (HM2-BP conversion, algorithm.md §2.2), "
                                "'reference-exact' (also the reference's channel order) or 'plain'."),
     dt_us: int = _DT, steps: int = _STEPS, rounding: str = _ROUNDING, time_shift: int = _SHIFT,
     stabilize: bool = typer.Option(None, "--stabilize/--no-stabilize", help="Undo the three saccades."),

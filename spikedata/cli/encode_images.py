@@ -65,7 +65,7 @@ def encode_mnist(
     keep_images: bool = _KEEP, max_prob: float = _MAX_PROB, split: list[str] = _SPLIT,
     no_verify: bool = _NO_VERIFY, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:  # fmt: skip
-    """MNIST from its IDX files (`spikedata fetch mnist`), Poisson rate code (reference §2.1)."""
+    """MNIST from its IDX files (`spikedata fetch mnist`), Poisson rate code (algorithm.md §2.1)."""
     if source is None:
         raise typer.BadParameter("--source DIR is required (get the files with `spikedata fetch mnist`)")
     run_encode("mnist", source, out, steps, seed, workers, keep_images, max_prob, split, None, not no_verify,

@@ -196,7 +196,7 @@ def probe_sensor_size(folder: EventFolder) -> tuple[tuple[int, int] | None, str]
 def store_attrs(
     dataset: str, folder: EventFolder, options: BinningOptions, encoder: str = "event_binning"
 ) -> dict:
-    """Root attributes of the store (design.md) for `folder` binned with `options`.
+    """Root attributes of the store (docs/store.md) for `folder` binned with `options`.
 
     Source checksums: sha256 of every file would cost a full extra read of the data set, so `source` records
     the folder, its file count and total size instead; the per-sample order is fixed by `scan_folder`.

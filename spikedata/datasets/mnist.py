@@ -129,7 +129,7 @@ def image_shape(dataset: str) -> tuple[int, int]:
 
 
 def dt_us(dataset: str) -> float:
-    """Step length in µs the dataset is encoded with (1000 for MNIST-like images, reference §2.1)."""
+    """Step length in µs the dataset is encoded with (1000 for MNIST-like images, algorithm.md §2.1)."""
     if dataset == "mnist-5k":
         return 1000.0
     return float(load_manifest(_manifest_name(dataset)).layout.get("dt_us", 1000))

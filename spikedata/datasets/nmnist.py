@@ -4,7 +4,7 @@ After unzipping the two official archives the source directory holds ``Train/<di
 ``Test/<digit>/<id>.bin`` (`data_manifests/nmnist.toml`). Samples are ordered by digit, then by file id.
 
 Presets (`PRESETS`):
-* ``reference`` -- the HM2-BP reference conversion (reference §2.2): saccade stabilisation, step
+* ``reference`` -- the HM2-BP reference conversion (algorithm.md §2.2): saccade stabilisation, step
   ``ceil(t / 600 µs) + 1`` kept when < 540, unit order polarity x height x width (the reference's channel
   numbering, polarity x X x Y, is `unit_order="pxy"`);
 * ``plain`` -- step ``floor(t / 600 µs)``, no stabilisation.

@@ -1,4 +1,4 @@
-"""Ben's Spiker Algorithm (BSA): analog channels -> spike trains, as in the HM2-BP reference (§2.3).
+"""Ben's Spiker Algorithm (BSA): analog channels -> spike trains, as in the HM2-BP reference (algorithm.md §2.3).
 
 Per channel (float64 arithmetic, as the reference's C++):
 
@@ -74,7 +74,8 @@ def bsa_encode(
     """BSA spike trains bool [steps, channels] from `analog` float [channels, frames].
 
     One analog frame spans `hold` steps; spikes land at steps 1 .. min(frames * hold, steps - 1) (step 0 never
-    spikes). Defaults are the reference's (§2.3): hold 10, scale 2000, 24-tap Gaussian kernel, threshold 0.6.
+    spikes). Defaults are the reference's (algorithm.md §2.3): hold 10, scale 2000, 24-tap Gaussian kernel, threshold
+    0.6.
     float32 input is widened exactly, so the reference's float-read cochleagrams give its rasters bit for bit.
     """
     a = np.asarray(analog)

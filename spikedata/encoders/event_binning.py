@@ -3,7 +3,7 @@
 Mapping of one event (t µs, x, y, p), in this order:
 
 1. optional N-MNIST saccade stabilisation (`stabilize`), exactly as the dataset authors' ``stabilize.m`` that the
-   HM2-BP reference converter calls (reference §2.2), on 1-based coordinates in float64::
+   HM2-BP reference converter calls (algorithm.md §2.2), on 1-based coordinates in float64::
 
        t <= 105 ms:          x -= 3.5 t / 105e3            y -= 7 t / 105e3
        105 ms < t <= 210 ms: x -= 3.5 + 3.5 (t - 105e3) / 105e3   y += -7 + 7 (t - 105e3) / 105e3
@@ -21,7 +21,7 @@ Mapping of one event (t µs, x, y, p), in this order:
 6. several events of one unit in one step collapse to one spike; their number is reported (`n_collapsed`).
 
 The HM2-BP reference conversion of N-MNIST (``NMNIST_Converter('Train', 1, 600)`` followed by the C++ reader's
-+1 shift and ``t + 1 >= END_TIME`` cut, reference §2.2) is `NMNIST_REFERENCE`: stabilise, 34 x 34 box, step
++1 shift and ``t + 1 >= END_TIME`` cut, algorithm.md §2.2) is `NMNIST_REFERENCE`: stabilise, 34 x 34 box, step
 ``ceil(t / 600) + 1`` kept when < 540, reference channel ``c`` (1-based) = unit + 1 with ``unit_order="pxy"``.
 """
 
@@ -113,7 +113,7 @@ class BinningOptions:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
-#: The HM2-BP reference's N-MNIST conversion (reference §2.2), reproduced exactly (channel order included).
+#: The HM2-BP reference's N-MNIST conversion (algorithm.md §2.2), reproduced exactly (channel order included).
 NMNIST_REFERENCE = BinningOptions(
     sensor_size=(34, 34), dt_us=600, n_steps=540, t_start_us=0, rounding="ceil", time_shift=1, stabilize=True,
     unit_order="pxy",

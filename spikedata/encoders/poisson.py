@@ -1,4 +1,4 @@
-"""Poisson (Bernoulli-per-step) rate coding of images, reference §2.1.
+"""Poisson (Bernoulli-per-step) rate coding of images, algorithm.md §2.1.
 
 Pixel `x` in 0..255 spikes at every step `t = 1 .. steps-1` independently with probability
 `p = x / 255 * max_prob` (default `max_prob = 1/5.5`, i.e. at most 0.18 per 1-ms step); step 0 never spikes.
@@ -157,7 +157,7 @@ def _check(images: np.ndarray, steps: int, max_prob: float, seed: int, first_ind
 def poisson_encode(
     images: np.ndarray, steps: int, max_prob: float = DEFAULT_MAX_PROB, seed: int = 0, first_index: int = 0
 ) -> np.ndarray:
-    """Poisson spike trains bool [B, steps, H*W] of uint8 images [B, H, W] (or [B, N]), reference §2.1.
+    """Poisson spike trains bool [B, steps, H*W] of uint8 images [B, H, W] (or [B, N]), algorithm.md §2.1.
 
     Per-step spike probability `pixel / 255 * max_prob` for steps 1..steps-1; step 0 is always silent. Sample `b`
     is drawn from the stream of (seed, `first_index + b`), so encoding `images[a:c]` with `first_index=a` gives

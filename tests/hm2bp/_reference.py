@@ -1,4 +1,4 @@
-"""Plain, step-by-step re-statements of the reference (hm2bp-reference.md §1) shared by the hm2bp tests."""
+"""Plain, step-by-step re-statements of the reference (docs/algorithm.md §1) shared by the hm2bp tests."""
 
 import math
 
@@ -8,7 +8,8 @@ F32 = np.float32
 
 
 def plain_lif(cur: np.ndarray, thr: np.float32, tau_m: float, tau_s: float, t_r: int, w0: float) -> np.ndarray:
-    """§1 step by step for one sample: float32 current [T, n] -> spikes uint8 [T, n]; w0 = lateral inhibition."""
+    """algorithm.md §1 step by step for one sample: float32 current [T, n] -> spikes uint8 [T, n]; w0 = lateral
+    inhibition."""
     steps, n = cur.shape
     v, ep = np.zeros(n, F32), np.zeros(n, F32)
     t_ref = np.zeros(n, np.int64)
@@ -37,7 +38,8 @@ def plain_lif(cur: np.ndarray, thr: np.float32, tau_m: float, tau_s: float, t_r:
 
 def plain_forward_lif(pre: np.ndarray, w: np.ndarray, vth: float, tau_m: float, tau_s: float, t_ref_steps: int,
                       w0: float) -> np.ndarray:
-    """§1 for one sample: pre [T, n_pre] 0/1, w [n_post, n_pre] -> spikes [T, n_post]; the current of each step is
+    """algorithm.md §1 for one sample: pre [T, n_pre] 0/1, w [n_post, n_pre] -> spikes [T, n_post]; the current of
+    each step is
     the exact sum rounded once to float32, the threshold vth - 1e-6."""
     cur = (pre.astype(np.float64) @ w.astype(np.float64).T).astype(np.float32)
     thr = np.float32(float(np.float32(vth)) - 1e-6)
@@ -45,7 +47,7 @@ def plain_forward_lif(pre: np.ndarray, w: np.ndarray, vth: float, tau_m: float, 
 
 
 def e_pair(post: list, pre: list, t_r: int = 2, tau_m: float = 64.0, tau_s: float = 8.0) -> float:
-    """e_{i|j} of §3.1, per post spike and per pre spike, including window, delay and fallbacks."""
+    """e_{i|j} of algorithm.md §3.1, per post spike and per pre spike, including window, delay and fallbacks."""
     if not pre:
         return 0.0
     if not post:

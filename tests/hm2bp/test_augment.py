@@ -1,4 +1,4 @@
-"""Augmentation of reference §2.1 (hm2bp.augment): geometry of the displacement field, identity when all
+"""Augmentation of algorithm.md §2.1 (hm2bp.augment): geometry of the displacement field, identity when all
 magnitudes are 0, image statistics on real MNIST digits, Poisson rate, seeding."""
 
 import math

@@ -1,6 +1,6 @@
 """Conv / pool layers integrated in `hm2bp.Network`: forward spike-for-spike against plain per-step loops, and
-`Network.gradients` against a brute-force float64 composition of the per-layer rules of reference §3 / §3.16
-(per-pair §3.1 S-PSPs, no read-out matrices), written here layer by layer."""
+`Network.gradients` against a brute-force float64 composition of the per-layer rules of algorithm.md §3 / §3.16
+(per-pair algorithm.md §3.1 S-PSPs, no read-out matrices), written here layer by layer."""
 
 import math
 
@@ -89,7 +89,7 @@ def plain_forward(net: Network, x: np.ndarray) -> list[np.ndarray]:
 
 # ------------------------------------------------------------------------------------- brute-force backward
 def reg_grad(w: np.ndarray, lam: float, beta: float, limit: float) -> np.ndarray:
-    """§3.7 per output row (dense) / per output kernel (conv)."""
+    """algorithm.md §3.7 per output row (dense) / per output kernel (conv)."""
     rows = w.reshape(w.shape[0], -1).astype(np.float64) / limit
     s = (rows**2).mean(1, keepdims=True)
     return (lam * beta * rows * np.exp(beta * (s - 1.0))).reshape(w.shape)
@@ -106,7 +106,7 @@ def connections(layer, i: int):
 
 
 def brute_sample(net: Network, rasters: list[np.ndarray], label: int, sw: float) -> dict[str, np.ndarray]:
-    """Data gradient of one sample (float64), straight from §3.2-§3.6 and §3.16."""
+    """Data gradient of one sample (float64), straight from algorithm.md §3.2-§3.6 and §3.16."""
     cfg = net.config
     names = net.layer_names
     out_spec = cfg.layers[-1]
@@ -120,10 +120,10 @@ def brute_sample(net: Network, rasters: list[np.ndarray], label: int, sw: float)
     if not delta.any():
         return grads
     post = rasters[-1].copy()
-    if o_true[label] == 0:  # §3.2-5: synthetic regular train for a silent label neuron
+    if o_true[label] == 0:  # algorithm.md §3.2-5: synthetic regular train for a silent label neuron
         m = T // int(cfg.loss.desired)
         post[np.arange(m, T, m), label] = 1
-    # lateral factor (§3.6) of the output layer: true counts, modified trains
+    # lateral factor (algorithm.md §3.6) of the output layer: true counts, modified trains
     w0 = out_spec.lateral_inhibition
     d = np.where((o_true > 0) | (np.arange(n_out) == label), 1.0 / out_spec.threshold, 0.0)
     out_t = times_of(post)
@@ -203,7 +203,7 @@ def test_network_matches_brute_force(cfg, side, seed):
         rasters = plain_forward(net, x[b].numpy())
         for name, raster in zip(net.layer_names, rasters[1:], strict=True):
             np.testing.assert_array_equal(out[name][b].numpy(), raster.astype(bool), err_msg=f"{name} sample {b}")
-    # activity in every layer, silent neurons somewhere (the silent-neuron fallbacks of §3.4 / §3.16 run)
+    # activity in every layer, silent neurons somewhere (the silent-neuron fallbacks of algorithm.md §3.4 / §3.16 run)
     active = {name: float((out[name].sum(1) > 0).float().mean()) for name in net.layer_names}
     assert min(active.values()) > 0 and min(active.values()) < 1, active
     grads = net.gradients(x, labels, torch.from_numpy(sw))

@@ -1,5 +1,5 @@
-"""Spiking conv / pool layers (hm2bp.conv): forward spike-for-spike against plain loops of reference §1, gradients
-against brute-force per-pair §3.1 S-PSPs with the §3.16 rules (float64), numba == torch twins."""
+"""Spiking conv / pool layers (hm2bp.conv): forward spike-for-spike against plain loops of algorithm.md §1, gradients
+against brute-force per-pair algorithm.md §3.1 S-PSPs with the §3.16 rules (float64), numba == torch twins."""
 
 import math
 
@@ -19,7 +19,7 @@ F32 = np.float32
 
 # ------------------------------------------------------------------------------------------ plain references
 def plain_lif_from_current(cur: np.ndarray, thr: np.float32) -> np.ndarray:
-    """§1 per step for one sample, given the float32 current [T, n] (current of step t-1 enters at t)."""
+    """algorithm.md §1 per step for one sample, given the float32 current [T, n] (current of step t-1 enters at t)."""
     return plain_lif(cur, thr, TAU_M, TAU_S, T_R, 0.0)
 
 
@@ -99,7 +99,7 @@ def test_conv_forward_matches_plain_loops(seed):
         np.testing.assert_array_equal(cur[b], ref_cur)
         ref = plain_lif_from_current(ref_cur, F32(VTH_CONV))
         np.testing.assert_array_equal(spk[b], ref)
-    assert 0 < (cnt > 0).mean() < 1  # some neurons fire, some stay silent: both paths of §3.16 are exercised
+    assert 0 < (cnt > 0).mean() < 1  # some fire, some stay silent: both paths of algorithm.md §3.16 run
     # the threshold has no epsilon: the same current with the dense rule (vth - 1e-6) is a different function
     assert conv.no_epsilon_threshold(VTH_CONV) != VTH_CONV
     # torch twin, bit-equal
@@ -147,7 +147,7 @@ def test_pool_forward_matches_plain_loops():
 
 # --------------------------------------------------------------------------------------------- backward
 def brute_conv(pre, post, w, delta, vth):
-    """Per-position §3.16 for one sample: (sigma [n_post], G [O, C, k, k], preDelta [n_pre]) in float64."""
+    """Per-position algorithm.md §3.16 for one sample: (sigma [n_post], G [O, C, k, k], preDelta [n_pre]) in float64."""
     c_in, h, wd = IN_SHAPE
     c_out, _, k, _ = w.shape
     ho, wo = h - k + 1, wd - k + 1

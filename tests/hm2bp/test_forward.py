@@ -1,4 +1,4 @@
-"""Forward pass: spike-for-spike equality with a plain per-step loop of reference §1; torch twin == numba."""
+"""Forward pass: spike-for-spike equality with a plain per-step loop of algorithm.md §1; torch twin == numba."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""S-PSP read-outs and HM2-BP gradients against brute-force per-pair implementations of reference §3 (float64)."""
+"""S-PSP read-outs and HM2-BP gradients against brute-force per-pair implementations of algorithm.md §3 (float64)."""
 
 
 import numpy as np
@@ -11,7 +11,7 @@ from hm2bp.spsp import spsp_readout, spsp_readout_torch
 from tests.hm2bp._reference import e_pair, plain_forward_lif
 
 
-# ------------------------------------------------------------------------------------------ brute force (§3.1)
+# -------------------------------------------------------------------------------------- brute force (algorithm.md §3.1)
 def e_matrix(post: np.ndarray, pre: np.ndarray, t_r: int, tau_m: float, tau_s: float) -> np.ndarray:
     """E [n_post, n_pre] for one sample from rasters [T, n]."""
     post_t = [list(np.flatnonzero(post[:, i])) for i in range(post.shape[1])]
@@ -59,9 +59,10 @@ def test_spsp_readout_equals_brute_force(steps, tau_m, tau_s, t_r):
     assert np.abs(k).max() > 0.1
 
 
-# ----------------------------------------------------------------------------- brute-force gradient (§3.2-3.7)
+# ------------------------------------------------------------------------- brute-force gradient (algorithm.md §3.2-3.7)
 def brute_force_gradients(spikes, labels, weights, cfg, sample_weights, effect_ratio=True):
-    """Per-sample reference gradients (complete §3.2/§3.3/§3.5/§3.6/§3.7 rules, per pair), batch mean + R(W)."""
+    """Per-sample reference gradients (complete algorithm.md §3.2/§3.3/§3.5/§3.6/§3.7 rules, per pair), batch mean +
+    R(W)."""
     names = [layer["name"] for layer in cfg["layers"]]
     vths = [layer["threshold"] for layer in cfg["layers"]]
     w0 = cfg["layers"][-1].get("lateral_inhibition", 0.0)
@@ -96,7 +97,7 @@ def brute_force_gradients(spikes, labels, weights, cfg, sample_weights, effect_r
                 gamma[j] = 1.0 / (1.0 - w0 * w0 * acc)
         if o_true[lab] == 0:
             m = steps // int(loss["desired"])
-            out[m::m, lab] = 1  # spikes at m, 2m, ... < T (§3.2-5)
+            out[m::m, lab] = 1  # spikes at m, 2m, ... < T (algorithm.md §3.2-5)
         trains[-1] = out
         delta = delta / vths[-1]
         for k in range(len(names) - 1, -1, -1):

@@ -1,4 +1,4 @@
-"""Optimisers (reference §3.9), learning-rate schedule and boost (§3.10) against hand-computed values."""
+"""Optimisers (algorithm.md §3.9), learning-rate schedule and boost (§3.10) against hand-computed values."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The public names of design.md resolve, and the data side never imports torch."""
+"""The public names of the README and docs resolve, and the data side never imports torch."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""bsa_encode against a literal transcription of hm2bp-reference.md §2.3, on the real TI46 cochleagram."""
+"""bsa_encode against a literal transcription of docs/algorithm.md §2.3, on the real TI46 cochleagram."""
 
 import math
 
@@ -9,7 +9,7 @@ from spikedata.encoders.bsa import bsa_encode, bsa_kernel
 
 
 def literal_bsa(channel, steps, hold=10, scale=2000.0, taps=24, threshold=0.6):
-    """§2.3 as written, one channel, plain Python floats: returns the spike steps."""
+    """algorithm.md §2.3 as written, one channel, plain Python floats: returns the spike steps."""
     kernel = [math.exp(-(i - taps / 2) * (i - taps / 2) / 25) for i in range(taps)]
     total = 0.0
     for k in kernel:

@@ -91,7 +91,8 @@ def test_real_samples_equal_brute_force(shared_data, rel, opts):
 
 
 def test_reference_conversion_mapping(shared_data):
-    """Reference §2.2: step = ceil(t/600) + 1 (never 0), channel (1-based) = (x-1)*34 + y + 1156*[ON] = unit + 1."""
+    """Reference algorithm.md §2.2: step = ceil(t/600) + 1 (never 0), channel (1-based) = (x-1)*34 + y + 1156*[ON] =
+    unit + 1."""
     events = read_events(shared_data / "nmnist/tonic_sample_nmnist.bin")
     b = bin_events(events, NMNIST_REFERENCE)
     assert NMNIST_REFERENCE.unit_shape == (2, 34, 34) and NMNIST_REFERENCE.n_units == 2312

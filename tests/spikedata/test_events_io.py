@@ -1,4 +1,4 @@
-"""Event-file readers on the real sample files (../shared/data) and on AEDAT files written here from the spec."""
+"""Event-file readers on the real sample files (SPIKEDATA_SAMPLE_DATA) and on AEDAT files written here from the spec."""
 
 from __future__ import annotations
 
