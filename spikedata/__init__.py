@@ -1,6 +1,6 @@
 """spikedata: neuromorphic datasets in their native formats -> spike trains -> Zarr spike stores.
 
-Public entry points (README, "In Python"): `read_events`, `poisson_encode`, `lyon_passive_ear`, `bsa_encode`, `open_store`.
+Public entry points: `read_events`, `poisson_encode`, `lyon_passive_ear`, `bsa_encode`, `open_store`.
 Names are imported lazily so that `import spikedata` stays fast and never compiles numba kernels it does not use.
 """
 
