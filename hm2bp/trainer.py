@@ -201,7 +201,8 @@ class Trainer:
         # [augment] enabled: the training batches are the split's images, augmented and re-encoded every epoch
         self.augment = training_images(self.config.augment, train_split, self.loader.n, self.config.steps,
                                        self.train.seed, self.train.batch_size, self.device)
-        self.optimizer = make_optimizer(self.train.optimizer, network.weights(), self.train.lr, self.train.momentum)
+        self.optimizer = make_optimizer(self.train.optimizer, network.weights(), self.train.lr, self.train.momentum,
+                                        network.kernels.optimizer_backend)
         self.boost = boost_mod.initial_weights(self.loader.n)
         self.state = RunState()
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -241,7 +242,8 @@ class Trainer:
             raise SetupError(f"--resume: the checkpoint's shuffle layout {ckpt['loader']} differs from this run's "
                              f"{layout} (resume with the same --shuffle-buffer)")
         self.net.load_weights({k: v.to(self.device) for k, v in ckpt["weights"].items()})
-        self.optimizer = make_optimizer(self.train.optimizer, self.net.weights(), self.train.lr, self.train.momentum)
+        self.optimizer = make_optimizer(self.train.optimizer, self.net.weights(), self.train.lr, self.train.momentum,
+                                        self.net.kernels.optimizer_backend)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.boost = ckpt["boost"].numpy().astype(np.float64).copy()
         torch.set_rng_state(ckpt["rng"]["torch"])

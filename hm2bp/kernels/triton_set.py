@@ -1,0 +1,320 @@
+"""The `triton` kernel set: the CUDA path, designed for a GPU and free of host synchronisation.
+
+* Spike trains are int16 *codes* `[B, T, n]` (`hm2bp.kernels.triton.lif`): 0 = no spike, else what the S-PSP
+  read-out needs about the spike. The network input stays the loader's bool raster.
+* One Triton kernel per layer and call for each sequential part: the LIF scan (time loop inside the kernel, state
+  in registers, lateral inhibition reduced per sample in the kernel), the S-PSP read-out with its side-effect sum
+  (`hm2bp.kernels.triton.spsp`), and the effect-ratio sums of dense, conv and pool layers
+  (`hm2bp.kernels.triton.effect`).
+* The currents and the weight gradients are float64 products on cuBLAS / cuDNN (spikes are 0/1, so the current is
+  the correctly rounded float32 value of the exact sum, as in the other sets; no TF32 anywhere), cut into chunks of
+  samples so that their float64 temporaries stay within `gemm_budget` bytes.
+* Nothing reads a device value back: every sample of a batch is processed (those with a zero output error get a
+  zero coefficient, which is exact), the silent-label replacement is a masked write, and non-finite gradients are
+  flagged on the device (`check_finite` reads the flags when the caller chooses to).
+
+On CPU tensors the same kernels run under Triton's interpreter (`TRITON_INTERPRET=1`, set by
+`hm2bp.kernels.triton` when no GPU is present): slow, for tests of exactness.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hm2bp import conv as cnn
+from hm2bp import hm2bp_grad as rules
+from hm2bp.config import NeuronParams, RegularizerSpec
+from hm2bp.kernels.base import Trains, take
+from hm2bp.kernels.torch_set import TorchKernels, exact_matmul_precision
+from hm2bp.lif import spike_threshold
+from hm2bp.spsp import _window, spsp_readout_torch
+
+F64 = torch.float64
+#: Bytes of float64 temporaries one chunk of a current / gradient product may hold.
+GEMM_BUDGET = 256 << 20
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def _tile(batch: int, n: int, cap: int = 128, whole: bool = False, lanes: int = 128) -> tuple[int, int]:
+    """(samples, neurons) of a program's tile: neurons a power of two up to `cap` (all of them with `whole`), and
+    as many samples as fill `lanes` elements, so that small layers still give a program enough lanes. Under the
+    interpreter, which runs the programs one after the other, a tile takes whole layers and batches (up to
+    16k elements): fewer, wider programs run much faster there."""
+    from hm2bp.kernels.triton import interpreting
+
+    if interpreting():
+        cap, lanes = max(cap, 1024), 1 << 14
+    bn = max(16, _pow2(n) if whole else min(cap, _pow2(n)))
+    sb = max(1, min(_pow2(batch), lanes // bn))
+    return sb, bn
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+def _as_f64(spikes: torch.Tensor) -> torch.Tensor:
+    """0/1 float64 of a bool raster or of int16 codes."""
+    return (spikes if spikes.dtype == torch.bool else spikes != 0).to(F64)
+
+
+def _as_u8(spikes: torch.Tensor) -> torch.Tensor:
+    """A raster the kernels can load: int16 codes as they are, bool as uint8 (same bytes)."""
+    return spikes.view(torch.uint8) if spikes.dtype == torch.bool else spikes
+
+
+class TritonKernels(TorchKernels):
+    name = "triton"
+    optimizer_backend = "triton"
+
+    def __init__(self, device: torch.device, gemm_budget: int = GEMM_BUDGET) -> None:
+        from hm2bp.kernels.triton import interpreting
+
+        super().__init__(device)
+        if self.device.type != "cuda" and not interpreting():
+            raise ValueError("the triton kernel set needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
+        exact_matmul_precision()
+        from hm2bp.kernels.triton import effect, lif, spsp
+        from hm2bp.kernels.triton.launch import launch
+
+        self._k = {"lif": lif.lif_scan_kernel, "spsp": spsp.spsp_readout_kernel,
+                   "dense_effect": effect.dense_effect_kernel, "conv_effect": effect.conv_effect_kernel,
+                   "pool_effect": effect.pool_effect_kernel}
+        self._launch = launch
+        self.gemm_budget = int(gemm_budget)
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._flags: dict[str, torch.Tensor] = {}
+        self._w64: dict[int, torch.Tensor] = {}
+
+    def prepare(self, layers: list) -> None:
+        super().prepare(layers)
+        self._w64 = {}
+
+    def _chunk(self, batch: int, per_sample: int) -> list[slice]:
+        rows = max(1, self.gemm_budget // max(1, per_sample))
+        return [slice(c, min(c + rows, batch)) for c in range(0, batch, rows)]
+
+    def _storage64(self, layer) -> torch.Tensor:
+        key = id(layer)
+        if key not in self._w64:
+            self._w64[key] = layer.storage.detach().to(F64)
+        return self._w64[key]
+
+    # ---- forward ---------------------------------------------------------------------------------------------
+    def inputs(self, spikes: torch.Tensor) -> Trains:
+        return Trains(spikes, spikes.sum(1))
+
+    @staticmethod
+    def code_cap(nrn: NeuronParams) -> int:
+        """`D = W - T_R + 1`: the largest spike code (docs of `hm2bp.kernels.triton.lif`)."""
+        cap = _window(nrn.tau_m) - int(nrn.refractory) + 1
+        if not 1 <= cap <= np.iinfo(np.int16).max:
+            raise ValueError(f"tau_m {nrn.tau_m} / refractory {nrn.refractory}: the S-PSP window does not fit the "
+                             "triton kernel set's int16 spike codes (use another backend)")
+        return cap
+
+    def _lif(self, current: torch.Tensor, layer, lateral: float = 0.0, epsilon: bool = True) -> Trains:
+        nrn = layer.spec.neuron
+        batch, steps, n = current.shape
+        codes = torch.empty(batch, steps, n, dtype=torch.int16, device=current.device)
+        counts = torch.empty(batch, n, dtype=torch.int64, device=current.device)
+        thr = spike_threshold(layer.vth) if epsilon else np.float32(layer.vth)
+        sb, bn = _tile(batch, n, whole=lateral != 0.0)
+        if batch:
+            self._launch(self._k["lif"], (_cdiv(batch, sb), _cdiv(n, bn)), current, codes, counts, batch, steps, n,
+                         float(np.float32(nrn.tau_m)), float(np.float32(nrn.tau_s)), float(thr),
+                         float(np.float32(lateral)), int(nrn.refractory), self.code_cap(nrn), LATERAL=lateral != 0.0,
+                         SB=sb, BN=bn)
+        return Trains(codes, counts, current)
+
+    def dense_forward(self, pre: Trains, layer) -> Trains:
+        batch, steps, n_pre = pre.spikes.shape
+        w64 = self._storage64(layer)  # W^T [n_pre, n_post]
+        cur = torch.empty(batch, steps, layer.n_post, dtype=torch.float32, device=w64.device)
+        for c in self._chunk(batch, steps * (n_pre + layer.n_post) * 8):
+            p = _as_f64(pre.spikes[c]).reshape(-1, n_pre)
+            cur[c].view(-1, layer.n_post).copy_(p @ w64)
+        return self._lif(cur, layer, layer.spec.lateral_inhibition)
+
+    def conv_forward(self, pre: Trains, layer) -> Trains:
+        batch, steps = pre.spikes.shape[:2]
+        w64 = layer.weight.detach().to(F64)
+        cur = torch.empty(batch, steps, layer.n_post, dtype=torch.float32, device=w64.device)
+        for c in self._chunk(batch, steps * (layer.n_pre + layer.n_post) * 8):
+            x = _as_f64(pre.spikes[c]).reshape(-1, *layer.in_shape)
+            cur[c].view(-1, *layer.out_shape).copy_(F.conv2d(x, w64))
+        return self._lif(cur, layer, epsilon=False)
+
+    def pool_forward(self, pre: Trains, layer) -> Trains:
+        spikes = pre.spikes if pre.spikes.dtype == torch.bool else pre.spikes != 0
+        return self._lif(cnn.pool_current(spikes, layer.in_shape, layer.window), layer)
+
+    def as_bool(self, trains: Trains) -> torch.Tensor:
+        s = trains.spikes
+        return s if s.dtype == torch.bool else s != 0
+
+    # ---- output stage ----------------------------------------------------------------------------------------
+    def silent_label(self, out: Trains, labels: torch.Tensor, steps: int, desired: float,
+                     nrn: NeuronParams) -> Trains:
+        times_np = rules.silent_label_train(steps, desired)
+        if times_np.size == 0:
+            return out
+        period, refractory, cap = int(times_np[0]), int(nrn.refractory), self.code_cap(nrn)
+        codes = out.spikes
+        dev = codes.device
+        rows = torch.arange(codes.shape[0], device=dev)
+        silent = out.counts[rows, labels] == 0
+        times = torch.as_tensor(times_np, device=dev)
+        # codes of the synthetic train: the first spike gets the cap, the others s = period - T_R (capped)
+        vals = torch.full((times.numel(),), min(period - refractory, cap), dtype=torch.int16, device=dev)
+        vals[0] = cap
+        new = codes.clone()
+        r, t, lab = rows.view(-1, 1), times.view(1, -1), labels.view(-1, 1)
+        new[r, t, lab] = torch.where(silent.view(-1, 1), vals.view(1, -1), new[r, t, lab])
+        counts = out.counts.clone()
+        label_counts = counts[rows, labels]
+        counts[rows, labels] = torch.where(silent, torch.full_like(label_counts, times.numel()), label_counts)
+        # a period within the refractory gap gives trains the fused read-out does not assume
+        return Trains(new, counts, out.current, regular=period >= refractory + 1)
+
+    def active(self, delta_out: torch.Tensor) -> None:
+        return None
+
+    # ---- backward --------------------------------------------------------------------------------------------
+    def _powers(self, steps: int, nrn: NeuronParams, cap: int, device) -> tuple[torch.Tensor, ...]:
+        key = (steps, float(nrn.tau_m), float(nrn.tau_s), cap, str(device))
+        if key not in self._tables:
+            n = max(steps, cap) + 2
+            tm, ts = float(nrn.tau_m), float(nrn.tau_s)
+            pm = torch.tensor([math.exp(-d / tm) for d in range(n)], dtype=F64, device=device)
+            ps = torch.tensor([math.exp(-d / ts) for d in range(n)], dtype=F64, device=device)
+            const = torch.tensor([1.0 / (1.0 - ts / tm), math.exp(-1.0 / tm), math.exp(-1.0 / ts)], dtype=F64,
+                                 device=device)
+            self._tables[key] = (pm, ps, const)
+        return self._tables[key]
+
+    def spsp(self, post: Trains, samples: Any, nrn: NeuronParams) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = take(post.spikes, samples)
+        current = take(post.current, samples)
+        if not post.regular or codes.dtype != torch.int16:
+            return spsp_readout_torch(codes != 0, current, nrn.refractory, nrn.tau_m, nrn.tau_s)
+        batch, steps, n = codes.shape
+        k = torch.empty(batch, steps, n, dtype=torch.float32, device=codes.device)
+        side = torch.empty(batch, n, dtype=F64, device=codes.device)
+        cap = self.code_cap(nrn)
+        pm, ps, const = self._powers(steps, nrn, cap, codes.device)
+        sb, bn = _tile(batch, n)
+        if batch:
+            self._launch(self._k["spsp"], (_cdiv(batch, sb), _cdiv(n, bn)), codes, current, k, side, pm, ps, const,
+                         batch, steps, n, int(nrn.refractory), _window(nrn.tau_m), SB=sb, BN=bn)
+        return k, side
+
+    def lateral_factor(self, k: torch.Tensor, post: Trains, samples: Any, counts: torch.Tensor,
+                       labels: torch.Tensor, vth: float, w0: float) -> torch.Tensor:
+        return rules.lateral_factor(k, take(self.as_bool(post), samples), counts, labels, vth, w0)
+
+    def row_sums(self, layer) -> tuple[torch.Tensor, torch.Tensor]:
+        key = id(layer)
+        if key not in self._sums:
+            w = self._storage64(layer)  # [n_pre, n_post]
+            self._sums[key] = (w.sum(0), (w * w).sum(0))
+        return self._sums[key]
+
+    def new_accumulator(self, layer) -> dict[str, Any]:
+        shape = (layer.n_pre, layer.n_post) if layer.kind == "dense" else layer.weight_shape
+        return {"g": torch.zeros(shape, dtype=F64, device=self.device)}
+
+    def dense_grad(self, acc, layer, k, coef, samples, pre, post_counts, pre_counts) -> None:
+        pre_spikes = take(pre.spikes, samples)
+        batch, steps, n_pre = pre_spikes.shape
+        n_post = layer.n_post
+        g = acc["g"]  # [n_pre, n_post], the storage order
+        c32 = coef.to(torch.float32).unsqueeze(1)
+        for c in self._chunk(batch, steps * (n_pre + 2 * n_post) * 8):
+            scaled = (c32[c] * k[c]).reshape(-1, n_post).to(F64)
+            g.addmm_(_as_f64(pre_spikes[c]).reshape(-1, n_pre).T, scaled)
+        # e = 0.1 for a silent post and an active pre: rank one per sample
+        silent = torch.where(post_counts == 0, coef.to(F64), 0.0) * rules.SILENT_POST_EFFECT
+        g.addmm_((pre_counts > 0).to(F64).T, silent)
+
+    def dense_effect(self, layer, k, delta, samples, pre, post_counts, pre_counts) -> torch.Tensor:
+        pre_spikes = _as_u8(take(pre.spikes, samples))
+        batch, steps, n_pre = pre_spikes.shape
+        n_post = layer.n_post
+        dcoef = torch.where(post_counts > 0, delta, 0.0).to(F64).contiguous()
+        out = torch.empty(batch, n_pre, dtype=F64, device=delta.device)
+        storage = layer.storage.detach()  # W[i, j] = storage[j, i]
+        sb, bj = _tile(batch, n_pre, 64, lanes=64)
+        bi = max(16, min(32, _pow2(n_post)))
+        if batch:
+            self._launch(self._k["dense_effect"], (_cdiv(batch, sb), _cdiv(n_pre, bj)), k, dcoef, storage,
+                         storage.stride(1), storage.stride(0), pre_spikes, out, batch, steps, n_post, n_pre, SB=sb,
+                         BI=bi, BJ=bj)
+        return rules._pre_delta(out, delta, layer.weight.detach(), post_counts, pre_counts)
+
+    def conv_grad(self, acc, layer, k, coef, samples, pre, post_counts, pre_counts) -> None:
+        pre_spikes = take(pre.spikes, samples)
+        batch, steps = pre_spikes.shape[:2]
+        for c in self._chunk(batch, steps * (layer.n_pre + 2 * layer.n_post) * 8):
+            acc["g"] += cnn.conv_weight_gradient_torch(k[c].to(F64), coef[c], _as_f64(pre_spikes[c]), post_counts[c],
+                                                       pre_counts[c], layer.in_shape, layer.weight_shape)
+
+    def conv_effect(self, layer, k, delta, samples, pre, post_counts, pre_counts) -> torch.Tensor:
+        pre_spikes = _as_u8(take(pre.spikes, samples))
+        batch, steps = pre_spikes.shape[:2]
+        c_out, c_in, ks, _ = layer.weight_shape
+        _, h, w = layer.in_shape
+        _, ho, wo = layer.out_shape
+        dcoef = torch.where(post_counts > 0, delta, 0.0).to(F64).contiguous()
+        weight = layer.weight.detach().contiguous()
+        out = torch.empty(batch, layer.n_pre, dtype=F64, device=delta.device)
+        sb, bj = _tile(batch, layer.n_pre, 64)
+        if batch:
+            self._launch(self._k["conv_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, dcoef, weight,
+                         pre_spikes, out, batch, steps, c_out, c_in, h, w, ho, wo, ks, SB=sb, BJ=bj)
+        return cnn._conv_pre_delta(out, delta, weight, post_counts, pre_counts, layer.out_shape)
+
+    def pool_effect(self, layer, k, samples, pre) -> torch.Tensor:
+        pre_spikes = _as_u8(take(pre.spikes, samples))
+        batch, steps = pre_spikes.shape[:2]
+        c, h, w = layer.in_shape
+        out = torch.empty(batch, layer.n_pre, dtype=F64, device=k.device)
+        sb, bj = _tile(batch, layer.n_pre)
+        if batch:
+            self._launch(self._k["pool_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, pre_spikes, out,
+                         batch, steps, c, h, w, layer.window, SB=sb, BJ=bj)
+        return out
+
+    def finish(self, layer, acc, batch: int, reg: RegularizerSpec) -> torch.Tensor:
+        if layer.kind == "conv":
+            w = layer.weight.detach()
+            g = (acc["g"] / max(batch, 1)).to(torch.float32) + cnn.conv_regularizer_grad(w, reg)
+        else:
+            g_t = acc["g"] * (1.0 / max(batch, 1))
+            if reg.lam != 0.0 and reg.beta != 0.0:
+                limit = reg.weight_limit
+                s_i = self.row_sums(layer)[1] / (limit * limit * layer.n_pre)
+                factor = reg.lam * reg.beta * torch.exp(reg.beta * (s_i - 1.0)) / limit  # [n_post]
+                g_t = g_t + factor.view(1, -1) * self._storage64(layer)
+            g = g_t.to(torch.float32).T  # [n_post, n_pre], in the storage order
+        self._flags[layer.spec.name] = torch.isfinite(g).all()
+        return g
+
+    def check_finite(self) -> None:
+        """Read the finiteness flags of the last call's gradients (one host synchronisation); raise
+        FloatingPointError naming the first layer with a non-finite value."""
+        if not self._flags:
+            return
+        names = list(self._flags)
+        ok = torch.stack([self._flags[n] for n in names]).cpu()
+        for name, good in zip(names, ok.tolist(), strict=True):
+            if not good:
+                raise FloatingPointError(f"non-finite gradient in layer {name!r}")
