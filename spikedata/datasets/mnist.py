@@ -330,11 +330,11 @@ def image_encode_jobs(
     files lazily in worker processes. `max_samples` {split: n} keeps a seeded stratified subset of n samples of
     that split (`spikedata.splits`, keys ``"<split>:<index>"``, `split_seed`), recorded in the ``split`` attribute.
     """
-    from spikedata.splits import stratified_subset, subset_record
     from functools import partial
 
     from spikedata.encoders.poisson import DEFAULT_MAX_PROB
     from spikedata.pipeline import SplitJob
+    from spikedata.splits import stratified_subset, subset_record
 
     max_prob = DEFAULT_MAX_PROB if max_prob is None else float(max_prob)
     available = split_names(dataset)
