@@ -40,31 +40,34 @@ def decoding(repeats: int) -> list[tuple[str, float, float]]:
     return rows
 
 
-def transforms(repeats: int) -> list[tuple[str, int, float, float]]:
+def _cases(ev: np.ndarray):
+    """(name, ours, tonic) callables on one recording."""
     import tonic.functional as F
     import tonic.transforms as TT
 
+    size = (int(ev["x"].max()) + 1, int(ev["y"].max()) + 1)
+    half = (size[0] // 2, size[1] // 2)
+    return [
+        ("denoise 10 ms", lambda: T.denoise(ev, 10_000), lambda: F.denoise_numpy(ev, 10_000)),
+        ("refractory 1 ms", lambda: T.refractory_period(ev, 1000), lambda: F.refractory_period_numpy(ev, 1000)),
+        ("center crop", lambda: T.center_crop(ev, size, half),
+         lambda: TT.CenterCrop(sensor_size=(*size, 2), size=half)(ev)),
+        ("downsample /2", lambda: T.downsample(ev, 2), lambda: TT.Downsample(spatial_factor=0.5)(ev)),
+        ("flip x", lambda: T.flip_x(ev, size), lambda: TT.RandomFlipLR(sensor_size=(*size, 2), p=1.0)(ev)),
+        ("drop event 0.2", lambda: T.drop_event(ev, 0.2, 0), lambda: F.drop_event_numpy(ev, 0.2)),
+        ("time jitter 100 µs", lambda: T.time_jitter(ev, 100.0, 0), lambda: F.time_jitter_numpy(ev.copy(), 100.0)),
+    ]  # fmt: skip
+
+
+def transforms(repeats: int) -> list[tuple[str, int, float, float]]:
     rows = []
     for rel in ("dvs/sample.aedat4", "nmnist/tonic_sample_nmnist.bin"):
         ev = read_events(sample_path(rel))
-        size = (int(ev["x"].max()) + 1, int(ev["y"].max()) + 1)
-        cw, ch = size[0] // 2, size[1] // 2
-        cases = [
-            ("denoise 10 ms", lambda e=ev: T.denoise(e, 10_000), lambda e=ev: F.denoise_numpy(e, 10_000)),
-            ("refractory 1 ms", lambda e=ev: T.refractory_period(e, 1000),
-             lambda e=ev: F.refractory_period_numpy(e, 1000)),
-            ("center crop", lambda e=ev: T.center_crop(e, size, (cw, ch)),
-             lambda e=ev: TT.CenterCrop(sensor_size=(*size, 2), size=(cw, ch))(e)),
-            ("downsample /2", lambda e=ev: T.downsample(e, 2), lambda e=ev: TT.Downsample(spatial_factor=0.5)(e)),
-            ("flip x", lambda e=ev: T.flip_x(e, size), lambda e=ev: TT.RandomFlipLR(sensor_size=(*size, 2), p=1.0)(e)),
-            ("drop event 0.2", lambda e=ev: T.drop_event(e, 0.2, 0), lambda e=ev: F.drop_event_numpy(e, 0.2)),
-            ("time jitter 100 µs", lambda e=ev: T.time_jitter(e, 100.0, 0),
-             lambda e=ev: F.time_jitter_numpy(e.copy(), 100.0)),
-        ]  # fmt: skip
-        for name, ours_fn, tonic_fn in cases:
+        for name, ours_fn, tonic_fn in _cases(ev):
             ours_fn()
             tonic_fn()
-            reps = repeats if name.startswith(("denoise", "refractory")) is False or len(ev) < 10_000 else 3
+            # tonic's denoise / refractory loop over events in Python: 3 repeats on the large file are plenty
+            reps = 3 if name.startswith(("denoise", "refractory")) and len(ev) > 10_000 else repeats
             rows.append((f"{name} ({rel.split('/')[-1]})", len(ev), median(ours_fn, reps), median(tonic_fn, reps)))
     return rows
 
