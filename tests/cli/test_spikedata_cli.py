@@ -133,3 +133,26 @@ def test_fetch_licensed_message(tmp_path):
     assert r.exit_code == 1 and "Order LDC93S9" in r.output and "Traceback" not in r.output
     r = _run("fetch", "no-such-dataset")
     assert r.exit_code == 1 and "no manifest for dataset 'no-such-dataset'" in r.output
+
+
+def test_max_train_is_a_seeded_stratified_subset(tmp_path):
+    """--max-train N keeps N samples with the class proportions (not the first N), the same for 1 and 2 workers."""
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"sub{workers}.zarr"
+        r = _run("encode", "mnist-5k", "--out", out, "--steps", 20, "--max-train", 50, "--max-test", 20,
+                 "--split-seed", 4, "--workers", workers, "--quiet", "--keep-images")  # fmt: skip
+        assert r.exit_code == 0, r.output
+        outs.append(open_store(out))
+    a, b = outs
+    assert a.attrs["split_sha256"] == b.attrs["split_sha256"]
+    assert len(a["train"]) == 50 and len(a["test"]) == 20
+    assert np.bincount(a["train"].labels, minlength=10).tolist() == [5] * 10
+    assert a.attrs["split"]["subsets"]["train"] == {
+        "method": a.attrs["split"]["subsets"]["train"]["method"], "seed": 4, "kept": 50, "of": 4000}  # fmt: skip
+    full = load_mnist_5k("train")
+    from spikedata.splits import stratified_subset
+
+    idx = stratified_subset(full.labels, [f"train:{i}" for i in range(len(full))], 50, 4)
+    assert np.array_equal(a["train"].extra("images"), full.images[idx])
+    assert not np.array_equal(idx, np.arange(50))
