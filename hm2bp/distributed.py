@@ -19,7 +19,7 @@ What a data-parallel run does (see `docs/scaling.md`):
   split) are written by their rank into a zero array of the full length and summed (`gather_disjoint`): every rank
   then holds the same full arrays, so boost weights stay identical on every rank without a broadcast.
 * **Files.** Only rank 0 (`World.is_main`) writes checkpoints, metrics and plots; `on_main` runs a setup step
-  (checkpoint loading on `--resume`) on rank 0 and hands its result, or its error, to every rank, so other
+  (checkpoint loading when a run resumes) on rank 0 and hands its result, or its error, to every rank, so other
   machines need no copy of the run directory.
 """
 
@@ -122,16 +122,17 @@ def init_world(device: str = "auto", timeout_s: float | None = None) -> tuple[Wo
     `timeout_s` (default `$HM2BP_DIST_TIMEOUT` or 300 s) bounds setup and every collective.
     """
     if str(device) not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise DistributedError(f"device must be auto, cpu or cuda; got {device!r}")
+        raise DistributedError(f"device must be auto, cpu, cuda or cuda:K; got {device!r}")
     timeout = timeout_from_env() if timeout_s is None else float(timeout_s)
     if not timeout > 0:
         raise DistributedError(f"distributed timeout must be > 0 seconds; got {timeout_s}")
     use_cuda = str(device).startswith("cuda") or (str(device) == "auto" and torch.cuda.is_available())
     if use_cuda and not torch.cuda.is_available():
-        raise DistributedError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+        raise DistributedError("device 'cuda' requested but CUDA is not available (use `device` cpu or auto)")
     ranks = env_ranks()
     if ranks is None or ranks[1] == 1:
-        dev = torch.device("cuda" if use_cuda else "cpu")
+        # an explicit `cuda:K` names the GPU of a single process; under torchrun the local rank picks it
+        dev = torch.device(str(device) if str(device).startswith("cuda:") else "cuda" if use_cuda else "cpu")
         return World(timeout_s=timeout, device=dev), dev
     rank, world_size, local_rank = ranks
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
@@ -142,7 +143,7 @@ def init_world(device: str = "auto", timeout_s: float | None = None) -> tuple[Wo
         if local_rank >= n_gpus:
             raise DistributedError(
                 f"rank {rank}: local rank {local_rank} but only {n_gpus} GPU(s) on this machine "
-                "(use --nproc_per_node <= number of GPUs)"
+                "(start at most one process per GPU: torchrun's nproc_per_node)"
             )
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
@@ -187,7 +188,7 @@ def collective(world: World, what: str):
         raise DistributedError(
             f"{world.describe()}: {what} failed: another rank died, was killed or did not answer within "
             f"{world.timeout_s:g} s ({_first_line(exc)}); see the first failing rank's output; the run can be "
-            "continued from its last checkpoint with --resume"
+            "continued from its last checkpoint with `resume`"
         ) from exc
 
 
@@ -202,21 +203,6 @@ def rank_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     if n < 0:
         raise ValueError(f"n must be >= 0; got {n}")
     return rank * n // world_size, (rank + 1) * n // world_size
-
-
-def shard_batches(order: np.ndarray, batch_size: int, rank: int, world_size: int) -> list[np.ndarray]:
-    """Rank `rank`'s part of every global batch of `order` (global batch = `world_size * batch_size`).
-
-    The same rule `SpikeLoader` applies; concatenating all ranks' parts of batch k in rank order gives
-    `order[k*G:(k+1)*G]`. Every rank gets the same number of batches (some possibly empty at the end).
-    """
-    g = batch_size * world_size
-    out = []
-    for start in range(0, len(order), g):
-        chunk = order[start : start + g]
-        lo, hi = rank_bounds(len(chunk), rank, world_size)
-        out.append(chunk[lo:hi])
-    return out
 
 
 class SplitShard:

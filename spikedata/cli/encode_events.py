@@ -9,7 +9,17 @@ from pathlib import Path
 import typer
 
 from spikedata.cli.app import encode_app
-from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, note, say
+from spikedata.cli.common import (
+    OUT,
+    OVERWRITE,
+    QUIET,
+    WORKERS,
+    check_new_output,
+    fail,
+    note,
+    note_first_compilation,
+    say,
+)
 
 _DT = typer.Option(None, "--dt-us", min=1, help="Bin width in µs (one time step).")
 _STEPS = typer.Option(None, "--steps", min=1, help="Time steps kept per sample.")
@@ -49,11 +59,14 @@ def _options(base, dt_us, steps, rounding, time_shift, crop, downsample, polarit
 
 
 def _run(dataset: str, folder, options, out: Path, workers: int, chunk: int, overwrite: bool, quiet: bool) -> None:
+    from spikedata import store
     from spikedata.datasets.event_folder import split_jobs, store_attrs
+    from spikedata.encoders import event_binning
     from spikedata.io.events import EventFileError
     from spikedata.pipeline import encode_to_store
     from spikedata.store import StoreError
 
+    note_first_compilation(event_binning, store)
     started = time.perf_counter()
     jobs = split_jobs(folder, options, chunk=chunk)
     try:

@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 
 from spikedata.cli.app import encode_app
-from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, note, say
+from spikedata.cli.common import (
+    OUT,
+    OVERWRITE,
+    QUIET,
+    WORKERS,
+    check_new_output,
+    fail,
+    note,
+    note_first_compilation,
+    say,
+)
 
 _SOURCE = typer.Option(..., "--source", help="Directory holding the recordings.")
 _STEPS = typer.Option(1000, "--steps", min=1, help="BSA steps per sample (one step = decimation/rate/hold s).")
@@ -38,10 +48,13 @@ def _front_end(**kwargs):
 
 def _run(dataset: str, root: Path, utterances, classes, front_end, out: Path, workers: int, overwrite: bool,
          quiet: bool, extras: dict | None = None, expected: dict | None = None) -> None:
+    from spikedata import store
     from spikedata.datasets.speech import speech_jobs
+    from spikedata.encoders import bsa, lyon
     from spikedata.errors import DatasetError
     from spikedata.pipeline import encode_to_store
 
+    note_first_compilation(lyon, bsa, store)
     counts = {s: sum(u.split == s for u in utterances) for s in ("train", "test")}
     say(
         f"{dataset}: {counts['train']} train + {counts['test']} test recordings, {len(classes)} classes, "

@@ -92,15 +92,6 @@ def test_rank_bounds_rejects_bad_rank():
         dp.rank_bounds(5, 2, 2)
 
 
-def test_shard_batches_reassemble_the_global_batches():
-    order = np.random.default_rng(0).permutation(23)
-    parts = [dp.shard_batches(order, 4, r, 3) for r in range(3)]
-    assert len({len(p) for p in parts}) == 1 and len(parts[0]) == 2  # ceil(23 / 12) batches on every rank
-    for k in range(2):
-        np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), order[12 * k : 12 * (k + 1)])
-    assert [len(p[1]) for p in parts] == [3, 4, 4]  # short last batch of 11 split evenly
-
-
 @pytest.mark.parametrize("n, batch, world, block, buffer", [(17, 4, 2, 256, 4096), (50, 3, 3, 4, 8)])
 def test_loader_shards_equal_one_loader_at_global_batch(store_path, n, batch, world, block, buffer):
     """Batch k of rank r is the r-th share of batch k of one loader at batch world*B: same samples, spikes, labels
