@@ -33,13 +33,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from hm2bp.errors import Hm2bpError
+
+if TYPE_CHECKING:
+    from hm2bp.splits import SplitSource
 
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_ENV = "HM2BP_DIST_TIMEOUT"
@@ -206,13 +209,13 @@ def rank_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 
 class SplitShard:
-    """Read-only view of samples `[start, stop)` of a store split, with the `Split` interface the loader uses.
+    """Read-only view of samples `[start, stop)` of a split, itself a `hm2bp.splits.SplitSource`.
 
     Evaluation gives each rank a contiguous shard (reading 1/N of the split); `offset` maps its sample indices back;
     `n_total` is the number of samples all shards together cover (default: the whole split).
     """
 
-    def __init__(self, split, start: int, stop: int, n_total: int | None = None):
+    def __init__(self, split: SplitSource, start: int, stop: int, n_total: int | None = None):
         if not 0 <= start <= stop <= len(split):
             raise ValueError(f"shard [{start}, {stop}) outside split of {len(split)} samples")
         self.split, self.offset, self.stop = split, int(start), int(stop)
@@ -234,7 +237,7 @@ class SplitShard:
         return self.split.read_range(self.offset + start, self.offset + stop)
 
 
-def shard_split(split, world: World, limit: int | None = None) -> SplitShard:
+def shard_split(split: SplitSource, world: World, limit: int | None = None) -> SplitShard:
     """This rank's contiguous shard of the first `limit` (default all) samples of `split`."""
     n = len(split) if limit is None else min(int(limit), len(split))
     lo, hi = rank_bounds(n, world.rank, world.world_size)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from hm2bp.distributed import rank_bounds
+from hm2bp.splits import SplitSource
 
 DEFAULT_BLOCK = 256
 DEFAULT_BUFFER = 4096
@@ -100,7 +101,7 @@ class SpikeLoader:
 
     def __init__(
         self,
-        split,
+        split: SplitSource,
         batch_size: int,
         *,
         device: str | torch.device = "cpu",
