@@ -52,13 +52,16 @@ def evaluate_cmd(
     acc = per_class_accuracy(cm)
     n = len(res.labels)
     print(f"{split}: accuracy {100 * res.accuracy:.2f} % ({int((res.labels == res.predictions).sum())}/{n}), "
-          f"checkpoint epoch {ckpt['epoch']}, {n / max(res.seconds, 1e-9):.1f} samples/s")
+          f"checkpoint epoch {ckpt['epoch'] + 1}, {n / max(res.seconds, 1e-9):.1f} samples/s")
     print("per-class accuracy: " + ", ".join(f"{c} {100 * a:.1f} %" for c, a in zip(classes, acc, strict=True)
                                              if a == a))
     print(format_confusion(cm, classes))
     plot = plot or checkpoint.with_name(f"{checkpoint.stem}_{split}_confusion.png")
     try:
-        plot_confusion(cm, classes, plot, title=f"{split}: {100 * res.accuracy:.2f} %")
+        name = str(store).rstrip("/").rsplit("/", 1)[-1]
+        plot_confusion(cm, classes, plot, title=f"{name}, split {split} ({n} samples): accuracy "
+                       f"{100 * res.accuracy:.2f} %\n{checkpoint.name}, epoch {ckpt['epoch'] + 1} of "
+                       f"{ckpt['config']['train']['epochs']}")
         print(f"confusion matrix plot: {plot}")
     except OSError as exc:
         warn(f"could not write {plot}: {exc}")

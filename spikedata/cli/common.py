@@ -88,8 +88,12 @@ def note_first_compilation(*modules: ModuleType) -> None:
     """Say so when numba must compile the kernels of `modules` first (a fresh install: up to a minute, once).
 
     Every kernel is compiled with `cache=True`; later processes load the machine code from numba's cache."""
-    kernels = [obj for m in modules for obj in vars(m).values() if hasattr(obj, "py_func") and hasattr(obj, "_cache")]
-    if not all(_cached(k) for k in kernels):
+    def kernels(m: ModuleType) -> list:  # inlined helpers are compiled into their callers, never cached alone
+        return [obj for obj in vars(m).values() if hasattr(obj, "py_func") and hasattr(obj, "_cache")
+                and getattr(obj, "targetoptions", {}).get("inline") != "always"]
+
+    # a module none of whose kernels has been cached yet: a fresh install (or a changed source file)
+    if any(ks and not any(_cached(k) for k in ks) for ks in map(kernels, modules)):
         note("first run: numba compiles this command's kernels once (up to a minute); later runs load them from "
              "its cache")
 
