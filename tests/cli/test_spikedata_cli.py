@@ -131,6 +131,7 @@ def test_fetch_licensed_message(tmp_path):
     )
     r = _run("fetch", p, "--dest", tmp_path / "d")
     assert r.exit_code == 1 and "Order LDC93S9" in r.output and "Traceback" not in r.output
+    assert "pass that directory as --source to `spikedata encode ti`" in " ".join(r.output.split())
     r = _run("fetch", "no-such-dataset")
     assert r.exit_code == 1 and "no manifest for dataset 'no-such-dataset'" in r.output
 
