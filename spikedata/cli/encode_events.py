@@ -10,7 +10,17 @@ from pathlib import Path
 import typer
 
 from spikedata.cli.app import encode_app
-from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, note, say
+from spikedata.cli.common import (
+    OUT,
+    OVERWRITE,
+    QUIET,
+    WORKERS,
+    check_new_output,
+    fail,
+    note,
+    note_first_compilation,
+    say,
+)
 
 _DT = typer.Option(None, "--dt-us", min=1, help="Bin width in µs (one time step).")
 _STEPS = typer.Option(None, "--steps", min=1, help="Time steps kept per sample.")
@@ -83,10 +93,13 @@ def _select(folder, test_fraction, split_seed, max_train, max_test, published=Fa
 
 def _run(dataset: str, folder, options, out: Path, workers: int, chunk: int, overwrite: bool, quiet: bool,
          prep=None) -> None:  # fmt: skip
+    from spikedata import store
     from spikedata.datasets.event_folder import split_jobs, store_attrs
+    from spikedata.encoders import event_binning
     from spikedata.errors import SpikedataError
     from spikedata.pipeline import encode_to_store
 
+    note_first_compilation(event_binning, store)
     if prep is not None and tuple(options.sensor_size) != tuple(prep.output_size):
         options = replace(options, sensor_size=prep.output_size)
     started = time.perf_counter()

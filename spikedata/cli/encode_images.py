@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from spikedata.cli.app import encode_app
-from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, say
+from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, note_first_compilation, say
 
 _SOURCE = typer.Option(None, "--source", help="Directory holding the dataset's IDX files (.gz or raw).")
 _STEPS = typer.Option(400, "--steps", min=1, help="Time steps per sample (steps of 1 ms).")
@@ -41,12 +41,15 @@ def run_encode(
     split_seed: int = 0,
 ) -> None:
     """Shared body of the three commands: build the jobs, run the pipeline, print a one-line summary."""
+    from spikedata import store
     from spikedata.datasets.mnist import DatasetError, image_encode_jobs
+    from spikedata.encoders import poisson
     from spikedata.io.idx import IdxError
     from spikedata.manifest import ManifestError
     from spikedata.pipeline import encode_to_store
 
     check_new_output(out, overwrite)
+    note_first_compilation(poisson, store)
     if source is not None and not source.is_dir():
         fail(f"--source {source}: no such directory")
     started = time.perf_counter()

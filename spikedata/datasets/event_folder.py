@@ -5,8 +5,8 @@ Layouts (labels from sub-folder names, or from a CSV):
 * ``DIR/<split>/<class>/<file>`` when DIR holds split folders (train, test, val, validation; any case), e.g.
   N-MNIST's ``Train/<digit>/*.bin``;
 * ``DIR/<class>/<file>``: one split, ``train``;
-* ``--labels FILE.csv`` with a header row and columns ``file`` (path relative to DIR), ``label`` (class name) and
-  optionally ``split`` (default ``train``).
+* a labels CSV file (``labels``) with a header row and columns ``file`` (path relative to DIR), ``label`` (class
+  name) and optionally ``split`` (default ``train``).
 
 Samples of a split are ordered by class, then by file path (natural order: numeric names by value), so a sample's
 index depends only on the folder's content. Classes are ordered naturally too (``"2" < "10"``); label = position.

@@ -85,7 +85,7 @@ def verify_file(path: Path, entry: FileEntry) -> str:
     expected = entry.sha256 or entry.sha256_decompressed
     raise DatasetError(
         f"{path}: sha256 {digest} does not match the manifest's {expected} for {entry.name} "
-        "(wrong, corrupt or modified file; fetch it again with `spikedata fetch`, or pass --no-verify to use it "
+        "(wrong, corrupt or modified file; fetch it again with `spikedata fetch`, or pass `verify=False` to use it "
         "anyway)"
     )
 
@@ -157,7 +157,7 @@ def load_image_split(
         return load_mnist_5k(split)
     manifest = load_manifest(_manifest_name(dataset))
     if source is None:
-        raise DatasetError(f"{dataset}: --source DIR is required (the directory holding the dataset's files)")
+        raise DatasetError(f"{dataset}: `source` is required (the directory holding the dataset's files)")
     if split not in manifest.splits:
         raise DatasetError(f"{dataset} has no split {split!r}; splits: {list(manifest.splits)}")
     layout = manifest.layout
