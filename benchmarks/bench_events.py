@@ -7,7 +7,9 @@ Only two real N-MNIST files exist offline; the benchmark fills a temporary folde
 train: ours = `read_events` + `bin_events` (600 µs, 540 steps) + `spikes_to_dense` -> bool [540, 2312];
 tonic = `tonic.io.read_mnist_file` + `ToFrame(sensor_size=(34, 34, 2), time_window=600)` -> counts
 [T', 2, 34, 34] reshaped to [T', 2312]. Then the whole store path (`encode_to_store`, sparse events, no dense
-raster) at 1 and `--workers` processes, extrapolated to all 70,000 N-MNIST samples.
+raster) at 1 and `--workers` processes, extrapolated to all 70,000 N-MNIST samples. Then, in the same run,
+Prophesee EVT 3.0 / EVT 2.0 / DAT decoding vs expelliarmus and the event transforms vs tonic
+(`bench_event_formats.py`, medians of `--format-repeats`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--format-repeats", type=int, default=31)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_events_"))
     try:
@@ -103,6 +106,9 @@ def main() -> None:
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    import bench_event_formats
+
+    bench_event_formats.main(args.format_repeats)
 
 
 if __name__ == "__main__":

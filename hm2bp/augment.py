@@ -204,8 +204,8 @@ def training_images(spec: AugmentSpec, split: Any, n: int, steps: int, seed: int
     if "images" not in getattr(split, "extra_names", []):
         raise ValueError(
             f"augmentation is enabled ([augment] enabled = true) but split {name!r} of the store has no 'images' "
-            "extra array to augment; re-encode it with `spikedata encode ... --keep-images`, or train on the fixed "
-            "spike trains with --no-augment")
+            "extra array to augment; re-encode it with `keep_images`, or train on the fixed spike trains with "
+            "`augment.enabled = false`")
     images = np.asarray(split.extra("images"))
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]

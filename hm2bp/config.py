@@ -254,6 +254,12 @@ def _bool(d: dict, key: str, path: str, default: bool) -> bool:
     return value
 
 
+def _default(cls: type, name: str) -> Any:
+    """The dataclass default of field `name` of `cls`: the one place every schema default is written."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 _NEURON_KEYS = ("tau_m", "tau_s", "refractory")
 
 
@@ -291,33 +297,34 @@ def _parse_layer(d: Any, path: str, base: NeuronParams) -> LayerSpec:
         raise ConfigError(f"{path}: a conv layer needs channels and kernel")
     if kind == "pool" and window is None:
         raise ConfigError(f"{path}.window: missing (a pool layer needs its window)")
-    if kind != "dense" and d.get("lateral_inhibition", 0.0) != 0.0:
+    if kind != "dense" and d.get("lateral_inhibition", _default(LayerSpec, "lateral_inhibition")) != 0.0:
         raise ConfigError(f"{path}.lateral_inhibition: only dense layers support lateral inhibition")
     return LayerSpec(
         name=name, type=kind, size=size, threshold=threshold, neuron=neuron,
-        init_kind=_choice(init, "kind", f"{path}.init", "uniform", INIT_KINDS),
-        init_scale=_num(init, "scale", f"{path}.init", 1.0, lo=0),
-        lateral_inhibition=_num(d, "lateral_inhibition", path, 0.0, lo=0),
+        init_kind=_choice(init, "kind", f"{path}.init", _default(LayerSpec, "init_kind"), INIT_KINDS),
+        init_scale=_num(init, "scale", f"{path}.init", _default(LayerSpec, "init_scale"), lo=0),
+        lateral_inhibition=_num(d, "lateral_inhibition", path, _default(LayerSpec, "lateral_inhibition"), lo=0),
         channels=channels, kernel=kernel, window=window,
     )
 
 
 def _parse_train(d: Any, path: str) -> TrainSpec:
     _check_keys(d, tuple(f.name for f in dataclasses.fields(TrainSpec)), path)
-    momentum = _num(d, "momentum", path, 0.9, lo=0)
+    base = TrainSpec()
+    momentum = _num(d, "momentum", path, base.momentum, lo=0)
     if momentum >= 1:
         raise ConfigError(f"{path}.momentum: must be < 1, got {momentum!r}")
     return TrainSpec(
-        optimizer=_choice(d, "optimizer", path, "adam", OPTIMIZERS),
-        lr=_num(d, "lr", path, 1e-3, lo=0, lo_strict=True),
+        optimizer=_choice(d, "optimizer", path, base.optimizer, OPTIMIZERS),
+        lr=_num(d, "lr", path, base.lr, lo=0, lo_strict=True),
         momentum=momentum,
-        lr_schedule=_choice(d, "lr_schedule", path, "inv_sqrt_epoch", LR_SCHEDULES),
-        batch_size=_num(d, "batch_size", path, 1, lo=1, integer=True),
-        epochs=_num(d, "epochs", path, 100, lo=0, integer=True),
-        effect_ratio=_bool(d, "effect_ratio", path, True),
-        boost=_bool(d, "boost", path, True),
-        seed=_num(d, "seed", path, 0, lo=0, integer=True),
-        lr_batch_scaling=_choice(d, "lr_batch_scaling", path, "none", LR_BATCH_SCALINGS),
+        lr_schedule=_choice(d, "lr_schedule", path, base.lr_schedule, LR_SCHEDULES),
+        batch_size=_num(d, "batch_size", path, base.batch_size, lo=1, integer=True),
+        epochs=_num(d, "epochs", path, base.epochs, lo=0, integer=True),
+        effect_ratio=_bool(d, "effect_ratio", path, base.effect_ratio),
+        boost=_bool(d, "boost", path, base.boost),
+        seed=_num(d, "seed", path, base.seed, lo=0, integer=True),
+        lr_batch_scaling=_choice(d, "lr_batch_scaling", path, base.lr_batch_scaling, LR_BATCH_SCALINGS),
     )
 
 
@@ -342,22 +349,36 @@ def _parse(d: Any) -> NetworkConfig:
     if layers[-1].type != "dense":
         raise ConfigError(f"layers[{len(layers) - 1}].type: the output layer must be dense")
     loss_d = _check_keys(d.get("loss", {}), ("desired", "undesired", "margin"), "loss")
+    base_loss = LossSpec()
     loss = LossSpec(
-        desired=_num(loss_d, "desired", "loss", 35.0, lo=1),
-        undesired=_num(loss_d, "undesired", "loss", 5.0, lo=0),
-        margin=_num(loss_d, "margin", "loss", 5.0, lo=0),
+        desired=_num(loss_d, "desired", "loss", base_loss.desired, lo=1),
+        undesired=_num(loss_d, "undesired", "loss", base_loss.undesired, lo=0),
+        margin=_num(loss_d, "margin", "loss", base_loss.margin, lo=0),
     )
     if int(loss.desired) > steps - 1:
         raise ConfigError(f"loss.desired: {loss.desired:g} spikes cannot fit in {steps} steps")
     reg_d = _check_keys(d.get("regularizer", {}), ("lambda", "beta", "weight_limit"), "regularizer")
+    base_reg = RegularizerSpec()
     reg = RegularizerSpec(
-        lam=_num(reg_d, "lambda", "regularizer", 10.0, lo=0),
-        beta=_num(reg_d, "beta", "regularizer", 0.04, lo=0),
-        weight_limit=_num(reg_d, "weight_limit", "regularizer", 8.0, lo=0, lo_strict=True),
+        lam=_num(reg_d, "lambda", "regularizer", base_reg.lam, lo=0),
+        beta=_num(reg_d, "beta", "regularizer", base_reg.beta, lo=0),
+        weight_limit=_num(reg_d, "weight_limit", "regularizer", base_reg.weight_limit, lo=0, lo_strict=True),
     )
     return NetworkConfig(steps=steps, neuron=neuron, layers=layers, loss=loss,
                          train=_parse_train(d.get("train", {}), "train"), regularizer=reg,
                          augment=parse_augment(d.get("augment", {}), "augment"))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file (a config or a preset); a missing file or a syntax error is a ConfigError naming it."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
 def load_config(source: dict | str | Path | NetworkConfig) -> NetworkConfig:
@@ -365,14 +386,7 @@ def load_config(source: dict | str | Path | NetworkConfig) -> NetworkConfig:
     if isinstance(source, NetworkConfig):
         return source
     if isinstance(source, str | Path):
-        path = Path(source)
-        try:
-            with path.open("rb") as fh:
-                source = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        source = read_toml(source)
     if not isinstance(source, dict):
         raise ConfigError(f"config: expected a dict, a TOML path or a NetworkConfig, got {type(source).__name__}")
     return _parse(source)

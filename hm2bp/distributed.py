@@ -19,7 +19,7 @@ What a data-parallel run does (see `docs/scaling.md`):
   split) are written by their rank into a zero array of the full length and summed (`gather_disjoint`): every rank
   then holds the same full arrays, so boost weights stay identical on every rank without a broadcast.
 * **Files.** Only rank 0 (`World.is_main`) writes checkpoints, metrics and plots; `on_main` runs a setup step
-  (checkpoint loading on `--resume`) on rank 0 and hands its result, or its error, to every rank, so other
+  (checkpoint loading when a run resumes) on rank 0 and hands its result, or its error, to every rank, so other
   machines need no copy of the run directory.
 """
 
@@ -33,13 +33,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from hm2bp.errors import Hm2bpError
+
+if TYPE_CHECKING:
+    from hm2bp.splits import SplitSource
 
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_ENV = "HM2BP_DIST_TIMEOUT"
@@ -122,16 +125,17 @@ def init_world(device: str = "auto", timeout_s: float | None = None) -> tuple[Wo
     `timeout_s` (default `$HM2BP_DIST_TIMEOUT` or 300 s) bounds setup and every collective.
     """
     if str(device) not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise DistributedError(f"device must be auto, cpu or cuda; got {device!r}")
+        raise DistributedError(f"device must be auto, cpu, cuda or cuda:K; got {device!r}")
     timeout = timeout_from_env() if timeout_s is None else float(timeout_s)
     if not timeout > 0:
         raise DistributedError(f"distributed timeout must be > 0 seconds; got {timeout_s}")
     use_cuda = str(device).startswith("cuda") or (str(device) == "auto" and torch.cuda.is_available())
     if use_cuda and not torch.cuda.is_available():
-        raise DistributedError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+        raise DistributedError("device 'cuda' requested but CUDA is not available (use `device` cpu or auto)")
     ranks = env_ranks()
     if ranks is None or ranks[1] == 1:
-        dev = torch.device("cuda" if use_cuda else "cpu")
+        # an explicit `cuda:K` names the GPU of a single process; under torchrun the local rank picks it
+        dev = torch.device(str(device) if str(device).startswith("cuda:") else "cuda" if use_cuda else "cpu")
         return World(timeout_s=timeout, device=dev), dev
     rank, world_size, local_rank = ranks
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
@@ -142,7 +146,7 @@ def init_world(device: str = "auto", timeout_s: float | None = None) -> tuple[Wo
         if local_rank >= n_gpus:
             raise DistributedError(
                 f"rank {rank}: local rank {local_rank} but only {n_gpus} GPU(s) on this machine "
-                "(use --nproc_per_node <= number of GPUs)"
+                "(start at most one process per GPU: torchrun's nproc_per_node)"
             )
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
@@ -187,7 +191,7 @@ def collective(world: World, what: str):
         raise DistributedError(
             f"{world.describe()}: {what} failed: another rank died, was killed or did not answer within "
             f"{world.timeout_s:g} s ({_first_line(exc)}); see the first failing rank's output; the run can be "
-            "continued from its last checkpoint with --resume"
+            "continued from its last checkpoint with `resume`"
         ) from exc
 
 
@@ -204,29 +208,14 @@ def rank_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return rank * n // world_size, (rank + 1) * n // world_size
 
 
-def shard_batches(order: np.ndarray, batch_size: int, rank: int, world_size: int) -> list[np.ndarray]:
-    """Rank `rank`'s part of every global batch of `order` (global batch = `world_size * batch_size`).
-
-    The same rule `SpikeLoader` applies; concatenating all ranks' parts of batch k in rank order gives
-    `order[k*G:(k+1)*G]`. Every rank gets the same number of batches (some possibly empty at the end).
-    """
-    g = batch_size * world_size
-    out = []
-    for start in range(0, len(order), g):
-        chunk = order[start : start + g]
-        lo, hi = rank_bounds(len(chunk), rank, world_size)
-        out.append(chunk[lo:hi])
-    return out
-
-
 class SplitShard:
-    """Read-only view of samples `[start, stop)` of a store split, with the `Split` interface the loader uses.
+    """Read-only view of samples `[start, stop)` of a split, itself a `hm2bp.splits.SplitSource`.
 
     Evaluation gives each rank a contiguous shard (reading 1/N of the split); `offset` maps its sample indices back;
     `n_total` is the number of samples all shards together cover (default: the whole split).
     """
 
-    def __init__(self, split, start: int, stop: int, n_total: int | None = None):
+    def __init__(self, split: SplitSource, start: int, stop: int, n_total: int | None = None):
         if not 0 <= start <= stop <= len(split):
             raise ValueError(f"shard [{start}, {stop}) outside split of {len(split)} samples")
         self.split, self.offset, self.stop = split, int(start), int(stop)
@@ -248,7 +237,7 @@ class SplitShard:
         return self.split.read_range(self.offset + start, self.offset + stop)
 
 
-def shard_split(split, world: World, limit: int | None = None) -> SplitShard:
+def shard_split(split: SplitSource, world: World, limit: int | None = None) -> SplitShard:
     """This rank's contiguous shard of the first `limit` (default all) samples of `split`."""
     n = len(split) if limit is None else min(int(limit), len(split))
     lo, hi = rank_bounds(n, world.rank, world.world_size)

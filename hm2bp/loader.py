@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from hm2bp.distributed import rank_bounds
+from hm2bp.splits import SplitSource
 
 DEFAULT_BLOCK = 256
 DEFAULT_BUFFER = 4096
@@ -68,7 +69,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+        raise ValueError("device 'cuda' requested but CUDA is not available (use `device` cpu or auto)")
     return dev
 
 
@@ -100,7 +101,7 @@ class SpikeLoader:
 
     def __init__(
         self,
-        split,
+        split: SplitSource,
         batch_size: int,
         *,
         device: str | torch.device = "cpu",

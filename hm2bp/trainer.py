@@ -5,9 +5,15 @@ Per epoch `e` (counted from 0), as the reference (`docs/algorithm.md` §3.9-3.15
 2. per batch one `Network.backward_pass` (forward + HM2-BP gradients, boost weights as sample weights); the
    prediction of that forward pass (argmax of counts, ties to the lowest index) counts for the train accuracy and
    the boost; the optimiser steps once per batch;
-3. boost update (algorithm.md §3.10), test pass, one `metrics.jsonl` record, learning-curve PNG, `last.pt` and, when
-the test
-   accuracy improves (train accuracy without a test split), `best.pt`.
+3. boost update (algorithm.md §3.10), then the epoch-level part (`Trainer.fit`): a pass over the validation split
+   and the test split, one `metrics.jsonl` record, learning-curve PNG, `last.pt` and, when the selection accuracy
+   improves, `best.pt`.
+
+Model selection: `best.pt` is the epoch with the best accuracy on the validation split (a store's own `valid` split
+or a seeded, stratified hold-out of the training split, `hm2bp.splits`); without one, on the test split, as the
+paper and the reference implementation did (algorithm.md §3.13); without either, on the training accuracy. Every
+record carries `valid_accuracy`, `test_accuracy` (the final epoch's is the final figure) and `test_at_best`, the
+test accuracy of the epoch `best.pt` holds.
 
 A run directory holds `run.json`, `metrics.jsonl`, `learning_curve.png`, `last.pt`, `best.pt`; every file is
 replaced atomically, so a run killed at any moment can be read and resumed from `last.pt`. A resumed run gives the
@@ -23,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -43,6 +48,7 @@ from hm2bp.loader import DEFAULT_BUFFER, SpikeLoader, resolve_device
 from hm2bp.metrics import confusion_matrix, plot_learning_curve, write_metrics
 from hm2bp.optim import make_optimizer
 from hm2bp.schedule import learning_rate
+from hm2bp.splits import VALID_SPLIT_NAMES, SplitSource, SubsetSplit, stratified_holdout
 
 LAST, BEST = "last.pt", "best.pt"
 METRICS, CURVE, RUN_INFO = "metrics.jsonl", "learning_curve.png", "run.json"
@@ -82,7 +88,8 @@ def _network_class():
     return Network
 
 
-def check_compatible(config: NetworkConfig, split, expected_inputs: int | None = None, where: str = "config") -> None:
+def check_compatible(config: NetworkConfig, split: SplitSource, expected_inputs: int | None = None,
+                     where: str = "config") -> None:
     """Clear errors when a store split cannot feed the network of `config`."""
     if expected_inputs is not None and expected_inputs != split.n_units:
         raise SetupError(f"store has {split.n_units} units, {where} expects {expected_inputs}")
@@ -123,7 +130,7 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(network, split, batch_size: int = EVAL_BATCH, device: str | torch.device = "cpu",
+def evaluate(network, split: SplitSource, batch_size: int = EVAL_BATCH, device: str | torch.device = "cpu",
              limit: int | None = None, progress: Progress | None = None) -> EvalResult:
     """Predict every sample of `split` (the first `limit`) with `network.predict` (forward only)."""
     return evaluate_loader(network, SpikeLoader(split, batch_size, device=device, shuffle=False, limit=limit),
@@ -156,7 +163,19 @@ class RunState:
     epoch: int = -1  # last completed epoch
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = -1
-    best_accuracy: float = -1.0
+    best_accuracy: float = -1.0  # on the selection split `best_split`
+    best_split: str | None = None  # "valid", "test" or "train": where `best.pt` was chosen
+    test_at_best: float | None = None  # test accuracy of the best epoch
+
+    def best_record(self) -> dict[str, Any]:
+        return {"epoch": self.best_epoch, "accuracy": self.best_accuracy, "split": self.best_split,
+                "test_accuracy": self.test_at_best}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> RunState:
+        best = ckpt["best"]
+        return cls(int(ckpt["epoch"]), list(ckpt["history"]), int(best["epoch"]), float(best["accuracy"]),
+                   best.get("split"), best.get("test_accuracy"))
 
 
 class Trainer:
@@ -165,9 +184,11 @@ class Trainer:
     def __init__(
         self,
         network,
-        train_split,
-        test_split=None,
+        train_split: SplitSource,
+        test_split: SplitSource | None = None,
         *,
+        valid_split: SplitSource | None = None,
+        run_title: str | None = None,
         device: str | torch.device = "cpu",
         run_dir: str | Path | None = None,
         max_train: int | None = None,
@@ -188,16 +209,15 @@ class Trainer:
                                   rank=self.world.rank, world_size=self.world.world_size)
         # The optimiser steps once per global batch: the batch scaling of the learning rate uses its size.
         self.lr_spec = dataclasses.replace(self.train, batch_size=self.loader.global_batch)
-        # Kept for the whole run: a test split that fits in one buffer is read from the store only once.
-        # Data-parallel: each rank predicts one contiguous shard of the test samples.
-        self.test_loader, self.test_shard = None, None
-        if test_split is not None:
-            self.test_shard = dp.shard_split(test_split, self.world, max_test)
-            if len(self.test_shard):
-                self.test_loader = SpikeLoader(
-                    test_split if not self.world.is_distributed else self.test_shard,
-                    eval_batch_size or max(self.train.batch_size, EVAL_BATCH), device=self.device,
-                    limit=max_test if not self.world.is_distributed else None, buffer_samples=shuffle_buffer)
+        # Kept for the whole run: an evaluation split that fits in one buffer is read from the store only once.
+        # Data-parallel: each rank predicts one contiguous shard of the samples.
+        self.valid_split = valid_split
+        eval_batch = eval_batch_size or max(self.train.batch_size, EVAL_BATCH)
+        self.test_loader, self.test_shard = self._eval_loader(test_split, max_test, eval_batch, shuffle_buffer)
+        self.valid_loader, self.valid_shard = self._eval_loader(valid_split, None, eval_batch, shuffle_buffer)
+        #: The split `best.pt` is chosen on (docs/trainer.md, "Model selection").
+        self.selection = "valid" if valid_split is not None else "test" if test_split is not None else "train"
+        self.run_title = run_title
         # [augment] enabled: the training batches are the split's images, augmented and re-encoded every epoch
         self.augment = training_images(self.config.augment, train_split, self.loader.n, self.config.steps,
                                        self.train.seed, self.train.batch_size, self.device)
@@ -208,6 +228,17 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.store_info = dict(store_info or {})
         self.n_classes = int(self.config.layers[-1].size)
+
+    def _eval_loader(self, split: SplitSource | None, limit: int | None, batch: int,
+                     buffer: int) -> tuple[SpikeLoader | None, dp.SplitShard | None]:
+        """A sequential loader over this rank's shard of `split` (the first `limit` samples), and the shard."""
+        if split is None:
+            return None, None
+        shard = dp.shard_split(split, self.world, limit)
+        if not len(shard):
+            return None, shard
+        return SpikeLoader(split if not self.world.is_distributed else shard, batch, device=self.device,
+                           limit=limit if not self.world.is_distributed else None, buffer_samples=buffer), shard
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
 
@@ -227,28 +258,34 @@ class Trainer:
             "world_size": self.world.world_size,
             "global_batch": self.loader.global_batch,
             "history": list(self.state.history),
-            "best": {"epoch": self.state.best_epoch, "accuracy": self.state.best_accuracy},
+            "best": self.state.best_record(),
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Continue from a checkpoint of this run (weights, optimiser, boost, RNG, history)."""
+        self._check_same_validation(ckpt)
         if int(ckpt["store"].get("n_train", -1)) != self.loader.n:
             raise SetupError(
-                f"--resume: the checkpoint was trained on {ckpt['store'].get('n_train')} samples, this run uses "
-                f"{self.loader.n} (resume with the same --max-train)"
+                f"`resume`: the checkpoint was trained on {ckpt['store'].get('n_train')} samples, this run uses "
+                f"{self.loader.n} (resume with the same `max_train`)"
             )
         layout = {"block_size": self.loader.block_size, "buffer_blocks": self.loader.blocks_per_buffer}
         if ckpt.get("loader", layout) != layout:
-            raise SetupError(f"--resume: the checkpoint's shuffle layout {ckpt['loader']} differs from this run's "
-                             f"{layout} (resume with the same --shuffle-buffer)")
+            raise SetupError(f"`resume`: the checkpoint's shuffle layout {ckpt['loader']} differs from this run's "
+                             f"{layout} (resume with the same `shuffle_buffer`)")
         self.net.load_weights({k: v.to(self.device) for k, v in ckpt["weights"].items()})
         self.optimizer = make_optimizer(self.train.optimizer, self.net.weights(), self.train.lr, self.train.momentum,
                                         self.net.kernels.optimizer_backend)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.boost = ckpt["boost"].numpy().astype(np.float64).copy()
         torch.set_rng_state(ckpt["rng"]["torch"])
-        self.state = RunState(int(ckpt["epoch"]), list(ckpt["history"]), int(ckpt["best"]["epoch"]),
-                              float(ckpt["best"]["accuracy"]))
+        self.state = RunState.from_checkpoint(ckpt)
+
+    def _check_same_validation(self, ckpt: dict[str, Any]) -> None:
+        saved, now = ckpt["store"].get("validation"), self.store_info.get("validation")
+        if saved != now:
+            raise SetupError(f"`resume`: the checkpoint's validation split {saved} differs from this run's {now} "
+                             "(resume with the same `val_fraction` and validation split)")
 
     # ---- one epoch --------------------------------------------------------------------------------------------
 
@@ -309,39 +346,55 @@ class Trainer:
         ckpt = self.run_dir / LAST if self.run_dir is not None else None
         last = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.is_file() else ""
         more = "..." if len(indices) > 4 else ""
-        return f"{what} at epoch {epoch}, batch {k} (samples {indices[:4].tolist()}{more}){last}; try a lower --lr"
+        return f"{what} at epoch {epoch}, batch {k} (samples {indices[:4].tolist()}{more}){last}; try a lower `lr`"
 
     # ---- the loop ---------------------------------------------------------------------------------------------
 
     def fit(self, epochs: int | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
-        """Train until `epochs` epochs in total are done (default: the config's); returns the history."""
+        """Train until `epochs` epochs in total are done (default: the config's); returns the history.
+
+        After every epoch: validation and test passes, the best-epoch bookkeeping (on `selection`), one record."""
         epochs = self.train.epochs if epochs is None else epochs
         progress = progress or Progress()
         for epoch in range(self.state.epoch + 1, epochs):
             record = self.train_epoch(epoch, progress)
-            t0 = time.perf_counter()
-            if self.test_split is not None:
-                record["test_accuracy"] = self.evaluate_test(progress).accuracy
-            record["test_seconds"] = time.perf_counter() - t0
-            score = record["test_accuracy"] if record["test_accuracy"] is not None else record["train_accuracy"]
+            record.update(self.evaluate_epoch(progress))
+            score = record[f"{self.selection}_accuracy"]
             improved = score > self.state.best_accuracy
             if improved:
-                self.state.best_epoch, self.state.best_accuracy = epoch, score
-            record["best_accuracy"] = self.state.best_accuracy
+                st = self.state
+                st.best_epoch, st.best_accuracy, st.best_split = epoch, score, self.selection
+                st.test_at_best = record["test_accuracy"]
+            record.update(best_epoch=self.state.best_epoch, best_split=self.state.best_split,
+                          best_accuracy=self.state.best_accuracy, test_at_best=self.state.test_at_best)
             self.state.epoch = epoch
             self.state.history.append(record)
             self._write(improved)
             progress.epoch_end(record)
         return self.state.history
 
+    def evaluate_epoch(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Validation and test accuracy (None without that split) and the seconds each pass took."""
+        out: dict[str, Any] = {}
+        for which, split in (("valid", self.valid_split), ("test", self.test_split)):
+            t0 = time.perf_counter()
+            out[f"{which}_accuracy"] = self.evaluate_split(which, progress).accuracy if split is not None else None
+            out[f"{which}_seconds"] = time.perf_counter() - t0
+        return out
+
     def evaluate_test(self, progress: Progress | None = None) -> EvalResult:
-        """Predictions of the test split; data-parallel: each rank predicts its shard, every rank gets them all."""
+        """Predictions of the test split (see `evaluate_split`)."""
+        return self.evaluate_split("test", progress)
+
+    def evaluate_split(self, which: str, progress: Progress | None = None) -> EvalResult:
+        """Predictions of the "test" or "valid" split; data-parallel: each rank predicts its shard, every rank
+        gets them all."""
+        loader, shard = (self.test_loader, self.test_shard) if which == "test" else \
+            (self.valid_loader, self.valid_shard)
         empty = np.zeros(0, np.int64)
-        part = evaluate_loader(self.net, self.test_loader, progress) if self.test_loader is not None else \
-            EvalResult(empty, empty, empty)
+        part = evaluate_loader(self.net, loader, progress) if loader is not None else EvalResult(empty, empty, empty)
         if not self.world.is_distributed:
             return part
-        shard = self.test_shard
         labels, preds, indices = dp.gather_disjoint(
             [part.labels, part.predictions, part.indices + shard.offset], shard.n_total, shard.offset, self.world)
         return EvalResult(labels, preds, indices, part.seconds)
@@ -356,7 +409,7 @@ class Trainer:
             save_checkpoint(self.run_dir / BEST, payload)
         write_metrics(self.run_dir / METRICS, self.state.history)
         try:
-            plot_learning_curve(self.state.history, self.run_dir / CURVE, title=self.run_dir.name)
+            plot_learning_curve(self.state.history, self.run_dir / CURVE, title=self.run_title or self.run_dir.name)
         except Exception as exc:  # a plotting problem must not stop training
             warnings.warn(f"learning-curve plot failed: {exc}", stacklevel=2)
 
@@ -384,34 +437,68 @@ def _diff_keys(a: Any, b: Any, path: str = "") -> list[str]:
 
 def _checkpoint_to_resume(store, config: NetworkConfig, last: Path, resume: bool, overwrite: bool,
                           global_batch: int) -> dict[str, Any] | None:
-    """The checkpoint `--resume` continues (checked against the store and config), or None for a new run."""
+    """The checkpoint a resumed run continues (checked against the store and config), or None for a new run."""
     if not resume:
         if last.is_file() and not overwrite:
             raise SetupError(
-                f"{last.parent} already holds a run ({LAST}); pass --resume to continue it, --overwrite to replace "
-                "it, or choose another --out"
+                f"{last.parent} already holds a run ({LAST}); pass `resume` to continue it, `overwrite` to replace "
+                "it, or choose another `run_dir`"
             )
         return None
     if not last.is_file():
-        raise SetupError(f"--resume: no checkpoint {last} to resume from")
+        raise SetupError(f"`resume`: no checkpoint {last} to resume from")
     try:
         ckpt = load_checkpoint(last)
     except CheckpointError as exc:
         raise SetupError(str(exc)) from exc
     if ckpt["store"].get("fingerprint") != store.fingerprint:
-        raise SetupError(f"--resume: {last} was trained on a different store (fingerprint differs)")
+        raise SetupError(f"`resume`: {last} was trained on a different store (fingerprint differs)")
     saved = load_config(ckpt["config"])
     keys = ("epochs", "batch_size")  # the batch is compared as the global batch below
     diff = _diff_keys(_config_without(saved.to_dict(), *keys), _config_without(config.to_dict(), *keys))
     if diff:
-        raise SetupError(f"--resume: the config differs from the checkpoint's at {', '.join(diff[:5])}")
+        raise SetupError(f"`resume`: the config differs from the checkpoint's at {', '.join(diff[:5])}")
     saved_batch = int(ckpt.get("global_batch", saved.train.batch_size))
     if saved_batch != global_batch:
         ranks = global_batch // config.train.batch_size
-        hint = f"; with {ranks} rank(s) pass --batch-size {saved_batch // ranks}" if saved_batch % ranks == 0 else ""
-        raise SetupError(f"--resume: the checkpoint was trained at global batch {saved_batch} (ranks x "
+        hint = f"; with {ranks} rank(s) pass `batch_size` {saved_batch // ranks}" if saved_batch % ranks == 0 else ""
+        raise SetupError(f"`resume`: the checkpoint was trained at global batch {saved_batch} (ranks x "
                          f"train.batch_size), this run's is {global_batch}{hint}")
     return ckpt
+
+
+def validation_split(store, train: SplitSource, valid_split: str | None, val_fraction: float | None,
+                     max_train: int | None, seed: int,
+                     test_split: str | None = None) -> tuple[SplitSource, SplitSource | None, int | None, dict | None]:
+    """The training and validation samples of a run: `(train, valid, max_train for the loader, description)`.
+
+    `val_fraction` F holds out a seeded (`seed`), stratified fraction F of the first `max_train` training samples
+    (`hm2bp.splits.stratified_holdout`); the rest is trained on. Otherwise `valid_split` names a split of the store
+    ("auto": the store's own validation split, `hm2bp.splits.VALID_SPLIT_NAMES`, when it has one; None: none).
+    The description (None without validation) goes into the checkpoints, so that a resumed run uses the same."""
+    own = next((name for name in VALID_SPLIT_NAMES if name in store.splits and name not in (train.name, test_split)),
+               None)
+    if val_fraction is not None:
+        if valid_split not in ("auto", None) or (valid_split == "auto" and own is not None):
+            name = own if valid_split == "auto" else valid_split
+            raise SetupError(f"{store.path}: the store has its own validation split {name!r}; give either "
+                             "`val_fraction` or a validation split, not both")
+        n = len(train) if max_train is None else min(max_train, len(train))
+        kept, held = stratified_holdout(np.asarray(train.labels[:n]), float(val_fraction), seed)
+        if len(kept) == 0 or len(held) == 0:
+            raise SetupError(f"`val_fraction` {val_fraction:g} of {n} training samples leaves "
+                             f"{len(kept)} to train on and {len(held)} to validate on")
+        info = {"split": f"{train.name} (held out)", "fraction": float(val_fraction), "seed": int(seed),
+                "n": int(len(held))}
+        return SubsetSplit(train, kept, train.name), SubsetSplit(train, held, "valid"), None, info
+    name = own if valid_split == "auto" else valid_split
+    if name is None:
+        return train, None, max_train, None
+    if name in (train.name, test_split):
+        raise SetupError(f"validation split {name!r} is also the {'training' if name == train.name else 'test'} "
+                         "split")
+    valid = _nonempty_split(store, name, "validation")
+    return train, valid, max_train, {"split": name, "n": len(valid)}
 
 
 def prepare_run(
@@ -429,15 +516,18 @@ def prepare_run(
     shuffle_buffer: int = DEFAULT_BUFFER,
     train_split: str = "train",
     test_split: str | None = "test",
+    valid_split: str | None = "auto",
+    val_fraction: float | None = None,
     command: str = "",
     world: dp.World | None = None,
 ) -> Trainer:
-    """Open the splits, check them against `config`, build the network and the trainer, handle `--resume`.
+    """Open the splits, check them against `config`, build the network and the trainer, handle `resume`.
 
     `test_split=None` trains without a test pass; "test" is skipped silently when the store has no such split.
+    Validation (`valid_split`, `val_fraction`): see `validation_split`; `best.pt` is chosen on it when there is one.
     `overwrite` starts a new run in a directory that holds one (its run files are deleted first).
     Data-parallel (`world`): rank 0 alone reads the checkpoint and writes the run directory; the other ranks get the
-    checkpoint (or rank 0's error) from it. `--resume` needs the same global batch (world size x batch size).
+    checkpoint (or rank 0's error) from it. `resume` needs the same global batch (world size x batch size).
     """
     world = world or dp.SINGLE
     run_dir = Path(run_dir)
@@ -447,14 +537,16 @@ def prepare_run(
     if test_split is not None and (test_split in store.splits or test_split != "test"):
         test = _nonempty_split(store, test_split, "test")
     if max_train is not None and max_train < 1:
-        raise SetupError(f"--max-train must be >= 1; got {max_train}")
+        raise SetupError(f"`max_train` must be >= 1; got {max_train}")
     dev = resolve_device(device)
     last = run_dir / LAST
     if resume and overwrite:
-        raise SetupError("--resume and --overwrite exclude each other")
+        raise SetupError("`resume` and `overwrite` exclude each other")
     dp.check_same({"store": store.fingerprint, "config": config.to_dict(), "max_train": max_train,
-                   "max_test": max_test, "splits": [train_split, test_split], "resume": resume,
-                   "overwrite": overwrite, "shuffle_buffer": shuffle_buffer}, world)
+                   "max_test": max_test, "splits": [train_split, test_split, valid_split], "resume": resume,
+                   "overwrite": overwrite, "shuffle_buffer": shuffle_buffer, "val_fraction": val_fraction}, world)
+    train, valid, loader_max_train, validation = validation_split(
+        store, train, valid_split, val_fraction, max_train, config.train.seed, test.name if test is not None else None)
     global_batch = config.train.batch_size * world.world_size
     ckpt = dp.on_main(lambda: _checkpoint_to_resume(store, config, last, resume, overwrite, global_batch), world,
                       "checkpoint")
@@ -464,9 +556,11 @@ def prepare_run(
     moved = net.to(dev)
     net = moved if moved is not None else net
     info = {"path": str(store.path), "fingerprint": store.fingerprint, "train_split": train_split,
-            "test_split": test.name if test is not None else None}
-    trainer = Trainer(net, train, test, device=dev, run_dir=run_dir, max_train=max_train, max_test=max_test,
-                      store_info=info, shuffle_buffer=shuffle_buffer, world=world)
+            "test_split": test.name if test is not None else None, "validation": validation}
+    store_name = str(store.path).rstrip("/").rsplit("/", 1)[-1]
+    trainer = Trainer(net, train, test, valid_split=valid, device=dev, run_dir=run_dir, max_train=loader_max_train,
+                      max_test=max_test, store_info=info, shuffle_buffer=shuffle_buffer, world=world,
+                      run_title=f"{config_source}, store {store_name}")
     if ckpt is not None:
         trainer.restore(ckpt)
     if not world.is_main:  # rank 0 alone writes the run directory
@@ -494,6 +588,3 @@ def load_network_from_checkpoint(ckpt: dict[str, Any], device: str | torch.devic
     moved = net.to(resolve_device(device))
     return moved if moved is not None else net
 
-
-def fmt_accuracy(acc: float | None) -> str:
-    return "-" if acc is None or (isinstance(acc, float) and math.isnan(acc)) else f"{100 * acc:.2f} %"

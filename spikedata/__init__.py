@@ -34,6 +34,9 @@ _EXPORTS = {
     "bsa_encode": "spikedata.encoders.bsa",
     "bsa_kernel": "spikedata.encoders.bsa",
     "design_lyon_filters": "spikedata.encoders.lyon",
+    "to_tonic": "spikedata.interop",
+    "transforms": "spikedata.transforms",
+    "splits": "spikedata.splits",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -43,6 +46,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'spikedata' has no attribute {name!r}")
+    if module == f"spikedata.{name}":
+        return importlib.import_module(module)
     return getattr(importlib.import_module(module), name)
 
 

@@ -59,7 +59,7 @@ def licensed_message(manifest: Manifest, dest: Path | None = None) -> str:
     return (
         f"{manifest.title} ({manifest.name}) cannot be downloaded automatically: licence {manifest.license}. "
         f"{manifest.obtain.strip() if manifest.obtain else ''} Then put its files{where} ({names}) and pass that "
-        f"directory as --source to `spikedata encode {manifest.name}`."
+        f"directory as `source` to `spikedata encode {manifest.name}`."
     )
 
 
@@ -125,7 +125,7 @@ def _urls(name: str, url: str | None, manifest: Manifest, mirror: str | None) ->
         return [_join(mirror, name)]
     urls = [url] if url else [_join(m, name) for m in manifest.mirrors]
     if not urls:
-        raise FetchError(f"{manifest.path}: no url, archive or mirrors for {name}; pass --mirror URL")
+        raise FetchError(f"{manifest.path}: no url, archive or mirrors for {name}; pass a `mirror` URL")
     return urls
 
 
@@ -181,7 +181,7 @@ def _download_verified(
             raise FetchError(
                 f"checksum mismatch for {final.name}: {kind} {actual}, expected {expected} "
                 f"(from {urls[-1] if len(urls) == 1 else 'one of ' + ', '.join(urls)}); the download was removed. "
-                "The source may serve a different file; try another --mirror."
+                "The source may serve a different file; try another `mirror`."
             )
     os.replace(part, final)
 

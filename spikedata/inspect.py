@@ -1,7 +1,8 @@
-"""Statistics and a picture of a spike store, computed by streaming over contiguous sample ranges.
+"""Statistics of a spike store, computed by streaming over contiguous sample ranges, and its overview figure.
 
 Everything is accumulated block by block (`Split.read_range`) in one numba pass over the events, so a 60k-sample
-store never has to fit in memory as a whole. Times are steps of `dt_us` µs; rates are in Hz.
+store never has to fit in memory as a whole. Times are steps of `dt_us` µs; rates are in Hz. The figures are drawn
+by `spikedata.plots`.
 """
 
 from __future__ import annotations
@@ -147,62 +148,16 @@ def store_stats(store: Any, splits: list[str] | None = None, block: int = BLOCK)
     }
 
 
-def plot_split(split: Any, path: str | os.PathLike, stats: SplitStats | None = None, n_raster: int = 4) -> None:
-    """PNG: rasters of the first sample of up to `n_raster` classes, and per-unit rate maps shaped by unit_shape
-    (one map per leading channel for [C, H, W], one map for [H, W], a bar/line plot for 1-D shapes)."""
-    import matplotlib
+def plot_split(split: Any, path: str | os.PathLike, stats: SplitStats | None = None,
+               attrs: dict[str, Any] | None = None, store_name: str = "") -> None:
+    """PNG of one split: samples and per-unit rates, axes as `spikedata.plots` describes (`attrs`: the store's)."""
+    plot_store([split], path, [stats or split_stats(split)], attrs, store_name)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    stats = stats or split_stats(split)
-    shape = tuple(split.unit_shape)
-    if len(shape) == 3:
-        maps = [stats.unit_rate_hz.reshape(shape)[c] for c in range(shape[0])]
-        titles = [f"rate (Hz), channel {c}" if shape[0] > 1 else "rate (Hz)" for c in range(shape[0])]
-    elif len(shape) == 2:
-        maps, titles = [stats.unit_rate_hz.reshape(shape)], ["rate (Hz)"]
-    else:
-        maps, titles = [], []
-    labels = np.asarray(split.labels)
-    _, first = np.unique(labels, return_index=True)
-    picks = np.sort(first)[:n_raster] if len(labels) else np.array([], np.int64)
-    n_top = max(len(picks), 1)
-    n_bottom = max(len(maps), 1)
-    cols = max(n_top, n_bottom)
-    fig, axes = plt.subplots(2, cols, figsize=(3.2 * cols, 6.4), squeeze=False)
-    dt_ms = split.dt_us / 1000.0
-    for k in range(cols):
-        ax = axes[0, k]
-        if k >= len(picks):
-            ax.axis("off")
-            continue
-        i = int(picks[k])
-        t, u = split.events(i)
-        ax.scatter(np.asarray(t) * dt_ms, u, s=0.5, marker="|", color="k")
-        ax.set_xlim(0, split.n_steps * dt_ms)
-        ax.set_ylim(-0.5, split.n_units - 0.5)
-        ax.set_title(f"sample {i} ({split.classes[labels[i]]}), {len(t)} spikes", fontsize=8)
-        ax.set_xlabel("time (ms)", fontsize=8)
-        ax.set_ylabel("unit", fontsize=8)
-    for k in range(cols):
-        ax = axes[1, k]
-        if maps and k < len(maps):
-            im = ax.imshow(maps[k], cmap="viridis")
-            ax.set_title(titles[k], fontsize=8)
-            fig.colorbar(im, ax=ax, fraction=0.046)
-        elif not maps and k == 0:
-            x = np.arange(split.n_units)
-            if split.n_units <= 128:
-                ax.bar(x, stats.unit_rate_hz, width=1.0)
-            else:
-                ax.plot(x, stats.unit_rate_hz, lw=0.8)
-            ax.set_xlabel("unit", fontsize=8)
-            ax.set_ylabel("rate (Hz)", fontsize=8)
-            ax.set_title("per-unit rate", fontsize=8)
-        else:
-            ax.axis("off")
-    fig.suptitle(f"{split.name}: {len(split)} samples, {split.n_units} units, T = {split.n_steps}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def plot_store(splits: list[Any], path: str | os.PathLike, stats: list[SplitStats] | None = None,
+               attrs: dict[str, Any] | None = None, store_name: str = "") -> None:
+    """PNG with one row per split (samples of different classes, mean rate per unit): `spikedata.plots`."""
+    from spikedata.plots import plot_splits
+
+    stats = stats or [split_stats(s) for s in splits]
+    plot_splits(splits, [st.unit_rate_hz for st in stats], path, attrs, store_name)

@@ -99,6 +99,12 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        """(dense raster bool [T, N], label) of sample `i`: a map-style dataset for torch's DataLoader (whose
+        default collate stacks the rasters into [B, T, N]); `events(i)` gives the sparse form."""
+        i = self._check_index(int(i))
+        return self.dense([i])[0], int(self.labels[i])
+
     def __repr__(self) -> str:
         return f"Split({self.name!r}, samples={len(self)}, events={self.n_events}, units={self.n_units})"
 
@@ -325,7 +331,8 @@ class SplitWriter:
         self._tdtype, self._udtype = index_dtype(n_steps), index_dtype(n_units)
         codecs = _EVENT_CODECS if compressors is None else compressors
         for name, dtype in (("times", self._tdtype), ("units", self._udtype)):
-            group.create_array(name, shape=(0,), dtype=dtype, chunks=(event_chunk,), compressors=codecs)
+            group.create_array(name, shape=(0,), dtype=dtype, chunks=(event_chunk,), compressors=codecs,
+                               dimension_names=("event",))  # fmt: skip
         self._counts: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         self._extras: dict[str, list[np.ndarray]] = {}
@@ -408,8 +415,10 @@ class SplitWriter:
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         labels = np.concatenate(self._labels) if self._labels else np.zeros(0, np.int16)
         g = self._group
-        g.create_array("indptr", data=indptr, chunks=(SAMPLE_CHUNK,), compressors=_SAMPLE_CODECS)
-        g.create_array("labels", data=labels, chunks=(SAMPLE_CHUNK,), compressors=_SAMPLE_CODECS)
+        g.create_array("indptr", data=indptr, chunks=(SAMPLE_CHUNK,), compressors=_SAMPLE_CODECS,
+                       dimension_names=("sample_boundary",))  # fmt: skip
+        g.create_array("labels", data=labels, chunks=(SAMPLE_CHUNK,), compressors=_SAMPLE_CODECS,
+                       dimension_names=("sample",))  # fmt: skip
         for name, parts in self._extras.items():
             _write_extra(g, name, np.concatenate(parts))
         attrs = {
@@ -433,7 +442,9 @@ def _write_extra(group: zarr.Group, name: str, data: np.ndarray) -> None:
         data = codes.astype(np.int32)
         attributes["categories"] = categories.tolist()
     chunks = (min(SAMPLE_CHUNK, max(1, len(data))), *data.shape[1:])
-    group.create_array(f"extra/{name}", data=data, chunks=chunks, compressors=_SAMPLE_CODECS, attributes=attributes)
+    dims = ("sample", *(f"{name}_dim{k}" for k in range(1, data.ndim)))
+    group.create_array(f"extra/{name}", data=data, chunks=chunks, compressors=_SAMPLE_CODECS, attributes=attributes,
+                       dimension_names=dims)  # fmt: skip
 
 
 @numba.njit(cache=True)

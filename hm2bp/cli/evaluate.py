@@ -8,28 +8,29 @@ from pathlib import Path
 import typer
 
 from hm2bp.cli.app import app as hm2bp_app
+from hm2bp.cli.device import DEVICE, check_device
 from spikedata.cli.common import fail, warn
 
 
 @hm2bp_app.command("eval")
 def evaluate_cmd(
-    store: Path = typer.Argument(..., help="Spike store to evaluate on."),
+    store: str = typer.Argument(..., help="Spike store to evaluate on: a directory or an fsspec URL (https://...)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint written by `hm2bp fit` (best.pt, last.pt)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Samples per forward pass."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
+    device: str = DEVICE,
     max_n: int | None = typer.Option(None, "--max-n", min=1, help="Evaluate only the first N samples."),
     plot: Path | None = typer.Option(None, "--plot", help="Confusion-matrix PNG (default: beside the checkpoint)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write accuracy and confusion matrix as JSON."),
 ) -> None:
     """Evaluate a checkpoint: prints accuracy, per-class accuracy and the confusion matrix (text and PNG)."""
     from hm2bp.checkpoint import CheckpointError, load_checkpoint
+    from hm2bp.config import load_config
     from hm2bp.metrics import format_confusion, per_class_accuracy, plot_confusion
-    from hm2bp.trainer import evaluate, load_network_from_checkpoint
+    from hm2bp.trainer import SetupError, check_compatible, evaluate, load_network_from_checkpoint
     from spikedata.store import StoreError, open_store
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise typer.BadParameter(f"--device must be auto, cpu or cuda; got {device!r}")
+    device = check_device(device)
     try:
         ckpt = load_checkpoint(checkpoint)
         st = open_store(store)
@@ -38,18 +39,12 @@ def evaluate_cmd(
         data = st[split]
         if len(data) == 0:
             fail(f"{store}: split {split!r} is empty (0 samples)")
-        if int(ckpt["n_inputs"]) != data.n_units:
-            fail(f"store has {data.n_units} units, checkpoint {checkpoint} expects {ckpt['n_inputs']}")
-        steps = int(ckpt["config"]["steps"])
-        if data.n_steps != steps:
-            fail(f"store has {data.n_steps} time steps per sample, checkpoint {checkpoint} simulates {steps}")
-        if len(data.classes) != len(ckpt["classes"]):
-            fail(f"store has {len(data.classes)} classes, checkpoint {checkpoint} has {len(ckpt['classes'])}")
+        check_compatible(load_config(ckpt["config"]), data, int(ckpt["n_inputs"]), f"checkpoint {checkpoint}")
         if ckpt["store"].get("fingerprint") != st.fingerprint:
             warn(f"{store} is not the store {checkpoint} was trained on ({ckpt['store'].get('path')}; "
                  "fingerprints differ)")
         net = load_network_from_checkpoint(ckpt, _device(device))
-    except (CheckpointError, StoreError, ValueError, KeyError) as exc:
+    except (CheckpointError, StoreError, SetupError, ValueError, KeyError) as exc:
         fail(str(exc).strip("'\""))
     res = evaluate(net, data, batch_size, _device(device), max_n)
     classes = data.classes
@@ -57,13 +52,16 @@ def evaluate_cmd(
     acc = per_class_accuracy(cm)
     n = len(res.labels)
     print(f"{split}: accuracy {100 * res.accuracy:.2f} % ({int((res.labels == res.predictions).sum())}/{n}), "
-          f"checkpoint epoch {ckpt['epoch']}, {n / max(res.seconds, 1e-9):.1f} samples/s")
+          f"checkpoint epoch {ckpt['epoch'] + 1}, {n / max(res.seconds, 1e-9):.1f} samples/s")
     print("per-class accuracy: " + ", ".join(f"{c} {100 * a:.1f} %" for c, a in zip(classes, acc, strict=True)
                                              if a == a))
     print(format_confusion(cm, classes))
     plot = plot or checkpoint.with_name(f"{checkpoint.stem}_{split}_confusion.png")
     try:
-        plot_confusion(cm, classes, plot, title=f"{split}: {100 * res.accuracy:.2f} %")
+        name = str(store).rstrip("/").rsplit("/", 1)[-1]
+        plot_confusion(cm, classes, plot, title=f"{name}, split {split} ({n} samples): accuracy "
+                       f"{100 * res.accuracy:.2f} %\n{checkpoint.name}, epoch {ckpt['epoch'] + 1} of "
+                       f"{ckpt['config']['train']['epochs']}")
         print(f"confusion matrix plot: {plot}")
     except OSError as exc:
         warn(f"could not write {plot}: {exc}")

@@ -12,14 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hm2bp.cli.app import app as hm2bp_app
-from spikedata.cli.common import console, echo, fail, say
+from hm2bp.cli.device import DEVICE, check_device
+from spikedata.cli.common import console, echo, fail, note, note_first_compilation, say
+
+
+def _pct(acc: float | None) -> str:
+    return "-" if acc is None else f"{100 * acc:.2f} %"
 
 
 class _RichProgress:
-    """Progress bar per epoch: samples/s, running loss and accuracy; one summary line per epoch."""
+    """Progress bar per epoch (fits 80 columns): `epoch k/N`, samples, samples/s, running loss and accuracy, time
+    left; then one summary line per epoch. Epochs are shown counted from 1; metrics.jsonl counts them from 0."""
 
     def __init__(self, show: bool):
         self.show = show
@@ -32,14 +38,13 @@ class _RichProgress:
         if not self.show:
             return
         self.bar = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[n_epochs]}"), BarColumn(),
-            MofNCompleteColumn(), TextColumn("{task.fields[rate]:>7.1f} samples/s"),
-            TextColumn("loss {task.fields[loss]:7.2f}  acc {task.fields[acc]:6.2f} %"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>5.0f}/s"), TextColumn("loss {task.fields[loss]:5.1f}"),
+            TextColumn("acc {task.fields[acc]:5.1f}%"), TimeRemainingColumn(compact=True), console=console,
+            transient=True,
         )
         self.bar.start()
-        self.task = self.bar.add_task("train", total=n_samples, epoch=epoch, n_epochs=n_epochs - 1, rate=0.0,
-                                      loss=0.0, acc=0.0)
+        self.task = self.bar.add_task(f"epoch {epoch + 1}/{n_epochs}", total=n_samples, rate=0.0, loss=0.0, acc=0.0)
 
     def batch_end(self, n_samples: int, loss_sum: float, n_correct: int) -> None:
         self.n_seen += n_samples
@@ -52,22 +57,22 @@ class _RichProgress:
 
     def evaluating(self, split: str, n_samples: int) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, description=f"test on {split}")
+            self.bar.update(self.task, description=f"epoch {self.epoch + 1}/{self.n_epochs} {split}")
 
     def epoch_end(self, record: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
-        test = "-" if record["test_accuracy"] is None else f"{100 * record['test_accuracy']:.2f} %"
+        valid = f"  valid {_pct(record.get('valid_accuracy'))}" if record.get("valid_accuracy") is not None else ""
         echo(
-            f"epoch {record['epoch']:>3}  lr {record['lr']:.3g}  loss {record['train_loss']:.3f}  "
-            f"train {100 * record['train_accuracy']:.2f} %  test {test}  (best {100 * record['best_accuracy']:.2f} %)"
-            f"  {record['seconds']:.1f} s, {record['samples_per_s']:.1f} samples/s")
+            f"epoch {record['epoch'] + 1:>3}/{self.n_epochs}  lr {record['lr']:.3g}  loss {record['train_loss']:.3f}  "
+            f"train {_pct(record['train_accuracy'])}{valid}  test {_pct(record['test_accuracy'])}  "
+            f"{record['seconds']:.1f} s, {record['samples_per_s']:.1f} samples/s")
 
 
 def _load_config(preset: str | None, config: Path | None):
-    from hm2bp.config import load_config
-    from hm2bp.presets import load_preset, preset_meta, read_toml, split_meta
+    from hm2bp.config import load_config, read_toml
+    from hm2bp.presets import load_preset, preset_meta, split_meta
 
     if (preset is None) == (config is None):
         raise typer.BadParameter("give exactly one of --preset NAME or --config FILE")
@@ -89,7 +94,7 @@ def fit(
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Overrides train.batch_size."),
     lr: float | None = typer.Option(None, "--lr", help="Base learning rate (overrides train.lr)."),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Seed of weights and shuffling (train.seed)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
+    device: str = DEVICE,
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<store>-<preset|config>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that --out already holds."),
@@ -105,6 +110,15 @@ def fit(
         help="Turn the config's [augment] image augmentation on/off (on: needs the store's `images` extra).",
     ),
     test_split: str = typer.Option("test", "--test-split", help="Split to test on after each epoch ('none': no test)."),
+    val_fraction: float | None = typer.Option(
+        None, "--val-fraction",
+        help="Hold out this seeded, stratified fraction of the training samples for validation; best.pt is chosen "
+        "on it.",
+    ),
+    valid_split: str = typer.Option(
+        "auto", "--valid-split",
+        help="Validation split of the store ('auto': its own valid/val split if it has one; 'none': none).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (epoch summaries only)."),
     dist_timeout: float | None = typer.Option(
         None, "--dist-timeout", min=1.0,
@@ -117,8 +131,7 @@ def fit(
     from hm2bp.trainer import SetupError, TrainingError, prepare_run
     from spikedata.store import StoreError, is_url, open_store
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise typer.BadParameter(f"--device must be auto, cpu or cuda; got {device!r}")
+    device = check_device(device)
     try:
         world, dev = init_world(device, dist_timeout)  # joins torchrun's process group when launched by it
     except DistributedError as exc:
@@ -144,6 +157,7 @@ def fit(
             overwrite=overwrite, device=str(dev), max_train=max_train, max_test=max_test, train_split=train_split,
             shuffle_buffer=shuffle_buffer,
             test_split=None if test_split.lower() == "none" else test_split,
+            valid_split=None if valid_split.lower() == "none" else valid_split, val_fraction=val_fraction,
             command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world,
         )
     except (ConfigError, StoreError, SetupError, KeyError, ValueError, FileNotFoundError, DistributedError) as exc:
@@ -153,11 +167,17 @@ def fit(
     ranks = f", {world.world_size} ranks ({world.backend}, global batch {trainer.loader.global_batch})" \
         if world.is_distributed else ""
     if main:
+        note_validation(trainer)
         echo(
             f"{source}: {' -> '.join([str(trainer.train_split.n_units)] + [s.describe() for s in cfg.layers])}, "
             f"T {cfg.steps}, {t.optimizer} lr {t.lr:g} ({t.lr_schedule}, batch scaling {t.lr_batch_scaling}), "
             f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device}, run dir {run_dir}"
-            + ranks + (f", resuming at epoch {first}" if resume else ""))
+            + ranks + (f", resuming at epoch {first + 1}/{t.epochs}" if resume else ""))
+    if main and trainer.device.type == "cpu":
+        from hm2bp import conv, hm2bp_grad, lif, optim, spsp
+
+        spatial = any(trainer.net.layer(name).kind != "dense" for name in trainer.net.layer_names)
+        note_first_compilation(lif, spsp, hm2bp_grad, optim, *([conv] if spatial else []))
     if first >= t.epochs:
         if main:
             echo(f"nothing to do: {t.epochs} epochs already done")
@@ -173,9 +193,29 @@ def fit(
     shutdown(world)
     if not main:
         return
-    state = trainer.state
+    echo(summary_line(trainer.state, t.epochs) + f"; run directory {run_dir}")
+
+
+def note_validation(trainer) -> None:
+    """Say which split `best.pt` is chosen on, plainly when it is the test split."""
+    if trainer.selection == "valid":
+        say(f"model selection: best.pt is the epoch with the best accuracy on the validation split "
+            f"{trainer.valid_split.name!r} ({len(trainer.valid_split)} samples)")
+    elif trainer.selection == "test":
+        note('no validation split: "best" (best.pt) is chosen on the test split, as the paper did; its test accuracy '
+             "is optimistic. Hold out a validation split with --val-fraction F")
+    else:
+        note('no validation or test split: "best" (best.pt) is chosen on the training accuracy')
+
+
+def summary_line(state, n_epochs: int) -> str:
+    """Final-epoch figures and the best epoch's (selection split, its test accuracy), one line."""
     final = state.history[-1]
-    which = "test" if final["test_accuracy"] is not None else "train"
-    echo(
-        f"final {which} accuracy {100 * final[f'{which}_accuracy']:.2f} % (epoch {final['epoch']}); best "
-        f"{100 * state.best_accuracy:.2f} % at epoch {state.best_epoch}; run directory {run_dir}")
+    where = {"valid": "validation", "test": "test", "train": "training"}[state.best_split or "train"]
+    text = (f"final epoch {final['epoch'] + 1}/{n_epochs}: train {_pct(final['train_accuracy'])}"
+            + (f", validation {_pct(final['valid_accuracy'])}" if final.get("valid_accuracy") is not None else "")
+            + f", test {_pct(final['test_accuracy'])}; best {where} accuracy {_pct(state.best_accuracy)} at epoch "
+            f"{state.best_epoch + 1} (best.pt)")
+    if state.best_split == "valid":
+        text += f", test accuracy there {_pct(state.test_at_best)}"
+    return text

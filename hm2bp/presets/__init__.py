@@ -3,14 +3,15 @@
 A preset is a network config TOML (schema in `docs/config.md`) plus an optional `[meta]` table that is not part of
 the network config: `inputs` (the number of input units the first layer expects, checked against the store) and
 `description`. `load_preset` returns the config without `[meta]`; `preset_meta` returns the table. Config files
-given to `hm2bp fit --config` may carry the same `[meta]` table (see `split_meta`).
+given to `hm2bp fit` as a config file may carry the same `[meta]` table (see `split_meta`).
 """
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
+
+from hm2bp.config import ConfigError, read_toml
 
 PRESET_DIR = Path(__file__).resolve().parent
 META_KEYS = ("inputs", "description")
@@ -28,29 +29,18 @@ def _preset_path(name: str) -> Path:
     return path
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; a syntax error becomes a ValueError naming the file."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file {path} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: invalid TOML ({exc})") from exc
-
-
 def split_meta(raw: dict[str, Any], where: str = "config") -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate the optional `[meta]` table from a raw config dict: (network config, meta)."""
+    """Separate the optional `[meta]` table from a raw config dict: (network config, meta). Files are read with
+    `hm2bp.config.read_toml`, the one TOML reader of the package."""""
     config = dict(raw)
     meta = config.pop("meta", {}) or {}
     if not isinstance(meta, dict):
-        raise ValueError(f"{where}: 'meta' must be a table")
+        raise ConfigError(f"{where}: 'meta' must be a table")
     unknown = sorted(set(meta) - set(META_KEYS))
     if unknown:
-        raise ValueError(f"{where}: meta.{unknown[0]}: unknown key; known: {', '.join(META_KEYS)}")
+        raise ConfigError(f"{where}: meta.{unknown[0]}: unknown key; known: {', '.join(META_KEYS)}")
     if "inputs" in meta and (not isinstance(meta["inputs"], int) or meta["inputs"] < 1):
-        raise ValueError(f"{where}: meta.inputs must be a positive integer; got {meta['inputs']!r}")
+        raise ConfigError(f"{where}: meta.inputs must be a positive integer; got {meta['inputs']!r}")
     return config, meta
 
 

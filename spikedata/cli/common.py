@@ -3,13 +3,19 @@
 
 Every error a command reports is one line `error: ...` on stderr (markup-safe: the message is printed as it is)
 and exit status 1. With `--debug` before the command, the traceback is shown as well.
+
+Library errors name the parameters of the library's functions in backticks (`max_train`, `resume`); `fail` and
+`warn` replace those names by the command line's flags (`--max-train`, `--resume`), so a message tells a user of
+either interface what to change.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 import typer
@@ -20,6 +26,21 @@ console = Console(stderr=True, soft_wrap=True)  # progress bars, notes and error
 report = Console(soft_wrap=True)  # results meant for stdout (scripts read them)
 
 _state = {"debug": False}
+
+#: Library parameter (as a library message writes it, in backticks) -> the flag that sets it on the command line.
+FLAGS = {
+    "source": "--source", "pattern": "--pattern", "verify=False": "--no-verify", "mirror": "--mirror",
+    "device": "--device", "resume": "--resume", "overwrite": "--overwrite", "run_dir": "--out",
+    "max_train": "--max-train", "max_test": "--max-test", "shuffle_buffer": "--shuffle-buffer", "lr": "--lr",
+    "batch_size": "--batch-size", "val_fraction": "--val-fraction",
+    "keep_images": "`spikedata encode ... --keep-images`", "augment.enabled = false": "--no-augment",
+}
+_PARAM = re.compile(r"`([^`]+)`")
+
+
+def as_flags(message: str) -> str:
+    """`message` with every backticked library parameter of `FLAGS` replaced by its command-line flag."""
+    return _PARAM.sub(lambda m: FLAGS.get(m.group(1), m.group(0)), message)
 
 
 def debug_option(
@@ -33,7 +54,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print `error: message` (one line, no markup interpretation) and exit with `code`."""
     if _state["debug"] and sys.exc_info()[0] is not None:
         console.print(escape(traceback.format_exc().rstrip()), highlight=False)
-    console.print(f"[red]error:[/red] {escape(str(message))}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(as_flags(str(message)))}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -44,7 +65,7 @@ def note(message: str) -> None:
 
 def warn(message: str) -> None:
     """Print `warning: message` on stderr (markup-safe)."""
-    console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+    console.print(f"[yellow]warning:[/yellow] {escape(as_flags(message))}", highlight=False)
 
 
 def say(message: str) -> None:
@@ -55,6 +76,26 @@ def say(message: str) -> None:
 def echo(message: str) -> None:
     """Print a result line on stdout (markup-safe)."""
     report.print(escape(message), highlight=False)
+
+
+def _cached(kernel: object) -> bool:
+    """Whether numba's on-disk cache holds an index for `kernel` (a `cache=True` dispatcher). Unknown: True."""
+    index = getattr(getattr(getattr(kernel, "_cache", None), "_cache_file", None), "_index_path", None)
+    return index is None or Path(index).is_file()
+
+
+def note_first_compilation(*modules: ModuleType) -> None:
+    """Say so when numba must compile the kernels of `modules` first (a fresh install: up to a minute, once).
+
+    Every kernel is compiled with `cache=True`; later processes load the machine code from numba's cache."""
+    def kernels(m: ModuleType) -> list:  # inlined helpers are compiled into their callers, never cached alone
+        return [obj for obj in vars(m).values() if hasattr(obj, "py_func") and hasattr(obj, "_cache")
+                and getattr(obj, "targetoptions", {}).get("inline") != "always"]
+
+    # a module none of whose kernels has been cached yet: a fresh install (or a changed source file)
+    if any(ks and not any(_cached(k) for k in ks) for ks in map(kernels, modules)):
+        note("first run: numba compiles this command's kernels once (up to a minute); later runs load them from "
+             "its cache")
 
 
 def check_new_output(out: str | Path, overwrite: bool) -> None:
@@ -76,7 +117,7 @@ def run_app(app: typer.Typer, prog: str) -> None:
     except Exception as exc:  # noqa: BLE001  (the last line of defence of the command line)
         if _state["debug"]:
             console.print(escape(traceback.format_exc().rstrip()), highlight=False)
-        console.print(f"[red]error:[/red] {escape(f'{type(exc).__name__}: {exc}')}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(as_flags(f'{type(exc).__name__}: {exc}'))}", highlight=False)
         raise SystemExit(1) from None
 
 

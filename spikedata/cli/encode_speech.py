@@ -2,29 +2,68 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from spikedata.cli.app import encode_app
-from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, note, say
+from spikedata.cli.common import (
+    OUT,
+    OVERWRITE,
+    QUIET,
+    WORKERS,
+    check_new_output,
+    fail,
+    note,
+    note_first_compilation,
+    say,
+)
 
 _SOURCE = typer.Option(..., "--source", help="Directory holding the recordings.")
-_STEPS = typer.Option(1000, "--steps", min=1, help="BSA steps per sample (one step = decimation/rate/hold s).")
-_RATE = typer.Option(12500, "--sample-rate", min=1, help="Model sample rate in Hz (audio is resampled to it).")
-_DECIM = typer.Option(200, "--decimation", min=1, help="Lyon decimation: audio samples per cochleagram frame.")
-_EAR_Q = typer.Option(8.0, "--ear-q", min=0.51, help="Lyon ear Q (smaller = broader filters).")
-_STEP_FACTOR = typer.Option(None, "--step-factor", min=0.0, help="Lyon channel spacing; default ear_q / 32.")
-_DIFFER = typer.Option(True, "--differ/--no-differ", help="Lyon channel difference stage.")
-_AGC = typer.Option(True, "--agc/--no-agc", help="Lyon automatic gain control.")
-_TAU = typer.Option(3.0, "--tau-factor", min=0.0, help="Lyon decimation low-pass time constant, in frames.")
-_HOLD = typer.Option(10, "--hold", min=1, help="BSA steps per cochleagram frame.")
-_SCALE = typer.Option(2000.0, "--scale", help="BSA input scale.")
-_TAPS = typer.Option(24, "--taps", min=1, help="BSA Gaussian FIR kernel length.")
-_THRESHOLD = typer.Option(0.6, "--threshold", help="BSA threshold.")
-_RES_TYPE = typer.Option("soxr_hq", "--res-type", help="librosa resampling method.")
+# The front-end options both commands take: name -> (type, option); `with_front_end` adds them to a command.
+FRONT_END_OPTIONS = {
+    "steps": (int, typer.Option(1000, "--steps", min=1,
+                                help="BSA steps per sample (one step = decimation/rate/hold s).")),
+    "sample_rate": (int, typer.Option(12500, "--sample-rate", min=1,
+                                      help="Model sample rate in Hz (audio is resampled to it).")),
+    "decimation": (int, typer.Option(200, "--decimation", min=1,
+                                     help="Lyon decimation: audio samples per cochleagram frame.")),
+    "ear_q": (float, typer.Option(8.0, "--ear-q", min=0.51, help="Lyon ear Q (smaller = broader filters).")),
+    "step_factor": (float | None, typer.Option(None, "--step-factor", min=0.0,
+                                               help="Lyon channel spacing; default ear_q / 32.")),
+    "differ": (bool, typer.Option(True, "--differ/--no-differ", help="Lyon channel difference stage.")),
+    "agc": (bool, typer.Option(True, "--agc/--no-agc", help="Lyon automatic gain control.")),
+    "tau_factor": (float, typer.Option(3.0, "--tau-factor", min=0.0,
+                                       help="Lyon decimation low-pass time constant, in frames.")),
+    "hold": (int, typer.Option(10, "--hold", min=1, help="BSA steps per cochleagram frame.")),
+    "scale": (float, typer.Option(2000.0, "--scale", help="BSA input scale.")),
+    "taps": (int, typer.Option(24, "--taps", min=1, help="BSA Gaussian FIR kernel length.")),
+    "threshold": (float, typer.Option(0.6, "--threshold", help="BSA threshold.")),
+    "res_type": (str, typer.Option("soxr_hq", "--res-type", help="librosa resampling method.")),
+}
 
+
+def with_front_end(command: Callable) -> Callable:
+    """Give `command` (which takes `front_end`) the options of `FRONT_END_OPTIONS` instead, defined once here:
+    typer reads the signature, the wrapper builds the `SpeechFrontEnd` from them."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "front_end"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+             for name, (kind, option) in FRONT_END_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> None:
+        front_end = _front_end(**{name: kwargs.pop(name) for name in FRONT_END_OPTIONS})
+        command(**kwargs, front_end=front_end)
+
+    run.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}
+    return run
 
 
 def _front_end(**kwargs):
@@ -38,10 +77,13 @@ def _front_end(**kwargs):
 
 def _run(dataset: str, root: Path, utterances, classes, front_end, out: Path, workers: int, overwrite: bool,
          quiet: bool, extras: dict | None = None, expected: dict | None = None) -> None:
+    from spikedata import store
     from spikedata.datasets.speech import speech_jobs
+    from spikedata.encoders import bsa, lyon
     from spikedata.errors import DatasetError
     from spikedata.pipeline import encode_to_store
 
+    note_first_compilation(lyon, bsa, store)
     counts = {s: sum(u.split == s for u in utterances) for s in ("train", "test")}
     say(
         f"{dataset}: {counts['train']} train + {counts['test']} test recordings, {len(classes)} classes, "
@@ -59,6 +101,7 @@ def _run(dataset: str, root: Path, utterances, classes, front_end, out: Path, wo
 
 
 @encode_app.command("ti46")
+@with_front_end
 def encode_ti46(
     source: Path = _SOURCE,
     out: Path = OUT,
@@ -68,30 +111,15 @@ def encode_ti46(
         "relative to --source (instead of the TI46 layout)."
     ),
     workers: int = WORKERS,
-    steps: int = _STEPS,
-    sample_rate: int = _RATE,
-    decimation: int = _DECIM,
-    ear_q: float = _EAR_Q,
-    step_factor: float = _STEP_FACTOR,
-    differ: bool = _DIFFER,
-    agc: bool = _AGC,
-    tau_factor: float = _TAU,
-    hold: int = _HOLD,
-    scale: float = _SCALE,
-    taps: int = _TAPS,
-    threshold: float = _THRESHOLD,
-    res_type: str = _RES_TYPE,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    front_end: Any = None,
 ) -> None:
     """Encode TI46 (LDC93S9, obtained by the user; see data_manifests/ti46.toml) spoken letters into a store."""
     from spikedata.datasets.ti46 import scan_ti46
     from spikedata.errors import DatasetError
 
     check_new_output(out, overwrite)
-    front_end = _front_end(sample_rate=sample_rate, decimation=decimation, ear_q=ear_q, step_factor=step_factor,
-                           differ=differ, agc=agc, tau_factor=tau_factor, steps=steps, hold=hold, scale=scale,
-                           taps=taps, threshold=threshold, res_type=res_type)
     try:
         utterances, classes, ignored = scan_ti46(source, subset, pattern)
     except DatasetError as exc:
@@ -109,34 +137,20 @@ def encode_ti46(
 
 
 @encode_app.command("fsdd")
+@with_front_end
 def encode_fsdd(
     source: Path = _SOURCE,
     out: Path = OUT,
     workers: int = WORKERS,
-    steps: int = _STEPS,
-    sample_rate: int = _RATE,
-    decimation: int = _DECIM,
-    ear_q: float = _EAR_Q,
-    step_factor: float = _STEP_FACTOR,
-    differ: bool = _DIFFER,
-    agc: bool = _AGC,
-    tau_factor: float = _TAU,
-    hold: int = _HOLD,
-    scale: float = _SCALE,
-    taps: int = _TAPS,
-    threshold: float = _THRESHOLD,
-    res_type: str = _RES_TYPE,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    front_end: Any = None,
 ) -> None:
     """Encode the Free Spoken Digit Dataset (takes 0-4 = test) into a store; speaker and take kept per sample."""
     from spikedata.datasets.fsdd import FSDD_CLASSES, scan_fsdd
     from spikedata.errors import DatasetError
 
     check_new_output(out, overwrite)
-    front_end = _front_end(sample_rate=sample_rate, decimation=decimation, ear_q=ear_q, step_factor=step_factor,
-                           differ=differ, agc=agc, tau_factor=tau_factor, steps=steps, hold=hold, scale=scale,
-                           taps=taps, threshold=threshold, res_type=res_type)
     try:
         utterances, takes = scan_fsdd(source)
     except DatasetError as exc:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spikedata.cli.app import app as spikedata_app
-from spikedata.cli.common import fail, report, say
+from spikedata.cli.common import fail, note_first_compilation, report, say
 
 
 def _fmt(value: Any) -> str:
@@ -54,13 +54,19 @@ def _print_split(name: str, s: dict[str, Any]) -> None:
 
 @spikedata_app.command("inspect")
 def inspect(
-    store: Path = typer.Argument(..., help="Spike store (directory written by `spikedata encode`)."),
+    store: str = typer.Argument(..., help="Spike store: a directory written by `spikedata encode`, or an fsspec URL "
+                                "(https://..., s3://...)."),
     split: list[str] = typer.Option(None, "--split", help="Split to inspect (repeatable); default: all."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON instead of tables."),
-    plot: Path = typer.Option(None, "--plot", help="Write rasters and per-unit rate maps to this PNG file."),
+    plot: Path = typer.Option(None, "--plot", help="PNG: samples and per-unit rates of every split (with --sample: "
+                              "that sample)."),
+    sample: int = typer.Option(None, "--sample", min=0, help="Plot sample I of the (first) --split instead of the "
+                               "statistics (PNG at --plot, default <split>_sample<I>.png)."),
+    animate: Path = typer.Option(None, "--animate", help="GIF: an event-camera sample (--sample, default 0) as a "
+                                 "movie of its events over time."),
 ) -> None:
-    """Statistics of a spike store: counts, spikes per sample, rates, density, ISIs, per-class rates."""
-    from spikedata.inspect import plot_split, split_stats
+    """Statistics of a spike store: counts, spikes per sample, rates, density, ISIs, per-class rates; figures."""
+    from spikedata.inspect import plot_store, split_stats
     from spikedata.store import StoreError, open_store
 
     try:
@@ -71,6 +77,14 @@ def inspect(
     unknown = [s for s in names if s not in opened.splits]
     if unknown:
         fail(f"{store} has no split(s) {unknown}; it has {opened.splits}")
+    store_name = str(store).rstrip("/").rsplit("/", 1)[-1]
+    if sample is not None or animate is not None:
+        _one_sample(opened, names[0], 0 if sample is None else sample, plot if sample is not None else None,
+                    animate, store_name)
+        return
+    from spikedata import inspect as inspect_mod
+
+    note_first_compilation(inspect_mod)
     stats = {name: split_stats(opened[name]) for name in names}
     summary = {
         "store": str(store),
@@ -88,6 +102,29 @@ def inspect(
         for name, st in stats.items():
             _print_split(name, st.summary)
     if plot is not None:
-        first = names[0]
-        plot_split(opened[first], plot, stats[first])
-        say(f"plot of split {first!r} written to {plot}")
+        try:
+            plot_store([opened[n] for n in names], plot, [stats[n] for n in names], opened.attrs, store_name)
+        except ValueError as exc:
+            fail(str(exc))
+        say(f"plot of split(s) {', '.join(names)} written to {plot}")
+
+
+def _one_sample(opened, name: str, i: int, plot: Path | None, animate: Path | None, store_name: str) -> None:
+    """`--sample I` / `--animate GIF`: figures of one sample, and a one-line description of it."""
+    from spikedata.plots import animate_sample, plot_sample
+
+    data = opened[name]
+    if not 0 <= i < len(data):
+        fail(f"--sample {i}: split {name!r} has {len(data)} samples (0 to {len(data) - 1})")
+    times, _ = data.events(i)
+    say(f"split {name}, sample {i}: label {data.classes[int(data.labels[i])]}, {len(times)} spikes")
+    if plot is not None or animate is None:
+        out = plot or Path(f"{name}_sample{i}.png")
+        plot_sample(data, i, out, opened.attrs, store_name)
+        say(f"plot of sample {i} written to {out}")
+    if animate is not None:
+        try:
+            n = animate_sample(data, i, animate, opened.attrs, store_name)
+        except ValueError as exc:
+            fail(str(exc))
+        say(f"animation of sample {i} ({n} frames) written to {animate}")

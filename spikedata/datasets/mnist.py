@@ -85,7 +85,7 @@ def verify_file(path: Path, entry: FileEntry) -> str:
     expected = entry.sha256 or entry.sha256_decompressed
     raise DatasetError(
         f"{path}: sha256 {digest} does not match the manifest's {expected} for {entry.name} "
-        "(wrong, corrupt or modified file; fetch it again with `spikedata fetch`, or pass --no-verify to use it "
+        "(wrong, corrupt or modified file; fetch it again with `spikedata fetch`, or pass `verify=False` to use it "
         "anyway)"
     )
 
@@ -157,7 +157,7 @@ def load_image_split(
         return load_mnist_5k(split)
     manifest = load_manifest(_manifest_name(dataset))
     if source is None:
-        raise DatasetError(f"{dataset}: --source DIR is required (the directory holding the dataset's files)")
+        raise DatasetError(f"{dataset}: `source` is required (the directory holding the dataset's files)")
     if split not in manifest.splits:
         raise DatasetError(f"{dataset} has no split {split!r}; splits: {list(manifest.splits)}")
     layout = manifest.layout
@@ -266,12 +266,14 @@ def load_mnist_5k(split: str) -> ImageSplit:
 
 @dataclass(frozen=True)
 class ImageSource:
-    """What to read in a worker process: (dataset, split, source dir, variant). Hashable, picklable."""
+    """What to read in a worker process: (dataset, split, source dir, variant, the indices of a ``--max-*``
+    subset or None). Hashable, picklable."""
 
     dataset: str
     split: str
     source: str | None = None
     variant: str | None = None
+    subset: tuple[int, ...] | None = None
 
 
 _loaded: dict[ImageSource, ImageSplit] = {}
@@ -280,8 +282,13 @@ _loaded: dict[ImageSource, ImageSplit] = {}
 def _images_of(src: ImageSource) -> ImageSplit:
     """The split's images, loaded once per process (the parent verifies checksums before any worker reads)."""
     if src not in _loaded:
-        _loaded[src] = load_image_split(src.dataset, src.split, src.source, src.variant, verify=False)
+        data = load_image_split(src.dataset, src.split, src.source, src.variant, verify=False)
+        _loaded[src] = data if src.subset is None else _subset(data, np.asarray(src.subset))
     return _loaded[src]
+
+
+def _subset(data: ImageSplit, idx: np.ndarray) -> ImageSplit:
+    return ImageSplit(data.images[idx], data.labels[idx], data.classes, data.source_files)
 
 
 def encode_image_range(
@@ -314,16 +321,20 @@ def image_encode_jobs(
     variant: str | None = None,
     verify: bool = True,
     chunk: int = 256,
+    max_samples: dict[str, int | None] | None = None,
+    split_seed: int = 0,
 ) -> tuple[dict[str, object], dict[str, object]]:
     """Store attributes and pipeline jobs {split: SplitJob} for Poisson-encoding an image dataset.
 
     Reads and verifies every split here (so errors surface before any encoding starts); the jobs re-read the
-    files lazily in worker processes.
+    files lazily in worker processes. `max_samples` {split: n} keeps a seeded stratified subset of n samples of
+    that split (`spikedata.splits`, keys ``"<split>:<index>"``, `split_seed`), recorded in the ``split`` attribute.
     """
     from functools import partial
 
     from spikedata.encoders.poisson import DEFAULT_MAX_PROB
     from spikedata.pipeline import SplitJob
+    from spikedata.splits import stratified_subset, subset_record
 
     max_prob = DEFAULT_MAX_PROB if max_prob is None else float(max_prob)
     available = split_names(dataset)
@@ -338,9 +349,17 @@ def image_encode_jobs(
     files: dict[str, str] = {}
     classes: list[str] | None = None
     shape = None
+    subsets: dict[str, dict] = {}
     for split in splits:
-        src = ImageSource(dataset, split, source_str, variant)
         data = load_image_split(dataset, split, source_str, variant, verify=verify)
+        limit = (max_samples or {}).get(split)
+        subset = None
+        if limit is not None and limit < len(data):
+            keys = [f"{split}:{i}" for i in range(len(data))]
+            idx = stratified_subset(data.labels, keys, int(limit), int(split_seed))
+            subsets[split] = subset_record(len(idx), len(data), int(split_seed))
+            subset, data = tuple(int(i) for i in idx), _subset(data, idx)
+        src = ImageSource(dataset, split, source_str, variant, subset)
         _loaded[src] = data
         if classes is not None and data.classes != classes:
             raise DatasetError(f"{dataset}: split {split!r} has other class names than the previous split")
@@ -372,5 +391,6 @@ def image_encode_jobs(
         "classes": classes,
         "seed": int(seed),
         "source": source_attr,
+        "split": {"kind": "published", **({"subsets": subsets} if subsets else {})},
     }
     return attrs, jobs

@@ -87,10 +87,10 @@ def scan_ti46(
         try:
             regex = re.compile(pattern, re.IGNORECASE)
         except re.error as exc:
-            raise DatasetError(f"--pattern is not a valid regular expression: {exc}") from None
+            raise DatasetError(f"`pattern` is not a valid regular expression: {exc}") from None
         missing = {"label", "speaker", "split"} - set(regex.groupindex)
         if missing:
-            raise DatasetError(f"--pattern lacks the named group(s) {sorted(missing)}; e.g. (?P<label>...)")
+            raise DatasetError(f"`pattern` lacks the named group(s) {sorted(missing)}; e.g. (?P<label>...)")
         prefix = ""
     found: list[Utterance] = []
     ignored = 0
@@ -101,7 +101,7 @@ def scan_ti46(
             continue
         split = m["split"].lower()
         if split not in SPLITS:
-            raise DatasetError(f"{root / name}: split {m['split']!r} from --pattern is not one of {SPLITS}")
+            raise DatasetError(f"{root / name}: split {m['split']!r} from `pattern` is not one of {SPLITS}")
         found.append(Utterance(root / name, _class_name(m["label"]), m["speaker"].lower(), split, name))
     if not found:
         what = f"pattern {pattern!r}" if pattern else f"the TI46 layout <{subset}>/train|test/<spk>/<code><spk>..."

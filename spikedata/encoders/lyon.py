@@ -158,10 +158,10 @@ def _lyon_kernel(audio, sections, agc_eps, agc_targets, dec_b, dec_a1, dec_a2, d
                     for c in range(n_ch):
                         here = state[c]
                         right = state[c + 1] if c < n_ch - 1 else here
-                        v = sig[c] * (1.0 - here)  # sig >= 0 and state <= 0.9, so v >= 0
+                        v = sig[c] * (1.0 - here)  # sig >= 0 and state <= _AGC_STATE_LIMIT < 1, so v >= 0
                         sig[c] = v
                         f = v * eps_over_target + third * (left + here + right)
-                        state[c] = f if f < 0.9 else 0.9
+                        state[c] = f if f < _AGC_STATE_LIMIT else _AGC_STATE_LIMIT
                         left = here
             if differ:
                 dif[0] = sig[0]

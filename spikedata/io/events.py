@@ -6,7 +6,8 @@ format:
 * ``atis40``  -- the 40-bit ATIS layout of N-MNIST / N-Caltech101 ``.bin`` files (`spikedata.io.atis`);
 * ``aedat2``  -- jAER AEDAT 2.0 (and its 16-bit predecessor 1.0) (`spikedata.io.aedat2`);
 * ``aedat3``  -- cAER AEDAT 3.1 packets (`spikedata.io.aedat3`);
-* ``aedat4``  -- DV AEDAT 4.0, decoded by the `aedat` package (`spikedata.io.aedat4`).
+* ``aedat4``  -- DV AEDAT 4.0, decoded by the `aedat` package (`spikedata.io.aedat4`);
+* ``evt2``, ``evt3``, ``dat`` -- Prophesee EVT 2.0 / EVT 3.0 ``.raw`` and ``.dat`` files (`spikedata.io.prophesee`).
 
 Every reader returns events in file order with fields `t` (int64, µs), `x`, `y` (int16, pixels from 0) and `p`
 (int8, 1 = ON / brightness increase, 0 = OFF), plus an `EventFileInfo` (format, sensor size where the file states
@@ -27,7 +28,7 @@ from spikedata.errors import SpikedataError
 #: The one event type of `spikedata`: time in µs, pixel coordinates from 0, polarity 1 = ON, 0 = OFF.
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
 
-FORMATS = ("atis40", "aedat2", "aedat3", "aedat4")
+FORMATS = ("atis40", "aedat2", "aedat3", "aedat4", "evt2", "evt3", "dat")
 
 # Magic numbers of common non-event files, so that they are named instead of being decoded as ATIS garbage.
 _FOREIGN_MAGIC = {
@@ -98,7 +99,8 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
     """Format name (one of `FORMATS`) from the first bytes of a file; raises EventFileError when none fits.
 
     AEDAT files announce themselves (``#!AER-DAT<version>``; a jAER file that starts with ``#`` but has no
-    version line is AEDAT 1.0). The ATIS 40-bit layout has no header: any other non-empty file that is not a known
+    version line is AEDAT 1.0), Prophesee files by their ``%`` text header (``% evt 3.0``, ``% format EVT2``,
+    ``% Data file containing ...``). The ATIS 40-bit layout has no header: any other non-empty file that is not a known
     foreign type is read as ATIS, and the ATIS reader rejects it when its timestamps are not monotone.
     """
     head = bytes(data[:16])
@@ -118,6 +120,15 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
     for magic, name in _FOREIGN_MAGIC.items():
         if head.startswith(magic):
             raise EventFileError(path, "unknown", 0, f"not an event file: the content looks like {name}")
+    if head.startswith(b"%"):
+        from spikedata.io.prophesee import detect
+
+        found = detect(data)
+        if found is not None and found.startswith("unsupported:"):
+            raise EventFileError(path, "prophesee", 0, f"{found.split(':', 1)[1]} is not supported (EVT 2.0, EVT 3.0 "
+                                 "and DAT are)")  # fmt: skip
+        if found is not None:
+            return found
     return "atis40"
 
 
@@ -158,14 +169,18 @@ def read_events_bytes(
         from spikedata.io.aedat4 import read_aedat4
 
         return read_aedat4(data, path, **options)
+    if fmt in ("evt2", "evt3", "dat"):
+        from spikedata.io import prophesee
+
+        return getattr(prophesee, f"read_{fmt}")(data, path, **options)
     raise ValueError(f"unknown event format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
 def read_events(path: str | os.PathLike, format: str | None = None, **options) -> np.ndarray:
     """Events [n] of one event-camera file as a structured array: `t` int64 µs, `x`, `y` int16, `p` int8 (1 ON).
 
-    The format (ATIS 40-bit, AEDAT 2.0 / 3.1 / 4.0) is detected from the content. Use `read_events_with_info`
-    for the sensor size and the count of skipped non-polarity records.
+    The format (ATIS 40-bit, AEDAT 2.0 / 3.1 / 4.0, Prophesee EVT 2.0 / 3.0 / DAT) is detected from the content.
+    Use `read_events_with_info` for the sensor size and the count of skipped non-polarity records.
     """
     return read_events_with_info(path, format=format, **options)[0]
 

@@ -48,12 +48,6 @@ class IdxHeader:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
-def is_gzip(path: str | os.PathLike) -> bool:
-    """True when the file starts with the gzip magic bytes (the extension is not trusted)."""
-    with open(path, "rb") as f:
-        return f.read(2) == _GZIP_MAGIC
-
-
 def read_idx_bytes(path: str | os.PathLike) -> bytes:
     """The (decompressed) bytes of an IDX file; gzip is detected from the content, not the name."""
     path = Path(path)

@@ -71,7 +71,9 @@ def run_dir(stores, config):
     result = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(out),
                                        "--device", "cpu", "--seed", "1"])
     assert result.exit_code == 0, result.output
-    assert "final test accuracy" in result.output
+    assert "final epoch 3/3: train" in result.output and "best test accuracy" in result.output
+    # no validation split: the run says plainly that "best" is chosen on test
+    assert 'no validation split: "best" (best.pt) is chosen on the test split, as the paper did' in result.output
     return out
 
 
@@ -136,16 +138,21 @@ def test_resume_continues_and_extends(run_dir, stores, config):
     result = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
                                        "--device", "cpu", "--seed", "1", "--resume", "--epochs", "4"])
     assert result.exit_code == 0, result.output
-    assert "resuming at epoch 3" in result.output
+    assert "resuming at epoch 4/4" in result.output
     assert [r["epoch"] for r in read_metrics(run_dir / "metrics.jsonl")] == [0, 1, 2, 3]
     clash = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
                                       "--resume", "--lr", "0.5"])
     _one_line_error(clash, "config differs from the checkpoint's at train.lr")
     fewer = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
                                       "--seed", "1", "--resume", "--max-train", "20"])
-    _one_line_error(fewer, "trained on 160 samples, this run uses 20")
+    _one_line_error(fewer, "--resume: the checkpoint was trained on 160 samples, this run uses 20",
+                    "(resume with the same --max-train)")  # library parameters are named as the CLI's flags
     fresh = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir)])
-    _one_line_error(fresh, "already holds a run")
+    _one_line_error(fresh, "already holds a run", "pass --resume to continue it, --overwrite to replace it",
+                    "another --out")
+    held = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
+                                     "--seed", "1", "--resume", "--val-fraction", "0.25", "--epochs", "5"])
+    _one_line_error(held, "validation split None differs", "--val-fraction")
 
 
 def test_overwrite_replaces_a_run(stores, config):
@@ -167,3 +174,90 @@ def test_fit_diverging_run_is_a_one_line_error(stores, config):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].startswith("error: non-finite gradient in layer")
     assert json.loads((out / "run.json").read_text())["config"]["train"]["lr"] == 1e30  # readable run directory
+
+
+def test_fit_selects_best_on_a_held_out_validation_split(stores, config):
+    out = stores["root"] / "val"
+    result = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(out),
+                                       "--device", "cpu", "--val-fraction", "0.25", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "validation split 'valid' (40 samples)" in result.output  # 25 % of 160, stratified: 10 per class
+    assert "120 train samples" in result.output
+    assert "best validation accuracy" in result.output and "test accuracy there" in result.output
+    records = read_metrics(out / "metrics.jsonl")
+    valid = [r["valid_accuracy"] for r in records]
+    best = max(range(len(valid)), key=lambda k: (valid[k], -k))  # first epoch of the best validation accuracy
+    assert all(r["best_split"] == "valid" for r in records)
+    assert records[-1]["best_epoch"] == best and records[-1]["test_at_best"] == records[best]["test_accuracy"]
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["epoch"] == best and ckpt["best"]["split"] == "valid"
+    assert ckpt["store"]["validation"] == {"split": "train (held out)", "fraction": 0.25, "seed": 0, "n": 40}
+    bad = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(out / "x"),
+                                    "--val-fraction", "1.5"])
+    _one_line_error(bad, "--val-fraction must lie in (0, 1)")
+
+
+def test_fit_uses_the_stores_own_validation_split(tmp_path, config):
+    store = make_store(tmp_path / "v.zarr", n_train=80, n_test=40, n_valid=24)
+    out = tmp_path / "run"
+    result = runner.invoke(hm2bp_app, ["fit", str(store), "--config", str(config), "--out", str(out), "--device",
+                                       "cpu", "--epochs", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "validation split 'valid' (24 samples)" in result.output and "80 train samples" in result.output
+    assert all(r["valid_accuracy"] is not None for r in read_metrics(out / "metrics.jsonl"))
+    both = runner.invoke(hm2bp_app, ["fit", str(store), "--config", str(config), "--out", str(tmp_path / "b"),
+                                     "--val-fraction", "0.1"])
+    _one_line_error(both, "has its own validation split 'valid'; give either --val-fraction or a validation split")
+    none = runner.invoke(hm2bp_app, ["fit", str(store), "--config", str(config), "--out", str(tmp_path / "n"),
+                                     "--device", "cpu", "--epochs", "1", "--quiet", "--valid-split", "none"])
+    assert none.exit_code == 0 and "chosen on the test split" in none.output
+
+
+def test_eval_reads_a_store_over_http(run_dir, stores):
+    """`hm2bp eval URL`: the store argument is a string, so an fsspec URL reaches open_store unchanged."""
+    from tests.http_server import serve_directory
+
+    with serve_directory(stores["tiny"].parent) as base:
+        result = runner.invoke(hm2bp_app, ["eval", f"{base}/{stores['tiny'].name}", "--checkpoint",
+                                           str(run_dir / "best.pt"), "--device", "cpu",
+                                           "--plot", str(stores["root"] / "url_cm.png")])
+    assert result.exit_code == 0, result.output
+    assert "test: accuracy" in result.output and "warning" not in result.output  # same fingerprint
+
+
+def test_device_option_is_validated(stores, config):
+    import torch
+
+    bad = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--device", "gpu"])
+    assert bad.exit_code == 2 and "--device must be auto, cpu, cuda or cuda:K" in bad.output
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    missing = runner.invoke(hm2bp_app, ["eval", str(stores["tiny"]), "--checkpoint", "x.pt", "--device",
+                                        f"cuda:{n}"])
+    expected = "CUDA is not available" if n == 0 else f"has {n} CUDA device(s)"
+    _one_line_error(missing, f"--device cuda:{n}", expected)
+
+
+def test_progress_bar_counts_epochs_from_one_and_fits_80_columns():
+    import io
+
+    from rich.console import Console
+
+    from hm2bp.cli import fit as fit_cli
+
+    old = fit_cli.console
+    fit_cli.console = Console(file=io.StringIO(), width=80)
+    bar = fit_cli._RichProgress(show=True)
+    try:
+        bar.epoch_start(9, 200, 60000, 1e-3)  # epoch index 9 of 200 epochs
+        bar.batch_end(32, 2000.0, 30)
+        bar.evaluating("valid", 6000)
+        table = bar.bar.make_tasks_table(bar.bar.tasks)
+    finally:
+        bar.bar.stop()
+        fit_cli.console = old
+    screen = Console(width=80, record=True, file=io.StringIO())
+    screen.print(table)
+    lines = [line for line in screen.export_text().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("epoch 10/200 valid"), lines
+    assert "32/60000" in lines[0] and "acc  93.8%" in lines[0]
+    assert len(lines[0].rstrip()) <= 80

@@ -131,5 +131,39 @@ def test_fetch_licensed_message(tmp_path):
     )
     r = _run("fetch", p, "--dest", tmp_path / "d")
     assert r.exit_code == 1 and "Order LDC93S9" in r.output and "Traceback" not in r.output
+    assert "pass that directory as --source to `spikedata encode ti`" in " ".join(r.output.split())
     r = _run("fetch", "no-such-dataset")
     assert r.exit_code == 1 and "no manifest for dataset 'no-such-dataset'" in r.output
+
+
+def test_max_train_is_a_seeded_stratified_subset(tmp_path):
+    """--max-train N keeps N samples with the class proportions (not the first N), the same for 1 and 2 workers."""
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"sub{workers}.zarr"
+        r = _run("encode", "mnist-5k", "--out", out, "--steps", 20, "--max-train", 50, "--max-test", 20,
+                 "--split-seed", 4, "--workers", workers, "--quiet", "--keep-images")  # fmt: skip
+        assert r.exit_code == 0, r.output
+        outs.append(open_store(out))
+    a, b = outs
+    assert a.attrs["split_sha256"] == b.attrs["split_sha256"]
+    assert len(a["train"]) == 50 and len(a["test"]) == 20
+    assert np.bincount(a["train"].labels, minlength=10).tolist() == [5] * 10
+    assert a.attrs["split"]["subsets"]["train"] == {
+        "method": a.attrs["split"]["subsets"]["train"]["method"], "seed": 4, "kept": 50, "of": 4000}  # fmt: skip
+    full = load_mnist_5k("train")
+    from spikedata.splits import stratified_subset
+
+    idx = stratified_subset(full.labels, [f"train:{i}" for i in range(len(full))], 50, 4)
+    assert np.array_equal(a["train"].extra("images"), full.images[idx])
+    assert not np.array_equal(idx, np.arange(50))
+
+
+def test_inspect_reads_a_store_over_http(mnist5k_store):
+    """`spikedata inspect URL`: the store argument is a string, so an fsspec URL reaches open_store unchanged."""
+    from tests.http_server import serve_directory
+
+    with serve_directory(mnist5k_store.parent) as base:
+        r = _run("inspect", f"{base}/{mnist5k_store.name}", "--split", "test", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["splits"]["test"]["n_samples"] == 1000

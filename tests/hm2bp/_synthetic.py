@@ -36,11 +36,13 @@ def encode_synthetic(start: int, stop: int, *, n: int, n_units: int, n_steps: in
 
 def make_store(path: Path, n_train: int = 200, n_test: int = 100, n_units: int = 40, n_steps: int = 50,
                n_classes: int = 4, high: float = 0.3, low: float = 0.02, seed: int = 0,
-               empty_train: bool = False) -> Path:
-    """Write a synthetic store with splits train/test at `path` through `encode_to_store`."""
+               empty_train: bool = False, n_valid: int = 0) -> Path:
+    """Write a synthetic store with splits train/test (and `valid` when `n_valid` > 0) at `path` through
+    `encode_to_store`."""
     common = dict(n_units=n_units, n_steps=n_steps, n_classes=n_classes, high=high, low=low, seed=seed)
     jobs = {}
-    for split_id, (name, n) in enumerate((("train", 0 if empty_train else n_train), ("test", n_test))):
+    splits = [("train", 0 if empty_train else n_train), ("test", n_test)] + ([("valid", n_valid)] if n_valid else [])
+    for split_id, (name, n) in enumerate(splits):
         jobs[name] = SplitJob(n, partial(encode_synthetic, n=n, split_id=split_id, **common), chunk=64)
     attrs = {
         "dataset": "synthetic",

@@ -428,4 +428,4 @@ def test_fit_preset_mnist_cnn_end_to_end(tmp_path):
     store = make_image_store(tmp_path / "digits.zarr", 28, 400, 4, 2, n_classes=10)
     res = _fit(store, "--preset", "mnist-cnn", "--out", tmp_path / "run", "--epochs", "1", "--batch-size", "2")
     assert res.exit_code == 0, res.output
-    assert "784 -> 15C5 -> P2 -> 40C5 -> P2 -> 300 -> 10" in res.output and "final test accuracy" in res.output
+    assert "784 -> 15C5 -> P2 -> 40C5 -> P2 -> 300 -> 10" in res.output and "final epoch 1/1" in res.output

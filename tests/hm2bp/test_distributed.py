@@ -92,15 +92,6 @@ def test_rank_bounds_rejects_bad_rank():
         dp.rank_bounds(5, 2, 2)
 
 
-def test_shard_batches_reassemble_the_global_batches():
-    order = np.random.default_rng(0).permutation(23)
-    parts = [dp.shard_batches(order, 4, r, 3) for r in range(3)]
-    assert len({len(p) for p in parts}) == 1 and len(parts[0]) == 2  # ceil(23 / 12) batches on every rank
-    for k in range(2):
-        np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), order[12 * k : 12 * (k + 1)])
-    assert [len(p[1]) for p in parts] == [3, 4, 4]  # short last batch of 11 split evenly
-
-
 @pytest.mark.parametrize("n, batch, world, block, buffer", [(17, 4, 2, 256, 4096), (50, 3, 3, 4, 8)])
 def test_loader_shards_equal_one_loader_at_global_batch(store_path, n, batch, world, block, buffer):
     """Batch k of rank r is the r-th share of batch k of one loader at batch world*B: same samples, spikes, labels
@@ -248,7 +239,7 @@ def test_two_ranks_train_like_one_process_at_double_batch(tmp_path, store_path, 
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 ranks (gloo, global batch 8)" in " ".join(proc.stdout.split())  # rich may wrap lines
-    assert proc.stdout.count("final test accuracy") == 1  # only rank 0 reports
+    assert proc.stdout.count("final epoch") == 1  # only rank 0 reports
     ckpt = load_checkpoint(out / LAST)
     assert (ckpt["epoch"], ckpt["world_size"], ckpt["global_batch"]) == (1, 2, 8)
     assert json.loads((out / RUN_INFO).read_text())["world_size"] == 2

@@ -176,7 +176,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     for k in a["weights"]:
         assert torch.equal(a["weights"][k], b["weights"][k])
     assert torch.equal(a["boost"], b["boost"])
-    strip = ("seconds", "samples_per_s", "test_seconds")
+    strip = ("seconds", "samples_per_s", "test_seconds", "valid_seconds")
     ra = [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
     rb = [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / "killed" / "metrics.jsonl")]
     assert ra == rb and len(ra) == 2

@@ -229,7 +229,7 @@ def test_licensed_dataset_without_url(tmp_path):
         fetch(p, tmp_path / "d", progress=False)
     msg = str(info.value)
     assert "cannot be downloaded automatically" in msg and "LDC93S9" in msg and "ti46" in msg
-    assert "--source" in msg and not (tmp_path / "d").exists()
+    assert "as `source` to `spikedata encode ti`" in msg and not (tmp_path / "d").exists()  # the CLI says --source
 
 
 def test_md5_only_zip_is_verified_and_extracted(server, tmp_path):

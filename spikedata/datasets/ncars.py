@@ -1,0 +1,37 @@
+"""Prophesee N-CARS: 100 ms ATIS recordings of cars and background, Prophesee ``.dat`` files.
+
+Layout: ``n-cars_train/{cars,background}/*.dat`` and ``n-cars_test/{cars,background}/*.dat`` (the two folders of
+the official archives; the ``n-cars_`` prefix is optional). Classes ``background`` (0), ``cars`` (1); the split is
+the published one. The ``.dat`` headers state no geometry: the sensor is taken from the manifest (120 x 100).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from spikedata.datasets.event_folder import EventFolder, EventSplit, _files_under
+from spikedata.manifest import load_manifest
+
+
+def find_ncars(source: str | os.PathLike) -> EventFolder:
+    """The published splits of N-CARS under `source`."""
+    source = Path(source)
+    manifest = load_manifest("ncars")
+    classes = tuple(manifest.classes or ("background", "cars"))
+    splits = {}
+    for split in ("train", "test"):
+        folder = next((source / d for d in (f"n-cars_{split}", split) if (source / d).is_dir()), None)
+        if folder is None:
+            continue
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            for f in _files_under(folder / name, (".dat",)) if (folder / name).is_dir() else []:
+                files.append(f.relative_to(source).as_posix())
+                labels.append(label)
+        if files:
+            splits[split] = EventSplit(str(source), split, tuple(files), tuple(labels))
+    if not splits:
+        raise FileNotFoundError(f"{source}: no N-CARS folders n-cars_train/ or n-cars_test/ with "
+                                f"{'/ and '.join(classes)}/ *.dat files")  # fmt: skip
+    return EventFolder(source, classes, splits, split_info={"kind": "published"})

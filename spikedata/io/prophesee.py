@@ -1,0 +1,533 @@
+"""Prophesee / Metavision recordings: EVT 2.0 and EVT 3.0 ``.raw`` files and the older ``.dat`` files.
+
+All three start with a text header of lines ``% key value\\n`` (newer files end it with ``% end``); the binary data
+follow. The header decides the format: ``% evt 2.0`` / ``% evt 3.0`` or ``% format EVT2`` / ``% format EVT3;...``
+for ``.raw`` files, ``% Data file containing <type> events`` with ``% Version 2`` for ``.dat`` files.
+
+Sensor size (width, height) from the header, first match wins: ``% geometry WxH``, ``width=``/``height=`` in
+``% format``, ``% Width`` / ``% Height`` (DAT), else the sensor generation that ``% plugin_name`` or
+``% sensor_generation`` names (Gen3 / Gen3.1: 640 x 480; Gen4 / Gen4.1 / IMX636: 1280 x 720; GenX320: 320 x 320;
+ATIS / Gen2: 304 x 240). None when the header says none of these.
+
+EVT 2.0 (little-endian 32-bit words, type in bits 31-28):
+
+* ``0x0`` CD_OFF / ``0x1`` CD_ON: bits 27-22 time (6 low bits), 21-11 x, 10-0 y;
+* ``0x8`` EV_TIME_HIGH: bits 27-0 = time >> 6;
+* ``0xA`` EXT_TRIGGER, ``0xE`` OTHERS, ``0xF`` CONTINUED: skipped and counted.
+
+EVT 3.0 (little-endian 16-bit words, type in bits 15-12, state carried between words):
+
+* ``0x0`` EVT_ADDR_Y: y = bits 10-0;
+* ``0x2`` EVT_ADDR_X: one event at x = bits 10-0, polarity bit 11;
+* ``0x3`` VECT_BASE_X: base x = bits 10-0, polarity bit 11;
+* ``0x4`` VECT_12 / ``0x5`` VECT_8: one event at base x + i for every set bit i of the 12 / 8 bit mask, then
+  base x += 12 / 8;
+* ``0x6`` EVT_TIME_LOW: time = time base + bits 11-0;
+* ``0x8`` EVT_TIME_HIGH: time base = bits 11-0 << 12 (time low restarts at 0);
+* ``0xA`` EXT_TRIGGER, ``0xE`` OTHERS, ``0x7`` CONTINUED_4, ``0xF`` CONTINUED_12: skipped and counted.
+
+Time is the 12-bit TIME_HIGH joined with the 12-bit TIME_LOW: the TIME_LOW counter wraps every 4096 µs and the
+encoder sends the next TIME_HIGH before it does, so the time base is never advanced from a TIME_LOW decrease
+(small TIME_LOW steps back do occur in real recordings and are kept in file order). The 24-bit (EVT 3) /
+34-bit (EVT 2) time itself loops: a TIME_HIGH that falls back by nearly the whole range starts the next loop
+(Metavision's rule). Events before the first TIME_HIGH have no time and are skipped (and counted), as
+Metavision does. A word of a type the format does not define is an error.
+
+DAT (``% Version 2``): after the header one byte event type (0 = 2-D events) and one byte event size (8), then
+8-byte events: uint32 time (µs; its 32-bit wrap is unwrapped) and uint32 with x in bits 13-0, y in bits 27-14,
+polarity in bit 28.
+
+Every reader then checks what it decoded (`check_plausible`): time monotone within `TIME_TOLERANCE_US`,
+coordinates inside the header's geometry, polarity 0 / 1; a violation raises `EventFileError` naming the file,
+the format and the byte offset of the word that produced the first offending event.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numba
+import numpy as np
+
+from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
+
+FORMATS = ("evt2", "evt3", "dat")
+#: A decoded event may lie at most this far (µs) before the latest earlier event; real recordings step back by a
+#: few µs (EVT 3 TIME_LOW jitter), a mis-decoded or foreign file by much more.
+TIME_TOLERANCE_US = 1000
+
+# (pattern in the lower-cased plugin / generation text, (width, height))
+_GENERATION_SIZES = (
+    ("genx320", (320, 320)),
+    ("imx636", (1280, 720)),
+    ("imx646", (1280, 720)),
+    ("gen41", (1280, 720)),
+    ("gen4", (1280, 720)),
+    ("gen31", (640, 480)),
+    ("gen3", (640, 480)),
+    ("atis", (304, 240)),
+    ("gen2", (304, 240)),
+)
+_GENERATION_NUMBERS = {"4.1": (1280, 720), "4.0": (1280, 720), "4": (1280, 720), "3.1": (640, 480),
+                       "3.0": (640, 480), "3": (640, 480), "320": (320, 320)}  # fmt: skip
+_GEOMETRY = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Header
+
+
+def parse_header(data: bytes | memoryview) -> tuple[int, list[tuple[str, str]]] | None:
+    """(offset of the first data byte, [(key, value)]) of a ``%`` text header, or None when `data` does not start
+    with one (a line that is not text ends the header: binary data may begin with the byte of ``%``)."""
+    pos = 0
+    n = len(data)
+    entries: list[tuple[str, str]] = []
+    while pos < n and data[pos] == 0x25:  # '%'
+        end = bytes(data[pos : pos + 4096]).find(b"\n")
+        if end < 0:
+            break
+        raw = bytes(data[pos + 1 : pos + end]).rstrip(b"\r")
+        if not all(b >= 0x20 or b == 0x09 for b in raw):
+            break
+        text = raw.decode("ascii", errors="replace").strip()
+        key, _, value = text.partition(" ")
+        pos += end + 1
+        if key.lower() == "end":
+            break
+        entries.append((key, value.strip()))
+    return (pos, entries) if entries else None
+
+
+def header_format(entries: list[tuple[str, str]]) -> str | None:
+    """'evt2', 'evt3', 'dat', 'unsupported:<what>' or None (not a Prophesee header) from the header entries."""
+    table = {k.lower(): v for k, v in entries}
+    if "evt" in table:
+        version = table["evt"].strip()
+        return {"2.0": "evt2", "3.0": "evt3"}.get(version, f"unsupported:EVT {version}")
+    if "format" in table:
+        name = table["format"].split(";")[0].strip().upper()
+        return {"EVT2": "evt2", "EVT3": "evt3"}.get(name, f"unsupported:format {name}")
+    for key, value in entries:
+        if key.lower() == "data" and value.lower().startswith("file containing"):
+            return "dat"
+    if "version" in table and ("date" in table or "height" in table or "width" in table):
+        return "dat"
+    return None
+
+
+def header_sensor_size(entries: list[tuple[str, str]]) -> tuple[int, int] | None:
+    """(width, height) px stated by the header (rules in the module docstring), else None."""
+    table = {k.lower(): v for k, v in entries}
+    m = _GEOMETRY.match(table.get("geometry", ""))
+    if m:
+        return int(m.group(1)), int(m.group(2))
+    if "format" in table:
+        fields = dict(f.split("=", 1) for f in table["format"].split(";")[1:] if "=" in f)
+        if "width" in fields and "height" in fields:
+            return int(fields["width"]), int(fields["height"])
+    if table.get("width", "").isdigit() and table.get("height", "").isdigit():
+        return int(table["width"]), int(table["height"])
+    generation = table.get("sensor_generation", "").strip()
+    if generation in _GENERATION_NUMBERS:
+        return _GENERATION_NUMBERS[generation]
+    plugin = (table.get("plugin_name", "") + " " + table.get("sensor_name", "")).lower().replace(".", "")
+    for key, size in _GENERATION_SIZES:
+        if key in plugin:
+            return size
+    return None
+
+
+def detect(data: bytes | memoryview) -> str | None:
+    """The Prophesee format of `data` ('evt2', 'evt3', 'dat', 'unsupported:...') or None."""
+    parsed = parse_header(data[:65536])
+    return None if parsed is None else header_format(parsed[1])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Kernels (numba): decode straight into the fields of the output event array.
+
+
+
+_POPCOUNT12 = np.array([bin(i).count("1") for i in range(4096)], dtype=np.int64)
+#: Word types each format defines (others are errors).
+_EVT3_TYPES = (0x0, 0x2, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0xA, 0xE, 0xF)
+_EVT2_TYPES = (0x0, 0x1, 0x8, 0xA, 0xE, 0xF)
+
+
+@numba.njit(cache=True)
+def _first_of_type(words, shift, typ):  # pragma: no cover - numba
+    for i in range(words.shape[0]):
+        if (words[i] >> shift) == typ:
+            return i
+    return words.shape[0]
+
+
+@numba.njit(cache=True)
+def _evt3_histogram(words, pop, first):  # pragma: no cover - numba
+    """(events from word `first` on, events before it, word-type histogram [16]); branch-free in the main loop
+    (a per-word histogram update costs more than the decoding, so only the rare types are counted there)."""
+    before = 0
+    for i in range(first):
+        w = np.int64(words[i])
+        typ = w >> 12
+        m = (w & 0xFFF) if typ == 0x4 else ((w & 0xFF) if typ == 0x5 else (1 if typ == 0x2 else 0))
+        before += pop[m]
+    n = 0
+    seen = 0
+    ext = 0
+    other = 0
+    cont = 0
+    for i in range(words.shape[0]):
+        w = np.int64(words[i])
+        typ = w >> 12
+        seen |= 1 << typ
+        ext += typ == 0xA
+        other += typ == 0xE
+        cont += (typ == 0x7) + (typ == 0xF)
+        m = (w & 0xFFF) if typ == 0x4 else ((w & 0xFF) if typ == 0x5 else (1 if typ == 0x2 else 0))
+        n += pop[m]
+    hist = np.zeros(16, np.int64)
+    for t in range(16):
+        hist[t] = (seen >> t) & 1
+    hist[0xA] = ext
+    hist[0xE] = other
+    hist[0x7] = cont
+    return n - before, before, hist
+
+
+@numba.njit(cache=True)
+def _evt3_word_of_event(words, pop, first, k):  # pragma: no cover - numba
+    """Index of the word that produces event `k` (counting from the first TIME_HIGH)."""
+    n = 0
+    for i in range(first, words.shape[0]):
+        w = np.int64(words[i])
+        typ = w >> 12
+        m = (w & 0xFFF) if typ == 0x4 else ((w & 0xFF) if typ == 0x5 else (1 if typ == 0x2 else 0))
+        n += pop[m]
+        if n > k:
+            return i
+    return words.shape[0] - 1
+
+
+@numba.njit(cache=True)
+def _evt2_word_of_event(words, first, k):  # pragma: no cover - numba
+    n = 0
+    for i in range(first, words.shape[0]):
+        n += (words[i] >> 28) <= 1
+        if n > k:
+            return i
+    return words.shape[0] - 1
+
+
+@numba.njit(cache=True)
+def _evt3_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no cover - numba
+    """Decode into the output fields; returns (events, suspect). `suspect` is raised when the time falls back by
+    more than `tolerance` at a TIME_HIGH / TIME_LOW word, and the largest x / y are returned, so that the exact
+    per-event check (`check_plausible`) only runs on files that may fail it (a per-event check here would cost
+    as much as the decoding)."""
+    max_base = ((1 << 12) - 1) << 12
+    loop = 1 << 24
+    threshold = 10 << 12
+    n = 0
+    y = 0
+    base_x = 0
+    pol = 0
+    base = np.int64(0)
+    t = np.int64(0)
+    loops = np.int64(0)
+    have_time = False
+    suspect = False
+    max_x = 0
+    max_y = 0
+    for i in range(words.shape[0]):
+        w = np.int64(words[i])
+        typ = w >> 12
+        if typ == 0x0:
+            y = w & 0x7FF
+            max_y = max(max_y, y)
+        elif typ == 0x2:
+            if have_time:
+                x = w & 0x7FF
+                max_x = max(max_x, x)
+                t_out[n] = t
+                x_out[n] = x
+                y_out[n] = y
+                p_out[n] = (w >> 11) & 1
+                n += 1
+        elif typ == 0x3:
+            base_x = w & 0x7FF
+            pol = (w >> 11) & 1
+        elif typ == 0x4 or typ == 0x5:
+            span = 12 if typ == 0x4 else 8
+            mask = w & ((1 << span) - 1)
+            if have_time and mask:
+                top = 0
+                for b in range(span):
+                    if (mask >> b) & 1:
+                        t_out[n] = t
+                        x_out[n] = base_x + b
+                        y_out[n] = y
+                        p_out[n] = pol
+                        n += 1
+                        top = b
+                max_x = max(max_x, base_x + top)
+            base_x += span
+        elif typ == 0x6:
+            new_t = base + (w & 0xFFF)
+            if new_t < t - tolerance:
+                suspect = True
+            t = new_t
+        elif typ == 0x8:
+            new_base = ((w & 0xFFF) << 12) + loops * loop
+            if have_time and base > new_base and base - new_base >= max_base - threshold:
+                new_base += loop
+                loops += 1
+            if new_base < t - tolerance:
+                suspect = True
+            base = new_base
+            t = base
+            have_time = True
+    return n, suspect, max_x, max_y
+
+
+@numba.njit(cache=True)
+def _evt2_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no cover - numba
+    """One pass, one output slot per word: (events, suspect, max x, max y, first word of an undefined type or
+    -1, skipped [ext_trigger, others, continued, before_first_time_high]); `suspect` as in `_evt3_decode`
+    (within one TIME_HIGH period the time can fall back by at most 63 µs)."""
+    skipped = np.zeros(4, np.int64)
+    max_base = ((np.int64(1) << 28) - 1) << 6
+    loop = np.int64(1) << 34
+    threshold = np.int64(10) << 6
+    n = 0
+    base = np.int64(0)
+    loops = np.int64(0)
+    have_time = False
+    suspect = False
+    max_x = 0
+    max_y = 0
+    for i in range(words.shape[0]):
+        w = np.int64(words[i])
+        typ = w >> 28
+        if typ <= 1:
+            if not have_time:
+                skipped[3] += 1
+                continue
+            x = (w >> 11) & 0x7FF
+            y = w & 0x7FF
+            max_x = max(max_x, x)
+            max_y = max(max_y, y)
+            t_out[n] = base + ((w >> 22) & 0x3F)
+            x_out[n] = x
+            y_out[n] = y
+            p_out[n] = typ
+            n += 1
+        elif typ == 0x8:
+            new_base = ((w & 0xFFFFFFF) << 6) + loops * loop
+            if have_time and base > new_base and base - new_base >= max_base - threshold:
+                new_base += loop
+                loops += 1
+            if have_time and new_base + 63 < base - tolerance:
+                suspect = True
+            base = new_base
+            have_time = True
+        elif typ == 0xA:
+            skipped[0] += 1
+        elif typ == 0xE:
+            skipped[1] += 1
+        elif typ == 0xF:
+            skipped[2] += 1
+        else:
+            return n, suspect, max_x, max_y, i, skipped
+    return n, suspect or tolerance < 63, max_x, max_y, -1, skipped
+
+
+@numba.njit(cache=True)
+def _dat_decode(ts, data, t_out, x_out, y_out, p_out):  # pragma: no cover - numba
+    wrap = np.int64(0)
+    prev = np.int64(ts[0]) if ts.shape[0] else np.int64(0)
+    for i in range(ts.shape[0]):
+        t = np.int64(ts[i])
+        if t < prev and prev - t > (np.int64(1) << 31):
+            wrap += np.int64(1) << 32
+        prev = t
+        d = data[i]
+        t_out[i] = t + wrap
+        x_out[i] = d & 0x3FFF
+        y_out[i] = (d >> 14) & 0x3FFF
+        p_out[i] = (d >> 28) & 1
+
+
+@numba.njit(cache=True)
+def _first_implausible(t, x, y, p, width, height, tolerance):  # pragma: no cover - numba
+    """(index, reason) of the first implausible event: 1 time step back, 2 x, 3 y, 4 polarity; (-1, 0) if none."""
+    latest = np.int64(-(1 << 62))
+    for i in range(t.shape[0]):
+        ti = t[i]
+        if ti < latest - tolerance:
+            return i, 1
+        if ti > latest:
+            latest = ti
+        if width > 0 and (x[i] < 0 or x[i] >= width):
+            return i, 2
+        if height > 0 and (y[i] < 0 or y[i] >= height):
+            return i, 3
+        if p[i] != 0 and p[i] != 1:
+            return i, 4
+    return -1, 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Readers
+
+
+def check_plausible(
+    events: np.ndarray,
+    path: str | os.PathLike,
+    fmt: str,
+    sensor_size: tuple[int, int] | None,
+    offset_of,
+    tolerance_us: int = TIME_TOLERANCE_US,
+) -> None:
+    """Raise `EventFileError` at the first event that steps back in time by more than `tolerance_us`, lies
+    outside `sensor_size` (width, height; unchecked when None) or has a polarity other than 0 / 1.
+    `offset_of(k)` gives the byte offset of the data that produced event k. The EVT decoders gather the maxima and
+    the time steps while decoding and call this only when those say the file may fail it."""
+    w, h = sensor_size if sensor_size is not None else (0, 0)
+    i, reason = _first_implausible(events["t"], events["x"], events["y"], events["p"], w, h, int(tolerance_us))
+    _raise_implausible(events, int(i), int(reason), path, fmt, sensor_size, offset_of, tolerance_us)
+
+
+def _raise_implausible(events, i, reason, path, fmt, sensor_size, offset_of, tolerance_us) -> None:
+    if i < 0:
+        return
+    w, h = sensor_size if sensor_size is not None else (0, 0)
+    e = events[i]
+    if reason == 1:
+        latest = int(events["t"][:i].max())
+        what = (f"time steps back at event {i}: {int(e['t'])} µs after {latest} µs (more than the "
+                f"{tolerance_us} µs tolerated); the file is corrupt or not {fmt}")  # fmt: skip
+    elif reason in (2, 3):
+        what = (f"event {i} at (x {int(e['x'])}, y {int(e['y'])}) lies outside the {w} x {h} sensor the header "
+                f"states; the file is corrupt or not {fmt}")  # fmt: skip
+    else:
+        what = f"event {i} has polarity {int(e['p'])} (0 or 1 expected)"
+    raise EventFileError(path, fmt, int(offset_of(i)), what)
+
+
+def _needs_check(suspect: bool, max_x: int, max_y: int, size: tuple[int, int] | None) -> bool:
+    return bool(suspect) or (size is not None and (max_x >= size[0] or max_y >= size[1]))
+
+
+def _header_or_fail(data: bytes, path, fmt: str) -> tuple[int, list[tuple[str, str]]]:
+    parsed = parse_header(data)
+    if parsed is None:
+        raise EventFileError(path, fmt, 0, "no '%' text header")
+    return parsed
+
+
+def _info(path, fmt, n, size, skipped: dict[str, int], entries) -> EventFileInfo:
+    total, by_type = skipped_info(skipped)
+    return EventFileInfo(str(path), fmt, int(n), size, total, by_type, None, None, dict(entries))
+
+
+def _words_or_fail(data: bytes, start: int, itemsize: int, dtype: str, path, fmt: str) -> np.ndarray:
+    body = len(data) - start
+    if body % itemsize:
+        end = start + (body // itemsize) * itemsize
+        raise EventFileError(path, fmt, end, f"truncated: the last {body % itemsize} byte(s) do not form a "
+                             f"{itemsize}-byte word")  # fmt: skip
+    return np.frombuffer(data, dtype=dtype, offset=start, count=body // itemsize)
+
+
+def _check_types(words, hist, defined, shift, start, itemsize, path, fmt) -> None:
+    unknown = [t for t in range(16) if hist[t] and t not in defined]
+    if unknown:
+        i = int(np.flatnonzero(np.isin(words >> shift, unknown))[0])
+        raise EventFileError(path, fmt, start + itemsize * i, f"word 0x{int(words[i]):0{2 * itemsize}x} has type "
+                             f"0x{int(words[i]) >> shift:x}, which {fmt} does not define; the file is corrupt or "
+                             f"not {fmt}")  # fmt: skip
+
+
+def read_evt3(
+    data: bytes, path: str | os.PathLike = "<bytes>", sensor_size: tuple[int, int] | None = None,
+    time_tolerance_us: int = TIME_TOLERANCE_US,
+) -> tuple[np.ndarray, EventFileInfo]:
+    """Events of an EVT 3.0 ``.raw`` file's bytes and its info; `sensor_size` overrides the header's geometry."""
+    fmt = "evt3"
+    start, entries = _header_or_fail(data, path, fmt)
+    size = sensor_size if sensor_size is not None else header_sensor_size(entries)
+    words = _words_or_fail(data, start, 2, "<u2", path, fmt)
+    first = _first_of_type(words, 12, 0x8)
+    n, before, hist = _evt3_histogram(words, _POPCOUNT12, first)
+    _check_types(words, hist, _EVT3_TYPES, 12, start, 2, path, fmt)
+    events = np.empty(int(n), dtype=EVENT_DTYPE)
+    _, suspect, max_x, max_y = _evt3_decode(words, events["t"], events["x"], events["y"], events["p"],
+                                            int(time_tolerance_us))  # fmt: skip
+    if _needs_check(suspect, max_x, max_y, size):
+        check_plausible(events, path, fmt, size,
+                        lambda k: start + 2 * int(_evt3_word_of_event(words, _POPCOUNT12, first, k)),
+                        time_tolerance_us)  # fmt: skip
+    skipped = {"ext_trigger": hist[0xA], "others": hist[0xE], "continued": hist[0x7],
+               "before_first_time_high": before}  # fmt: skip
+    return events, _info(path, fmt, n, size, skipped, entries)
+
+
+def read_evt2(
+    data: bytes, path: str | os.PathLike = "<bytes>", sensor_size: tuple[int, int] | None = None,
+    time_tolerance_us: int = TIME_TOLERANCE_US,
+) -> tuple[np.ndarray, EventFileInfo]:
+    """Events of an EVT 2.0 ``.raw`` file's bytes and its info; `sensor_size` overrides the header's geometry."""
+    fmt = "evt2"
+    start, entries = _header_or_fail(data, path, fmt)
+    size = sensor_size if sensor_size is not None else header_sensor_size(entries)
+    words = _words_or_fail(data, start, 4, "<u4", path, fmt)
+    # Nearly every EVT 2.0 word is an event: decode in one pass into one slot per word, then shrink in place.
+    events = np.empty(words.shape[0], dtype=EVENT_DTYPE)
+    n, suspect, max_x, max_y, unknown, counts = _evt2_decode(words, events["t"], events["x"], events["y"],
+                                                             events["p"], int(time_tolerance_us))  # fmt: skip
+    if unknown >= 0:
+        _check_types(words[: unknown + 1], np.bincount(words[: unknown + 1] >> 28, minlength=16), _EVT2_TYPES, 28,
+                     start, 4, path, fmt)  # fmt: skip
+    events.resize(int(n), refcheck=False)
+    if _needs_check(suspect, max_x, max_y, size):
+        first = _first_of_type(words, 28, 0x8)
+        check_plausible(events, path, fmt, size, lambda k: start + 4 * int(_evt2_word_of_event(words, first, k)),
+                        time_tolerance_us)  # fmt: skip
+    skipped = dict(zip(("ext_trigger", "others", "continued", "before_first_time_high"), counts.tolist(),
+                       strict=True))  # fmt: skip
+    return events, _info(path, fmt, n, size, skipped, entries)
+
+
+def read_dat(
+    data: bytes, path: str | os.PathLike = "<bytes>", sensor_size: tuple[int, int] | None = None,
+    time_tolerance_us: int = TIME_TOLERANCE_US,
+) -> tuple[np.ndarray, EventFileInfo]:
+    """Events of a Prophesee ``.dat`` file's bytes (2-D events, Version 2) and its info."""
+    fmt = "dat"
+    start, entries = _header_or_fail(data, path, fmt)
+    table = {k.lower(): v for k, v in entries}
+    version = table.get("version", "").strip()
+    if version and version != "2":
+        raise EventFileError(path, fmt, 0, f"DAT version {version} is not supported (version 2 is)")
+    for key, value in entries:
+        if key.lower() == "data" and "event2d" not in value.lower().replace(" ", "") and "cd" not in value.lower():
+            raise EventFileError(path, fmt, 0, f"'{key} {value}': only 2-D (CD) event files are supported")
+    if len(data) - start < 2:
+        raise EventFileError(path, fmt, start, "truncated: no event type / size bytes after the header")
+    ev_type, ev_size = data[start], data[start + 1]
+    if ev_type != 0 or ev_size != 8:
+        raise EventFileError(path, fmt, start, f"event type {ev_type} of size {ev_size}: only 2-D events (type 0, "
+                             "8 bytes) are supported")  # fmt: skip
+    body = start + 2
+    words = _words_or_fail(data, body, 4, "<u4", path, fmt)
+    if len(words) % 2:
+        raise EventFileError(path, fmt, len(data) - 4, "truncated: the last 4 bytes do not form an 8-byte event")
+    pairs = words.reshape(-1, 2)
+    size = sensor_size if sensor_size is not None else header_sensor_size(entries)
+    events = np.empty(pairs.shape[0], dtype=EVENT_DTYPE)
+    _dat_decode(pairs[:, 0], pairs[:, 1], events["t"], events["x"], events["y"], events["p"])
+    check_plausible(events, path, fmt, size, lambda k: body + 8 * int(k), time_tolerance_us)
+    return events, _info(path, fmt, len(events), size, {}, entries)
