@@ -1,8 +1,9 @@
 """S-PSP read-out `K` and side-effect sums (docs/algorithm.md §3.1 in the form of §3.17), one backward scan.
 
 One program per tile of (samples x post neurons) `[SB, BN]` walks `q = T-1 .. T_R+1` once. The read-out
-coefficients of every post spike (at most four events: start and end of the range where a delayed pre spike counts, split where the
-previous refractory period ends, cut by the `W`-step window) are found on the fly from the spike codes of
+coefficients of every post spike (at most four events: start and end of the range where a delayed pre spike
+counts, split where the previous refractory period ends, cut by the `W`-step window) are found on the fly from the
+spike codes of
 `hm2bp.kernels.triton.lif` at three fixed offsets (`q`, `q + 1 - T_R`, `q + D`) and the next two spike times
 (registers). The two trace accumulators run in float64, `K[q - T_R]` is stored as float32 and `side = sum_tau K R`
 accumulates in float64 against the layer's forward current `R`: O(T n) work, no `[T, T]` filters, no float64
