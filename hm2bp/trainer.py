@@ -43,6 +43,7 @@ from hm2bp import distributed as dp
 from hm2bp.augment import training_images
 from hm2bp.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from hm2bp.config import NetworkConfig, load_config
+from hm2bp.device_data import DEFAULT_RESIDENT_FRACTION
 from hm2bp.errors import Hm2bpError
 from hm2bp.loader import DEFAULT_BUFFER, SpikeLoader, resolve_device
 from hm2bp.metrics import confusion_matrix, plot_learning_curve, write_metrics
@@ -146,10 +147,11 @@ def evaluate_loader(network, loader: SpikeLoader, progress: Progress | None = No
     labels, preds, indices = [], [], []
     for batch in loader.epoch(0):
         p, _ = network.predict(batch.spikes)
-        preds.append(p.cpu().numpy())
-        labels.append(batch.labels.cpu().numpy())
+        preds.append(p)
+        labels.append(batch.labels)
         indices.append(batch.indices)
-    return EvalResult(np.concatenate(labels).astype(np.int64), np.concatenate(preds).astype(np.int64),
+    # One read-back per pass: the predictions stay on the device until every batch is enqueued.
+    return EvalResult(torch.cat(labels).cpu().numpy().astype(np.int64), torch.cat(preds).cpu().numpy().astype(np.int64),
                       np.concatenate(indices), time.perf_counter() - t0)
 
 
@@ -197,6 +199,8 @@ class Trainer:
         eval_batch_size: int | None = None,
         shuffle_buffer: int = DEFAULT_BUFFER,
         world: dp.World | None = None,
+        report_every: int | None = None,
+        resident_fraction: float = DEFAULT_RESIDENT_FRACTION,
     ):
         self.net = network
         self.config: NetworkConfig = network.config
@@ -204,9 +208,20 @@ class Trainer:
         self.device = resolve_device(device)
         self.train_split, self.test_split = train_split, test_split
         self.world = world or dp.SINGLE
+        augmenting = self.config.augment.enabled
         self.loader = SpikeLoader(train_split, self.train.batch_size, device=self.device, shuffle=True,
                                   seed=self.train.seed, limit=max_train, buffer_samples=shuffle_buffer,
-                                  rank=self.world.rank, world_size=self.world.world_size)
+                                  rank=self.world.rank, world_size=self.world.world_size,
+                                  resident_fraction=resident_fraction, events=not augmenting)
+        self.n_classes = int(self.config.layers[-1].size)
+        bad = (self.loader.labels < 0) | (self.loader.labels >= self.n_classes)
+        if bad.any():  # checked once here, so that the training step need not read labels back from the device
+            raise SetupError(f"split {getattr(train_split, 'name', '?')!r}: {int(bad.sum())} labels outside "
+                             f"[0, {self.n_classes - 1}] (first at sample {int(np.flatnonzero(bad)[0])})")
+        #: Steps between read-backs of the running loss and accuracy (and the deferred finiteness check): every
+        #: step on CPU, where reading costs nothing; every 50 on a GPU, whose queue must never drain.
+        self.report_every = max(1, int(report_every if report_every is not None
+                                       else (1 if self.device.type == "cpu" else 50)))
         # The optimiser steps once per global batch: the batch scaling of the learning rate uses its size.
         self.lr_spec = dataclasses.replace(self.train, batch_size=self.loader.global_batch)
         # Kept for the whole run: an evaluation split that fits in one buffer is read from the store only once.
@@ -227,7 +242,6 @@ class Trainer:
         self.state = RunState()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.store_info = dict(store_info or {})
-        self.n_classes = int(self.config.layers[-1].size)
 
     def _eval_loader(self, split: SplitSource | None, limit: int | None, batch: int,
                      buffer: int) -> tuple[SpikeLoader | None, dp.SplitShard | None]:
@@ -290,63 +304,94 @@ class Trainer:
     # ---- one epoch --------------------------------------------------------------------------------------------
 
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, Any]:
-        """Train one epoch; returns its metric record (without the test accuracy)."""
+        """Train one epoch; returns its metric record (without the test accuracy).
+
+        Single process: labels, counts, errors, boost weights, correctness flags and the running loss stay on the
+        device; the loss and accuracy are read back every `report_every` steps (for the progress bar, together
+        with the deferred finiteness check of the gradients) and once at the end of the epoch. Under torchrun each
+        step all-reduces its gradient and metrics (`hm2bp.distributed`)."""
         progress = progress or Progress()
         lr = learning_rate(self.lr_spec, epoch)
         progress.epoch_start(epoch, self.train.epochs, self.loader.n, lr)
         t0 = time.perf_counter()
-        correct = np.zeros(self.loader.n, dtype=bool)
-        loss_sum = 0.0
-        use_boost = self.train.boost
+        dev = self.device
+        distributed = self.world.is_distributed
+        boost = torch.from_numpy(self.boost).to(dev) if self.train.boost else None  # float64, one copy per epoch
+        correct = torch.zeros(self.loader.n, dtype=torch.bool, device=dev)
+        running = torch.zeros(2, dtype=torch.float64, device=dev)  # loss sum, correct count since the last report
+        loss_sum, unreported, first = 0.0, 0, 0
         for k, batch in enumerate(self.loader.epoch(epoch)):
-            weights = None
-            if use_boost:
-                weights = torch.from_numpy(self.boost[batch.indices]).to(self.device)  # float64, as the boost
+            weights = boost[batch.index_tensor] if boost is not None else None
             try:
                 spikes = batch.spikes if self.augment is None else self.augment.spikes(batch.indices, epoch)
-                result = self.net.backward_pass(spikes, batch.labels, sample_weights=weights)
+                result = self.net.backward_pass(spikes, batch.labels, sample_weights=weights, validate=False,
+                                                check_finite=distributed)
             except FloatingPointError as exc:
                 raise TrainingError(self._nan_message(str(exc), epoch, k, batch.indices)) from exc
             hit = result.predictions == batch.labels
-            batch_loss = float(result.cost.detach().to(torch.float64).sum())
-            # Gradient of the global batch (with its loss and correct count) over all ranks; as is for one process.
-            grads, n_global, (batch_loss, n_correct) = dp.reduce_step(
-                result.grads, len(batch), self.world, (batch_loss, float(hit.sum())))
-            # backward_pass raises on a non-finite gradient of its own; only the mean over ranks is checked here
-            # (a full pass over every weight, ~1 ms per step for 784-800-10 at batch 1 if done always).
-            n_layers = len(grads) if self.world.is_distributed else 0
-            flags = [torch.isfinite(g).all() for g in grads.values()] if n_layers else []
-            # One host sync per batch: finiteness flags and correctness together.
-            parts = ([torch.stack(flags).to(torch.float64)] if flags else []) + [hit.to(torch.float64)]
-            summary = torch.cat(parts).cpu().numpy()
-            if not summary[:n_layers].all():
-                bad = [name for name, ok in zip(grads, summary[:n_layers], strict=True) if not ok][0]
-                raise TrainingError(self._nan_message(f"non-finite gradient in layer {bad!r}", epoch, k,
-                                                      batch.indices))
-            self.optimizer.step(grads, lr)
-            ok = summary[n_layers:].astype(bool)
-            correct[batch.indices] = ok
-            loss_sum += batch_loss
-            progress.batch_end(n_global, batch_loss, int(round(n_correct)))
-        correct = dp.gather_flags(correct, self.world)  # every rank needs all flags for the boost update
+            correct[batch.index_tensor] = hit
+            if distributed:
+                loss_sum += self._distributed_step(result, hit, len(batch), lr, epoch, k, batch.indices, progress)
+                continue
+            running += torch.stack([result.cost.sum().to(torch.float64), hit.sum().to(torch.float64)])
+            self.optimizer.step(result.grads, lr)
+            unreported += len(batch)
+            if (k + 1) % self.report_every == 0:
+                loss_sum += self._report(running, unreported, epoch, first, k, progress)
+                unreported, first = 0, k + 1
+        if not distributed and unreported:
+            loss_sum += self._report(running, unreported, epoch, first, first + max(0, unreported - 1), progress)
+        flags = correct.cpu().numpy()
+        flags = dp.gather_flags(flags, self.world)  # every rank needs all flags for the boost update
         seconds = time.perf_counter() - t0
-        if use_boost:
-            self.boost = boost_mod.update_boost(self.boost, self.loader.labels, correct, self.n_classes)
+        if self.train.boost:
+            self.boost = boost_mod.update_boost(self.boost, self.loader.labels, flags, self.n_classes)
         return {
             "epoch": epoch,
             "lr": lr,
             "train_loss": loss_sum / self.loader.n,
-            "train_accuracy": float(correct.mean()),
+            "train_accuracy": float(flags.mean()),
             "test_accuracy": None,
             "seconds": seconds,
             "samples_per_s": self.loader.n / seconds if seconds > 0 else None,
         }
 
-    def _nan_message(self, what: str, epoch: int, k: int, indices: np.ndarray) -> str:
+    def _report(self, running: torch.Tensor, n: int, epoch: int, first: int, last: int, progress: Progress) -> float:
+        """Read the running loss and correct count back (one host synchronisation), check the gradients of the steps
+        since the last report for non-finite values, update the progress bar; returns the loss sum."""
+        loss, hits = (float(v) for v in running.cpu())
+        running.zero_()
+        try:
+            self.net.check_finite()
+        except FloatingPointError as exc:
+            raise TrainingError(f"{exc} in batches {first}..{last} of epoch {epoch}; the weights are no longer "
+                                f"finite{self._last_good()}; try a lower `lr`") from exc
+        progress.batch_end(n, loss, int(round(hits)))
+        return loss
+
+    def _distributed_step(self, result, hit: torch.Tensor, n_local: int, lr: float, epoch: int, k: int,
+                          indices: np.ndarray, progress: Progress) -> float:
+        """One data-parallel step: gradient, loss and correct count of the global batch reduced over the ranks
+        (backward_pass already checked this rank's gradient; the mean is checked here)."""
+        batch_loss = float(result.cost.detach().to(torch.float64).sum())
+        grads, n_global, (batch_loss, n_correct) = dp.reduce_step(result.grads, n_local, self.world,
+                                                                  (batch_loss, float(hit.sum())))
+        ok = torch.stack([torch.isfinite(g).all() for g in grads.values()]).cpu().numpy()
+        if not ok.all():
+            bad = [name for name, good in zip(grads, ok, strict=True) if not good][0]
+            raise TrainingError(self._nan_message(f"non-finite gradient in layer {bad!r}", epoch, k, indices))
+        self.optimizer.step(grads, lr)
+        progress.batch_end(n_global, batch_loss, int(round(n_correct)))
+        return batch_loss
+
+    def _last_good(self) -> str:
         ckpt = self.run_dir / LAST if self.run_dir is not None else None
-        last = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.is_file() else ""
+        return f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.is_file() else ""
+
+    def _nan_message(self, what: str, epoch: int, k: int, indices: np.ndarray) -> str:
         more = "..." if len(indices) > 4 else ""
-        return f"{what} at epoch {epoch}, batch {k} (samples {indices[:4].tolist()}{more}){last}; try a lower `lr`"
+        return (f"{what} at epoch {epoch}, batch {k} (samples {indices[:4].tolist()}{more}){self._last_good()}; "
+                "try a lower `lr`")
 
     # ---- the loop ---------------------------------------------------------------------------------------------
 

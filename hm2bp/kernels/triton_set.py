@@ -305,16 +305,20 @@ class TritonKernels(TorchKernels):
                 factor = reg.lam * reg.beta * torch.exp(reg.beta * (s_i - 1.0)) / limit  # [n_post]
                 g_t = g_t + factor.view(1, -1) * self._storage64(layer)
             g = g_t.to(torch.float32).T  # [n_post, n_pre], in the storage order
-        self._flags[layer.spec.name] = torch.isfinite(g).all()
+        finite = torch.isfinite(g).all()
+        name = layer.spec.name
+        # cumulative until the next `check_finite`, which may come several steps later
+        self._flags[name] = finite if name not in self._flags else self._flags[name] & finite
         return g
 
     def check_finite(self) -> None:
-        """Read the finiteness flags of the last call's gradients (one host synchronisation); raise
+        """Read the finiteness flags of the gradients since the last check (one host synchronisation); raise
         FloatingPointError naming the first layer with a non-finite value."""
         if not self._flags:
             return
         names = list(self._flags)
         ok = torch.stack([self._flags[n] for n in names]).cpu()
+        self._flags = {}
         for name, good in zip(names, ok.tolist(), strict=True):
             if not good:
                 raise FloatingPointError(f"non-finite gradient in layer {name!r}")
