@@ -143,3 +143,88 @@ def encode_fsdd(
         fail(str(exc))
     _run("fsdd", source, utterances, FSDD_CLASSES, front_end, out, workers, overwrite, quiet,
          extras={"take": [int(t) for t in takes]})
+
+
+def _steps(text: str | None, dataset: str, plain: dict, dt_us: int, where: dict) -> int:
+    """--steps: an integer, `auto` (the longest sample of every file) or absent (the manifest's cut-off)."""
+    from spikedata.datasets.heidelberg import default_steps, longest_time_us
+
+    if text is None:
+        return default_steps(dataset)
+    if text.strip().lower() == "auto":
+        latest = max(longest_time_us(p, str(where[s])) for s, p in plain.items())
+        return int(latest // dt_us) + 1
+    try:
+        steps = int(text)
+    except ValueError:
+        raise typer.BadParameter(f"--steps must be a positive integer or 'auto', got {text!r}") from None
+    if steps < 1:
+        raise typer.BadParameter(f"--steps must be a positive integer or 'auto', got {text!r}")
+    return steps
+
+
+def _encode_heidelberg(dataset: str, source: Path, out: Path, dt_us: int | None, steps: str | None, workers: int,
+                       chunk: int, overwrite: bool, quiet: bool) -> None:
+    import contextlib
+
+    from spikedata.datasets.heidelberg import default_dt_us, expected_counts, find_files, heidelberg_jobs, unpacked
+    from spikedata.errors import SpikedataError
+    from spikedata.pipeline import encode_to_store
+    from spikedata.store import open_store
+
+    check_new_output(out, overwrite)
+    started = time.perf_counter()
+    try:
+        files, missing = find_files(source, dataset)
+        for split in missing:
+            note(f"no {dataset}_{split}.h5[.gz] in {source}: the store gets no {split!r} split")
+        dt = dt_us or default_dt_us(dataset)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:  # temporary unpacked copies live beside the store until the end
+            plain = {s: stack.enter_context(unpacked(p, Path(out).parent)) for s, p in files.items()}
+            n_steps = _steps(steps, dataset, plain, dt, files)
+            attrs, jobs = heidelberg_jobs(dataset, files, plain, dt, n_steps, chunk=chunk)
+            say(f"{dataset}: {', '.join(f'{s} {j.n_samples}' for s, j in jobs.items())} samples, "
+                f"{len(attrs['classes'])} classes, 700 channels, {n_steps} steps of {dt} µs")
+            for split, n in expected_counts(dataset).items():
+                if split in jobs and jobs[split].n_samples != n:
+                    note(f"{split}: {jobs[split].n_samples} samples, the published file has {n}")
+            path = encode_to_store(out, attrs, jobs, workers=workers, progress=not quiet, overwrite=overwrite)
+    except (SpikedataError, FileExistsError, OSError) as exc:
+        fail(str(exc))
+    store = open_store(path)
+    for split in store.splits:
+        st = store[split].attrs["encode_stats"]
+        if st["truncated"]:
+            note(f"{split}: {st['truncated']} samples outlast {n_steps} steps ({st['dropped_time']} spikes dropped); "
+                 "--steps auto keeps every spike")
+        say(f"  {split}: {st['events_read']:,} spikes read, {st['spikes']:,} stored, {st['collapsed']:,} collapsed "
+            f"into an earlier spike of the same channel and step")
+    say(f"wrote {path} in {time.perf_counter() - started:.1f} s")
+
+
+def _heidelberg_command(dataset: str, summary: str) -> None:
+    def command(
+        source: Path = typer.Option(..., "--source", help=f"Directory holding the {dataset}_<split>.h5 files (or "
+                                    ".h5.gz, as published)."),
+        out: Path = OUT,
+        dt_us: int = typer.Option(None, "--dt-us", min=1, help=f"Bin width in µs (default: data_manifests/"
+                                  f"{dataset}.toml, 1000)."),
+        steps: str = typer.Option(None, "--steps", help="Time steps per sample: N, or 'auto' for the longest "
+                                  f"sample (default: the cut-off of data_manifests/{dataset}.toml)."),
+        workers: int = WORKERS,
+        chunk: int = typer.Option(256, "--chunk", min=1, help="Samples per work unit."),
+        overwrite: bool = OVERWRITE,
+        quiet: bool = QUIET,
+    ) -> None:
+        _encode_heidelberg(dataset, source, out, dt_us, steps, workers, chunk, overwrite, quiet)
+
+    command.__doc__ = summary
+    command.__name__ = f"encode_{dataset}"
+    encode_app.command(dataset)(command)
+
+
+_heidelberg_command("shd", "Spiking Heidelberg Digits (HDF5, 700 channels, 20 classes) binned into a store; speaker "
+                    "kept per sample.")
+_heidelberg_command("ssc", "Spiking Speech Commands (HDF5, 700 channels, 35 classes; train, valid and test) binned "
+                    "into a store; speaker kept per sample.")
