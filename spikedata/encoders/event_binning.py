@@ -147,6 +147,7 @@ def _bin_kernel(t, x, y, p, t0, dt, ceil, shift, n_steps, stabilize, x0, y0, cw,
     gw = (cw + fx - 1) // fx
     gh = (ch + fy - 1) // fy
     n_units = (1 if merge else 2) * gw * gh
+    bits = _unit_bits(n_units)
     keys = np.empty(n, np.int64)
     k = 0
     drop_t = 0
@@ -191,15 +192,24 @@ def _bin_kernel(t, x, y, p, t0, dt, ceil, shift, n_steps, stabilize, x0, y0, cw,
             u = (c * gw + xi) * gh + yi
         else:
             u = (c * gh + yi) * gw + xi
-        keys[k] = s * n_units + u
+        keys[k] = (s << bits) | u
         k += 1
-    times, units, collapsed = _spikes_from_keys(keys[:k], steps_monotone, n_units)
+    times, units, collapsed = _spikes_from_keys(keys[:k], steps_monotone, bits)
     return times, units, collapsed, drop_t, drop_s
 
 
 @numba.njit(cache=True)
-def _spikes_from_keys(keys, steps_monotone, n_units):  # pragma: no cover - numba
-    """Keys `step * n_units + unit` (sorted in place) -> sorted unique (times, units) uint32 and the number of
+def _unit_bits(n_units):  # pragma: no cover - numba
+    """Bits a unit index needs: keys are `step << bits | unit`, ordered as (step, unit), split without division."""
+    bits = 0
+    while (1 << bits) < n_units:
+        bits += 1
+    return bits
+
+
+@numba.njit(cache=True)
+def _spikes_from_keys(keys, steps_monotone, bits):  # pragma: no cover - numba
+    """Keys `step << bits | unit` (sorted in place) -> sorted unique (times, units) uint32 and the number of
     keys that collapsed into an earlier equal one. `steps_monotone`: keys are already ordered by step."""
     k = keys.shape[0]
     if steps_monotone:
@@ -221,9 +231,10 @@ def _spikes_from_keys(keys, steps_monotone, n_units):  # pragma: no cover - numb
             m += 1
     times = np.empty(m, np.uint32)
     units = np.empty(m, np.uint32)
+    mask = (1 << bits) - 1
     for i in range(m):
-        times[i] = keys[i] // n_units
-        units[i] = keys[i] % n_units
+        times[i] = keys[i] >> bits
+        units[i] = keys[i] & mask
     return times, units, k - m
 
 
@@ -295,6 +306,8 @@ def _bin_unit_block(indptr, t_s, units, n_units, dt_us, n_steps):  # pragma: no 
     dropped = 0
     truncated = 0
     dt = float(dt_us)
+    inv_dt = 1.0 / dt
+    bits = _unit_bits(n_units)
     w = 0
     for i in range(n):
         lo, hi = indptr[i], indptr[i + 1]
@@ -305,8 +318,12 @@ def _bin_unit_block(indptr, t_s, units, n_units, dt_us, n_steps):  # pragma: no 
         lost = 0
         for e in range(lo, hi):
             t_us = t_s[e] * 1e6
-            s = np.int64(np.floor(t_us / dt))
-            # exact floor of t_us / dt_us whatever the rounding of the division
+            q = t_us * inv_dt
+            if q >= n_steps + 1:  # far beyond the last step (and beyond int64 for absurd times)
+                lost += 1
+                continue
+            s = np.int64(q)  # t_us >= 0: truncation is floor, up to the rounding corrected next
+            # exact floor of t_us / dt_us whatever the rounding of the product
             if s * dt > t_us:
                 s -= 1
             elif (s + 1) * dt <= t_us:
@@ -317,9 +334,9 @@ def _bin_unit_block(indptr, t_s, units, n_units, dt_us, n_steps):  # pragma: no 
             if s < last:
                 monotone = False
             last = s
-            keys[k] = s * n_units + units[e]
+            keys[k] = (s << bits) | units[e]
             k += 1
-        times, us, merged = _spikes_from_keys(keys[:k], monotone, n_units)
+        times, us, merged = _spikes_from_keys(keys[:k], monotone, bits)
         m = times.shape[0]
         out_t[w : w + m] = times
         out_u[w : w + m] = us
