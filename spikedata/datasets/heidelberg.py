@@ -145,11 +145,33 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def _has(f, name: str) -> bool:
+    """Whether `name` is a dataset of `f` (false, not an exception, when a path component is a dataset)."""
+    import h5py
+
+    try:
+        return isinstance(f.get(name), h5py.Dataset)
+    except (KeyError, TypeError, ValueError, OSError, RuntimeError):
+        return False
+
+
 def _check_layout(f, where: str) -> HeidelbergFile:
+    """The checks of :func:`probe_heidelberg` on an open file; h5py's errors on damaged data become
+    DatasetErrors naming `where`."""
+    try:
+        return _check_layout_unguarded(f, where)
+    except DatasetError:
+        raise
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+        raise DatasetError(f"{where}: cannot read the file's arrays ({type(exc).__name__}: {exc}); it is "
+                           "damaged") from None
+
+
+def _check_layout_unguarded(f, where: str) -> HeidelbergFile:
     import h5py
 
     for name in _REQUIRED:
-        if name not in f or not isinstance(f[name], h5py.Dataset):
+        if not _has(f, name):
             raise DatasetError(f"{where}: dataset {name!r} is missing (has {sorted(_names(f))}); not an SHD/SSC file")
     times, units, labels = (f[n] for n in _REQUIRED)
     for name, ds, kinds in (("spikes/times", times, "f"), ("spikes/units", units, "iu")):
@@ -164,11 +186,11 @@ def _check_layout(f, where: str) -> HeidelbergFile:
     for name, ds in (("spikes/units", units), ("labels", labels)):
         if ds.shape[0] != n:
             raise DatasetError(f"{where}: {name} has {ds.shape[0]} entries, spikes/times {n}")
-    has_speaker = "extra/speaker" in f
+    has_speaker = _has(f, "extra/speaker")
     if has_speaker and (f["extra/speaker"].ndim != 1 or f["extra/speaker"].shape[0] != n):
         raise DatasetError(f"{where}: extra/speaker has shape {f['extra/speaker'].shape}, expected ({n},)")
     classes = None
-    if "extra/keys" in f:
+    if _has(f, "extra/keys"):
         keys = f["extra/keys"][()]
         classes = [_text(k) for k in np.atleast_1d(keys)]
         if len(set(classes)) != len(classes) or not all(classes):
@@ -203,7 +225,7 @@ def _read_block(f, start: int, stop: int, where: str) -> tuple[np.ndarray, np.nd
     try:
         times = f["spikes/times"][start:stop]
         units = f["spikes/units"][start:stop]
-    except (OSError, ValueError, RuntimeError) as exc:  # h5py's errors on damaged chunks
+    except (OSError, ValueError, RuntimeError, TypeError) as exc:  # h5py's errors on damaged chunks
         raise DatasetError(f"{where}: cannot read spikes of samples [{start}, {stop}) ({exc})") from None
     counts = np.fromiter((len(t) for t in times), np.int64, len(times))
     lengths = np.fromiter((len(u) for u in units), np.int64, len(units))
@@ -256,11 +278,16 @@ class HeidelbergRange:
     def __call__(self, start: int, stop: int) -> EventBlock:
         with _open(Path(self.path), self.where) as f:
             indptr, t, u = _read_block(f, start, stop, self.where)
-            labels = np.asarray(f["labels"][start:stop], dtype=np.int64)
-            extras = {}
-            if self.speaker:
-                speaker = np.asarray(f["extra/speaker"][start:stop])
-                extras["speaker"] = speaker.astype(str) if speaker.dtype.kind in "OSU" else speaker.astype(np.int64)
+            try:
+                labels = np.asarray(f["labels"][start:stop], dtype=np.int64)
+                extras = {}
+                if self.speaker:
+                    speaker = np.asarray(f["extra/speaker"][start:stop])
+                    extras["speaker"] = (speaker.astype(str) if speaker.dtype.kind in "OSU"
+                                         else speaker.astype(np.int64))
+            except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+                raise DatasetError(f"{self.where}: cannot read labels/speakers of samples [{start}, {stop}) "
+                                   f"({exc})") from None
         try:
             block = bin_unit_events(indptr, t, u, N_UNITS, self.dt_us, self.n_steps)
         except ValueError as exc:  # names the sample within the block: make it the file's sample
