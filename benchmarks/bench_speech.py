@@ -1,20 +1,39 @@
-"""Speech front end: Lyon's passive ear (ours vs the `lyon` package), BSA, and the TI46 letters extrapolated.
+"""Speech: Lyon's passive ear (ours vs the `lyon` package), BSA, the TI46 letters extrapolated; SHD encoding
+(ours vs tonic's `ToFrame`).
 
-    .venv/bin/python benchmarks/bench_speech.py [--seconds 8] [--repeats 3]
+    .venv/bin/python benchmarks/bench_speech.py [--seconds 8] [--repeats 3] [--only lyon|shd]
+        [--shd-spikes 8000] [--shd-subset 300] [--workers 1 2] [--cli-workers 1]
 
 Lyon is timed on real FSDD speech (concatenated, resampled to 12.5 kHz) at decimation 1 and 200 (TI46);
 BSA on the reference's TI46 cochleagram (78 x 68 frames, 1000 steps). The TI46 letters subset (10,770
 utterances) is extrapolated with the reference utterance's length (68 frames of 16 ms = 1.09 s): TI46 is
 12.5 kHz already, so no resampling.
+
+SHD: no SHD file exists offline, so a full-size pair is written here with h5py in the published layout (8,156 +
+2,264 samples; vlen float16 times in s, vlen uint16 units; each sample 0.6-1.4 s long with uniform(0.5, 1.5) x
+`--shd-spikes` spikes on random channels; the real files' spike counts are not known here, hence spikes/s too).
+Side by side, medians of `--repeats` alternating runs on the first `--shd-subset` test samples, 1 ms bins, T 1400:
+binning alone (ours: `bin_unit_events` per 256-sample block; tonic: `ToFrame(sensor_size=(700, 1, 1),
+time_window=1000, start_time=0, end_time=1.4e6)` per sample, on the same events built as tonic's SHD dataset builds
+them) and read + bin from the file (ours: the encoder's `HeidelbergRange`; tonic: its `HSD.__getitem__` -- h5py
+read of one sample -- then `ToFrame`). The rasters are checked equal (ours == tonic's frames > 0, our collapsed
+count == tonic's surplus counts). Then all 10,420 samples into a store (`encode_to_store`, plain .h5) at each of
+`--workers`, and the whole command `spikedata encode shd` from the gzipped files.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 from sample_data import SAMPLE_DATA
-from timing import best
+from timing import best, side_by_side
 
 from spikedata.encoders.bsa import bsa_encode
 from spikedata.encoders.lyon import lyon_passive_ear
@@ -25,12 +44,156 @@ RATE = 12500
 TI46_UTTERANCES = 10770
 
 
+SHD_SPLITS = {"train": 8156, "test": 2264}
+SHD_STEPS, SHD_DT = 1400, 1000
+
+
+def write_shd(path: Path, n: int, spikes: int, seed: int) -> None:
+    """A file in the published SHD layout with `n` synthetic samples (see the module docstring)."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    counts = (spikes * rng.uniform(0.5, 1.5, n)).astype(np.int64)
+    lengths = rng.uniform(0.6, 1.4, n)
+    times = np.empty(n, object)
+    units = np.empty(n, object)
+    for i in range(n):
+        times[i] = np.sort(rng.uniform(0, lengths[i], counts[i])).astype(np.float16)
+        units[i] = rng.integers(0, 700, counts[i]).astype(np.uint16)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("spikes/times", data=times, dtype=h5py.vlen_dtype(np.float16))
+        f.create_dataset("spikes/units", data=units, dtype=h5py.vlen_dtype(np.uint16))
+        f.create_dataset("labels", data=rng.integers(0, 20, n).astype(np.uint8))
+        f.create_dataset("extra/speaker", data=rng.integers(0, 12, n).astype(np.uint8))
+        f.create_dataset("extra/keys", data=np.array([f"class{i}".encode() for i in range(20)]))
+
+
+def tonic_events(times: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """One sample as tonic's SHD dataset builds it (tonic/datasets/hsd.py): (t µs, x unit, p 1) as int."""
+    from numpy.lib import recfunctions
+
+    events = np.vstack((times, units, np.ones(times.shape[0]))).T
+    events[:, 0] *= 1e6
+    return recfunctions.unstructured_to_structured(events, np.dtype([("t", int), ("x", int), ("p", int)]))
+
+
+def shd_benchmark(args) -> None:
+    import h5py
+    import tonic
+
+    from spikedata.datasets.heidelberg import HeidelbergRange, heidelberg_jobs
+    from spikedata.encoders.event_binning import bin_unit_events
+    from spikedata.pipeline import encode_to_store
+    from spikedata.store import open_store
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_shd_"))
+    try:
+        started = time.perf_counter()
+        files = {split: tmp / f"shd_{split}.h5" for split in SHD_SPLITS}
+        for k, (split, n) in enumerate(SHD_SPLITS.items()):
+            write_shd(files[split], n, args.shd_spikes, seed=k)
+        size = sum(p.stat().st_size for p in files.values())
+        print(f"\nSHD: wrote {sum(SHD_SPLITS.values()):,} synthetic samples ({size / 2**20:.0f} MiB) in "
+              f"{time.perf_counter() - started:.1f} s")
+
+        n = args.shd_subset
+        test = files["test"]
+        with h5py.File(test, "r") as f:
+            times, units = f["spikes/times"][:n], f["spikes/units"][:n]
+        indptr = np.concatenate([[0], np.cumsum([len(t) for t in times])])
+        t_s, u = np.concatenate(times).astype(np.float64), np.concatenate(units).astype(np.int64)
+        events = [tonic_events(a, b) for a, b in zip(times, units, strict=True)]
+        to_frame = tonic.transforms.ToFrame(sensor_size=(700, 1, 1), time_window=SHD_DT, start_time=0,
+                                            end_time=SHD_STEPS * SHD_DT)
+        reader = HeidelbergRange(str(test), str(test), SHD_DT, SHD_STEPS, 20, True)
+
+        blocks = [(a, min(a + 256, n)) for a in range(0, n, 256)]
+
+        def ours_bin():
+            return [bin_unit_events(indptr[a:b + 1] - indptr[a], t_s[indptr[a]:indptr[b]], u[indptr[a]:indptr[b]],
+                                    700, SHD_DT, SHD_STEPS) for a, b in blocks]
+
+        def tonic_bin():
+            return [to_frame(ev) for ev in events]
+
+        def ours_read():
+            return [reader(a, min(a + 256, n)) for a in range(0, n, 256)]
+
+        def tonic_read():  # tonic.datasets.hsd.HSD.__getitem__: open, read one sample, build events; then ToFrame
+            out = []
+            for i in range(n):
+                with h5py.File(test, "r") as f:
+                    ev = tonic_events(f["spikes/times"][i], f["spikes/units"][i])
+                out.append(to_frame(ev))
+            return out
+
+        ours_bin(), ours_read()  # numba compile / cache load outside the timing
+        block = bin_unit_events(indptr, t_s, u, 700, SHD_DT, SHD_STEPS)
+        frames = tonic_bin()
+        for i in range(n):
+            dense = np.zeros((SHD_STEPS, 700), bool)
+            lo, hi = block.indptr[i], block.indptr[i + 1]
+            dense[block.times[lo:hi], block.units[lo:hi]] = True
+            assert np.array_equal(dense, frames[i][:, 0, :] > 0), f"raster of sample {i} differs from tonic's"
+        surplus = sum(int(fr.sum()) - int(np.count_nonzero(fr)) for fr in frames)
+        assert surplus == block.n_collapsed, (surplus, block.n_collapsed)
+        spikes = int(indptr[-1])
+        print(f"rasters equal to tonic's on {n} samples ({spikes:,} spikes, {block.n_collapsed:,} collapsed, "
+              f"{block.n_dropped_time} dropped)")
+        m = side_by_side({"ours bin": ours_bin, "tonic bin": tonic_bin, "ours read": ours_read,
+                          "tonic read": tonic_read}, args.repeats)
+        print(f"{'median of ' + str(args.repeats):<22} {'ours':>12} {'tonic ToFrame':>14} {'speed-up':>9}")
+        for what, a, b in (("bin (in memory)", m["ours bin"], m["tonic bin"]),
+                           ("read + bin (HDF5)", m["ours read"], m["tonic read"])):
+            print(f"{what:<22} {n / a:>9,.0f} /s {n / b:>11,.0f} /s {b / a:>8.1f}x   "
+                  f"(ours {spikes / a / 1e6:.1f} M spikes/s)")
+
+        total = sum(SHD_SPLITS.values())
+        for workers in args.workers:
+            out = tmp / f"w{workers}.zarr"
+            started = time.perf_counter()
+            attrs, jobs = heidelberg_jobs("shd", files, files, SHD_DT, SHD_STEPS)
+            encode_to_store(out, attrs, jobs, workers=workers, progress=False)
+            seconds = time.perf_counter() - started
+            stored = open_store(out)
+            read = sum(stored[s].attrs["encode_stats"]["events_read"] for s in stored.splits)
+            print(f"all {total:,} samples into a store, {workers} worker(s): {seconds:.1f} s "
+                  f"({total / seconds:,.0f} samples/s, {read / seconds / 1e6:.1f} M spikes/s)")
+            shutil.rmtree(out)
+        gz = tmp / "gz"
+        gz.mkdir()
+        for path in files.values():
+            with open(gz / f"{path.name}.gz", "wb") as packed:
+                subprocess.run(["gzip", "-1", "-c", str(path)], stdout=packed, check=True)
+        workers = args.cli_workers
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "spikedata", "encode", "shd", "--source", str(gz), "--out",
+                        str(tmp / "cli.zarr"), "--quiet", "--workers", str(workers)], check=True,
+                       stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        print(f"`spikedata encode shd` from the .h5.gz files, {workers} worker(s), process start, gunzip, "
+              f"sha256 + md5 of the sources included: {seconds:.1f} s")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds of 12.5 kHz speech for the Lyon timing")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", choices=("lyon", "shd"), help="run only one part")
+    ap.add_argument("--shd-spikes", type=int, default=8000, help="mean spikes per synthetic SHD sample")
+    ap.add_argument("--shd-subset", type=int, default=300, help="SHD samples timed side by side with tonic")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="workers for the full SHD store")
+    ap.add_argument("--cli-workers", type=int, default=1, help="workers of the timed `spikedata encode shd`")
     args = ap.parse_args()
+    if args.only != "shd":
+        lyon_benchmark(args)
+    if args.only != "lyon":
+        shd_benchmark(args)
 
+
+def lyon_benchmark(args) -> None:
     files = sorted((SHARED / "speech" / "fsdd").glob("*_theo_*.wav"))
     parts, total = [], 0
     for f in files:

@@ -26,3 +26,15 @@ def median(fn: Callable[[], object], repeats: int) -> float:
         times.append(time.perf_counter() - t)
     times.sort()
     return times[len(times) // 2]
+
+
+def side_by_side(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time (s) of each of `fns`, called in turn `repeats` times (ours, theirs, ours, theirs, ...), so
+    that the load of a shared machine falls on every contender alike: the figures to take ratios of."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}

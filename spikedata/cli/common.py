@@ -32,7 +32,7 @@ FLAGS = {
     "source": "--source", "pattern": "--pattern", "verify=False": "--no-verify", "mirror": "--mirror",
     "device": "--device", "resume": "--resume", "overwrite": "--overwrite", "run_dir": "--out",
     "max_train": "--max-train", "max_test": "--max-test", "shuffle_buffer": "--shuffle-buffer", "lr": "--lr",
-    "batch_size": "--batch-size", "val_fraction": "--val-fraction",
+    "batch_size": "--batch-size", "val_fraction": "--val-fraction", "subset": "--subset",
     "keep_images": "`spikedata encode ... --keep-images`", "augment.enabled = false": "--no-augment",
 }
 _PARAM = re.compile(r"`([^`]+)`")

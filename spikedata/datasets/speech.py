@@ -13,8 +13,7 @@ import numpy as np
 from spikedata.checksum import files_sha256
 from spikedata.encoders.lyon import design_lyon_filters
 from spikedata.encoders.speech import SpeechFrontEnd
-from spikedata.errors import DatasetError
-from spikedata.io.audio import read_audio
+from spikedata.io.audio import read_audio_with_info
 from spikedata.store import EventBlock
 
 __all__ = ["SPLITS", "Utterance", "encode_utterances", "speech_jobs"]
@@ -45,18 +44,19 @@ def encode_utterances(
     """EventBlock of recordings [start, stop) of `paths` (picklable through functools.partial).
 
     Stats: `frames` (Lyon frames), `audio_s` (seconds), `spikes`, `truncated` (samples whose frames * hold
-    exceed steps - 1, so their end was cut).
+    exceed steps - 1, so their end was cut), `byte_order_assumed` (SPHERE files without `sample_byte_format`,
+    read little-endian: see :mod:`spikedata.io.audio`). A file that cannot be read raises its `AudioError`.
     """
 
     times, units, counts = [], [], []
     n_frames = 0
     audio_s = 0.0
     truncated = 0
+    assumed = 0
     for i in range(start, stop):
-        try:
-            audio, rate = read_audio(paths[i])
-        except ValueError as exc:
-            raise DatasetError(str(exc)) from None
+        audio, info = read_audio_with_info(paths[i])
+        rate = info.sample_rate
+        assumed += bool(info.notes)
         spikes, frames = front_end.encode(audio, rate)
         t, u = np.nonzero(spikes)  # row-major: sorted by (time, unit)
         times.append(t)
@@ -73,7 +73,8 @@ def encode_utterances(
         units=cat(units).astype(np.uint32),
         labels=np.asarray(labels[start:stop], dtype=np.int16),
         extras={k: v[start:stop] for k, v in extras.items()},
-        stats={"frames": n_frames, "audio_s": audio_s, "spikes": int(indptr[-1]), "truncated": int(truncated)},
+        stats={"frames": n_frames, "audio_s": audio_s, "spikes": int(indptr[-1]), "truncated": int(truncated),
+               "byte_order_assumed": assumed},
     )
 
 
@@ -89,14 +90,15 @@ def speech_jobs(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Root attributes and one `SplitJob` per split present, for `spikedata.pipeline.encode_to_store`.
 
-    `extras` are per-utterance lists (same order as `utterances`); the speaker is always stored.
+    `extras` are per-utterance lists (same order as `utterances`); the speaker and the path relative to `root`
+    (`path`) are always stored.
     """
     from functools import partial
 
     from spikedata.pipeline import SplitJob
 
     index = {c: i for i, c in enumerate(classes)}
-    columns = {"speaker": [u.speaker for u in utterances], **(extras or {})}
+    columns = {"speaker": [u.speaker for u in utterances], "path": [u.name for u in utterances], **(extras or {})}
     jobs = {}
     for split in SPLITS:
         rows = [i for i, u in enumerate(utterances) if u.split == split]

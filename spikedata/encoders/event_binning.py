@@ -147,6 +147,7 @@ def _bin_kernel(t, x, y, p, t0, dt, ceil, shift, n_steps, stabilize, x0, y0, cw,
     gw = (cw + fx - 1) // fx
     gh = (ch + fy - 1) // fy
     n_units = (1 if merge else 2) * gw * gh
+    bits = _unit_bits(n_units)
     keys = np.empty(n, np.int64)
     k = 0
     drop_t = 0
@@ -191,9 +192,26 @@ def _bin_kernel(t, x, y, p, t0, dt, ceil, shift, n_steps, stabilize, x0, y0, cw,
             u = (c * gw + xi) * gh + yi
         else:
             u = (c * gh + yi) * gw + xi
-        keys[k] = s * n_units + u
+        keys[k] = (s << bits) | u
         k += 1
-    keys = keys[:k]
+    times, units, collapsed = _spikes_from_keys(keys[:k], steps_monotone, bits)
+    return times, units, collapsed, drop_t, drop_s
+
+
+@numba.njit(cache=True)
+def _unit_bits(n_units):  # pragma: no cover - numba
+    """Bits a unit index needs: keys are `step << bits | unit`, ordered as (step, unit), split without division."""
+    bits = 0
+    while (1 << bits) < n_units:
+        bits += 1
+    return bits
+
+
+@numba.njit(cache=True)
+def _spikes_from_keys(keys, steps_monotone, bits):  # pragma: no cover - numba
+    """Keys `step << bits | unit` (sorted in place) -> sorted unique (times, units) uint32 and the number of
+    keys that collapsed into an earlier equal one. `steps_monotone`: keys are already ordered by step."""
+    k = keys.shape[0]
     if steps_monotone:
         # Recordings are time-ordered, so keys are already sorted by step and only the few events of one step
         # need ordering by unit: an insertion sort is linear here (a full sort was half the binning time).
@@ -205,7 +223,7 @@ def _bin_kernel(t, x, y, p, t0, dt, ceil, shift, n_steps, stabilize, x0, y0, cw,
                 j -= 1
             keys[j + 1] = key
     else:
-        keys = np.sort(keys)
+        keys.sort()
     m = 0
     for i in range(k):
         if i == 0 or keys[i] != keys[i - 1]:
@@ -213,10 +231,11 @@ def _bin_kernel(t, x, y, p, t0, dt, ceil, shift, n_steps, stabilize, x0, y0, cw,
             m += 1
     times = np.empty(m, np.uint32)
     units = np.empty(m, np.uint32)
+    mask = (1 << bits) - 1
     for i in range(m):
-        times[i] = keys[i] // n_units
-        units[i] = keys[i] % n_units
-    return times, units, k - m, drop_t, drop_s
+        times[i] = keys[i] >> bits
+        units[i] = keys[i] & mask
+    return times, units, k - m
 
 
 def bin_events(events: np.ndarray, options: BinningOptions | None = None, **overrides: Any) -> BinnedEvents:
@@ -247,3 +266,111 @@ def spikes_to_dense(times: np.ndarray, units: np.ndarray, n_steps: int, n_units:
     out = np.zeros((n_steps, n_units), dtype=bool)
     out[times, units] = True
     return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Spike trains given as (time in seconds, unit): the Heidelberg datasets' cochlea spikes, many samples at once
+
+
+class BinnedBlock(NamedTuple):
+    """Spikes of k samples in CSR form (`indptr` [k + 1]; times in steps, units; sorted by (time, unit) within a
+    sample, at most one per (unit, step)) and the counts of what binning merged or cut."""
+
+    indptr: np.ndarray  # int64 [k + 1]
+    times: np.ndarray  # uint32, steps
+    units: np.ndarray  # uint32
+    n_collapsed: int  # spikes merged into an existing spike of the same (unit, step)
+    n_dropped_time: int  # spikes at steps >= n_steps
+    n_truncated: int  # samples that lost at least one spike that way
+
+
+_BAD_TIME_NAN, _BAD_TIME_NEGATIVE, _BAD_UNIT = 1, 2, 3
+
+
+@numba.njit(cache=True)
+def _bin_unit_block(indptr, t_s, units, n_units, dt_us, n_steps):  # pragma: no cover - numba
+    n = indptr.shape[0] - 1
+    total = t_s.shape[0]
+    for e in range(total):  # validate everything first: a bad file must not produce a partial block
+        t = t_s[e]
+        if not np.isfinite(t):
+            return None, None, None, 0, 0, 0, e, _BAD_TIME_NAN
+        if t < 0:
+            return None, None, None, 0, 0, 0, e, _BAD_TIME_NEGATIVE
+        if units[e] < 0 or units[e] >= n_units:
+            return None, None, None, 0, 0, 0, e, _BAD_UNIT
+    out_t = np.empty(total, np.uint32)
+    out_u = np.empty(total, np.uint32)
+    out_ptr = np.zeros(n + 1, np.int64)
+    collapsed = 0
+    dropped = 0
+    truncated = 0
+    dt = float(dt_us)
+    inv_dt = 1.0 / dt
+    bits = _unit_bits(n_units)
+    w = 0
+    for i in range(n):
+        lo, hi = indptr[i], indptr[i + 1]
+        keys = np.empty(hi - lo, np.int64)
+        k = 0
+        last = -1
+        monotone = True
+        lost = 0
+        for e in range(lo, hi):
+            t_us = t_s[e] * 1e6
+            q = t_us * inv_dt
+            if q >= n_steps + 1:  # far beyond the last step (and beyond int64 for absurd times)
+                lost += 1
+                continue
+            s = np.int64(q)  # t_us >= 0: truncation is floor, up to the rounding corrected next
+            # exact floor of t_us / dt_us whatever the rounding of the product
+            if s * dt > t_us:
+                s -= 1
+            elif (s + 1) * dt <= t_us:
+                s += 1
+            if s >= n_steps:
+                lost += 1
+                continue
+            if s < last:
+                monotone = False
+            last = s
+            keys[k] = (s << bits) | units[e]
+            k += 1
+        times, us, merged = _spikes_from_keys(keys[:k], monotone, bits)
+        m = times.shape[0]
+        out_t[w : w + m] = times
+        out_u[w : w + m] = us
+        w += m
+        out_ptr[i + 1] = w
+        collapsed += merged
+        dropped += lost
+        truncated += lost > 0
+    return out_ptr, out_t[:w], out_u[:w], collapsed, dropped, truncated, -1, 0
+
+
+def bin_unit_events(indptr: np.ndarray, times_s: np.ndarray, units: np.ndarray, n_units: int, dt_us: float,
+                    n_steps: int) -> BinnedBlock:
+    """Bin k samples of (time, unit) spikes given in CSR form: sample i's spikes are [indptr[i], indptr[i+1]) of
+    `times_s` (seconds, any order) and `units` (0 <= unit < n_units).
+
+    A spike at t s goes to step ``floor(t * 1e6 / dt_us)`` (exactly, on the float64 value t * 1e6 µs; time 0 is
+    the recording's start); steps >= `n_steps` are dropped (counted, per spike and per sample); several spikes of
+    one unit in one step collapse to one (counted). Raises ValueError naming the sample and spike for a time that
+    is negative or not finite, or a unit outside [0, n_units).
+    """
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    t = np.ascontiguousarray(times_s, dtype=np.float64)
+    u = np.ascontiguousarray(units, dtype=np.int64)
+    if t.shape != u.shape or indptr[0] != 0 or indptr[-1] != t.shape[0] or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"inconsistent CSR block: indptr {indptr[:1]}..{indptr[-1:]}, {t.shape[0]} times, "
+                         f"{u.shape[0]} units")
+    ptr, times, us, collapsed, dropped, truncated, bad, kind = _bin_unit_block(
+        indptr, t, u, int(n_units), float(dt_us), int(n_steps))
+    if bad >= 0:
+        sample = int(np.searchsorted(indptr, bad, side="right")) - 1
+        where = f"sample {sample}, spike {bad - int(indptr[sample])}"
+        if kind == _BAD_UNIT:
+            raise ValueError(f"{where}: unit {int(u[bad])} outside [0, {n_units})")
+        state = "not finite" if kind == _BAD_TIME_NAN else "negative"
+        raise ValueError(f"{where}: time {float(t[bad])!r} s is {state}")
+    return BinnedBlock(ptr, times, us, int(collapsed), int(dropped), int(truncated))

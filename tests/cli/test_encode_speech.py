@@ -75,6 +75,36 @@ def test_encode_ti46_fake_corpus(tmp_path):
     assert store["train"].extra("speaker").tolist() == ["f3", "f3"]
 
 
+def test_encode_ti20_in_the_ldc_layout(tmp_path):
+    """LDC's .sph download, ti20 with command words: real class names, speaker/session/token/path per sample."""
+    t = np.arange(3000) / 12500
+    tone = (0.2 * np.sin(2 * np.pi * 900 * t) * 32767).astype(np.int16)
+    names = ["train/f1/enf1set0.sph", "train/f1/00f1set1.sph", "train/m4/ysm4set2.sph", "test/f1/enf1s3t1.sph"]
+    for name in names:
+        path = tmp_path / "ti46_LDC93S9" / "ti20" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(sphere_bytes(tone))
+    out = tmp_path / "ti20.zarr"
+    r = invoke("ti46", "--source", str(tmp_path / "ti46_LDC93S9"), "--subset", "ti20", "--out", str(out),
+               "--quiet", "--steps", "200")
+    assert r.exit_code == 0, r.output
+    assert "the corpus has 3200" in r.output and "the corpus has 5120" in r.output
+    store = open_store(out)
+    assert store.attrs["dataset"] == "ti46-ti20" and len(store.classes) == 20
+    assert store.classes[:2] == ["0", "1"] and store.classes[10:] == [
+        "enter", "erase", "go", "help", "no", "rubout", "repeat", "stop", "start", "yes"]
+    train, test = store["train"], store["test"]
+    assert train.labels.tolist() == [0, 10, 19] and test.labels.tolist() == [10]
+    assert train.extra("speaker").tolist() == ["f1", "f1", "m4"]
+    assert train.extra("session").tolist() == ["set"] * 3 and train.extra("token").tolist() == [1, 0, 2]
+    assert test.extra("session").tolist() == ["s3"] and test.extra("token").tolist() == [1]
+    assert train.extra("path").tolist() == ["ti20/train/f1/00f1set1.sph", "ti20/train/f1/enf1set0.sph",
+                                            "ti20/train/m4/ysm4set2.sph"]
+    assert train.attrs["encode_stats"]["byte_order_assumed"] == 0
+    r = invoke("ti46", "--source", str(tmp_path), "--out", str(tmp_path / "alpha.zarr"))
+    assert r.exit_code == 1 and "4 .sph" in r.output and "4 of them match --subset ti20" in r.output
+
+
 def test_user_errors_are_one_line(tmp_path):
     r = invoke("ti46", "--source", str(tmp_path), "--out", str(tmp_path / "x.zarr"))
     assert r.exit_code == 1 and "no recordings match" in r.output and "Traceback" not in r.output

@@ -100,3 +100,42 @@ def test_preset_refuses_a_store_of_another_size(shared_data, tmp_path, preset):
     assert "Traceback" not in r.output
     expected = "26 output" if preset == "ti46-mlp" else "expects 2312"
     assert expected in r.output, r.output
+
+
+def test_shd_file_to_trained_network(tmp_path):
+    """SHD-format HDF5 (written here, gzipped as published) -> `encode shd` -> `fit --preset shd-mlp` (one small
+    epoch) -> `eval`. Needs no sample data."""
+    from tests.spikedata.test_heidelberg import make_samples, write_heidelberg
+
+    src = tmp_path / "shd"
+    src.mkdir()
+    for split, n, seed in (("train", 6, 1), ("test", 4, 2)):
+        t, u, lab, spk = make_samples(n, seed=seed)
+        write_heidelberg(src / f"shd_{split}.h5.gz", t, u, lab, spk, gz=True)
+    store = tmp_path / "shd.zarr"
+    r = runner.invoke(spikedata_app, ["encode", "shd", "--source", str(src), "--out", str(store), "--quiet"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "run"
+    r = runner.invoke(hm2bp_app, ["fit", str(store), "--preset", "shd-mlp", "--epochs", "1", "--batch-size", "2",
+                                  "--out", str(out), "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "700 -> " in r.output and "T 1400" in r.output
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 1 and 0.0 <= metrics[0]["test_accuracy"] <= 1.0
+    r = runner.invoke(hm2bp_app, ["eval", str(store), "--checkpoint", str(out / "last.pt"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "accuracy" in r.output.lower()
+
+
+def test_heidelberg_presets_fit_the_default_encoding():
+    """shd-mlp / ssc-mlp simulate exactly the steps `spikedata encode shd|ssc` writes by default, on 700 inputs."""
+    from hm2bp.config import load_config
+    from hm2bp.presets import preset_meta
+    from spikedata.datasets.heidelberg import default_steps
+    from spikedata.manifest import load_manifest
+
+    for dataset, n_classes in (("shd", 20), ("ssc", 35)):
+        cfg = load_config(load_preset(f"{dataset}-mlp"))
+        assert preset_meta(f"{dataset}-mlp")["inputs"] == 700
+        assert cfg.steps == default_steps(dataset) and [s.size for s in cfg.layers] == [800, n_classes]
+        assert load_manifest(dataset).n_classes == n_classes

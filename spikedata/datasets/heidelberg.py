@@ -1,0 +1,380 @@
+"""The Heidelberg spiking datasets, SHD and SSC (Cramer et al.; `data_manifests/shd.toml`, `ssc.toml`): spikes of a
+cochlea model's 700 channels, published as one HDF5 file per split, gzipped (`shd_train.h5.gz`) or unpacked.
+
+Layout of each file (read with h5py)::
+
+    spikes/times   variable-length float [n]   spike times of sample i, seconds from the recording's start
+    spikes/units   variable-length int   [n]   their channels, 0 <= unit < 700
+    labels         int [n]
+    extra/speaker  int [n]                     optional: stored per sample as the `speaker` extra
+    extra/keys     str [n_classes]             optional: class names in label order (else the manifest's)
+
+Files: SHD `shd_train.h5`, `shd_test.h5`; SSC `ssc_train.h5`, `ssc_valid.h5` (the store's `valid` split),
+`ssc_test.h5`. A gzipped file is decompressed once into a hidden temporary file beside the output (HDF5 needs
+random access) and removed afterwards, whatever happens.
+
+Binning (:func:`spikedata.encoders.event_binning.bin_unit_events`): step = floor(t · 10^6 / dt_us); spikes at
+steps >= n_steps are dropped and counted (`dropped_time`, samples `truncated`); spikes of one channel within one
+step collapse into one (`collapsed`). Every problem -- not HDF5, truncated, a missing dataset, arrays of different
+lengths, a negative or non-finite time, a unit >= 700, a label outside the classes -- is a :class:`DatasetError`
+naming the file (and the sample).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from spikedata.encoders.event_binning import bin_unit_events
+from spikedata.errors import DatasetError
+from spikedata.store import EventBlock
+
+__all__ = [
+    "DATASETS", "N_UNITS", "HeidelbergFile", "HeidelbergRange", "default_dt_us", "default_steps", "expected_counts",
+    "find_files", "heidelberg_jobs", "longest_time_us", "probe_heidelberg", "unpacked",
+]  # fmt: skip
+
+DATASETS = ("shd", "ssc")
+N_UNITS = 700
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_GZIP_MAGIC = b"\x1f\x8b"
+_REQUIRED = ("spikes/times", "spikes/units", "labels")
+#: Samples read per h5py call when scanning a whole file.
+_SCAN_BLOCK = 1024
+
+
+class HeidelbergFile(NamedTuple):
+    """What :func:`probe_heidelberg` found in one file: its sample count, class names (None without
+    extra/keys), whether it has extra/speaker, and the largest label."""
+
+    path: Path
+    n_samples: int
+    classes: list[str] | None
+    has_speaker: bool
+    max_label: int
+
+
+def _manifest(dataset: str):
+    from spikedata.manifest import load_manifest
+
+    if dataset not in DATASETS:
+        raise DatasetError(f"unknown Heidelberg dataset {dataset!r}; expected one of {DATASETS}")
+    return load_manifest(dataset)
+
+
+def find_files(source: str | os.PathLike, dataset: str) -> tuple[dict[str, Path], list[str]]:
+    """The split files of `dataset` under `source` (`<name>.h5` preferred over `<name>.h5.gz`; names matched
+    ignoring case), in the manifest's split order, and the names of the splits not found."""
+    root = Path(source)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a directory (expected the {dataset.upper()} files, see "
+                           f"data_manifests/{dataset}.toml)")
+    present = {p.name.lower(): p for p in root.iterdir() if p.is_file()}
+    found, missing = {}, []
+    for split, spec in _manifest(dataset).splits.items():
+        name = spec["file"].lower()
+        path = present.get(name) or present.get(name + ".gz")
+        if path is None:
+            missing.append(split)
+        else:
+            found[split] = path
+    if not found:
+        wanted = ", ".join(f"{spec['file']}[.gz]" for spec in _manifest(dataset).splits.values())
+        listing = ", ".join(sorted(p.name for p in present.values())[:8]) or "nothing"
+        raise DatasetError(f"{root}: none of {wanted} found (the directory holds {listing}); see "
+                           f"data_manifests/{dataset}.toml")
+    return found, missing
+
+
+def _kind(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot open ({exc.strerror})") from None
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head == _HDF5_MAGIC:
+        return "hdf5"
+    raise DatasetError(f"{path}: not an HDF5 file nor a gzipped one (first bytes {head!r}); expected the published "
+                       "shd_*/ssc_* .h5 or .h5.gz files")
+
+
+@contextlib.contextmanager
+def unpacked(path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None) -> Iterator[Path]:
+    """The plain HDF5 file of `path`: itself, or -- for a gzipped file -- a hidden temporary copy decompressed into
+    `tmp_dir` (default: the system's temporary directory), removed when the context ends."""
+    path = Path(path)
+    if _kind(path) == "hdf5":
+        yield path
+        return
+    folder = Path(tmp_dir) if tmp_dir is not None else Path(tempfile.gettempdir())
+    tmp = folder / f".{path.name.removesuffix('.gz')}.unpacked-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        try:
+            with gzip.open(path, "rb") as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DatasetError(f"{path}: cannot decompress ({exc}); the download is truncated or corrupt") from None
+        _kind(tmp)  # the gzip must hold an HDF5 file
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _open(path: Path, where: str):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"{where}: cannot read as HDF5 ({exc}); the file is truncated or corrupt") from None
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _has(f, name: str) -> bool:
+    """Whether `name` is a dataset of `f` (false, not an exception, when a path component is a dataset)."""
+    import h5py
+
+    try:
+        return isinstance(f.get(name), h5py.Dataset)
+    except (KeyError, TypeError, ValueError, OSError, RuntimeError):
+        return False
+
+
+def _check_layout(f, where: str) -> HeidelbergFile:
+    """The checks of :func:`probe_heidelberg` on an open file; h5py's errors on damaged data become
+    DatasetErrors naming `where`."""
+    try:
+        return _check_layout_unguarded(f, where)
+    except DatasetError:
+        raise
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+        raise DatasetError(f"{where}: cannot read the file's arrays ({type(exc).__name__}: {exc}); it is "
+                           "damaged") from None
+
+
+def _check_layout_unguarded(f, where: str) -> HeidelbergFile:
+    import h5py
+
+    for name in _REQUIRED:
+        if not _has(f, name):
+            raise DatasetError(f"{where}: dataset {name!r} is missing (has {sorted(_names(f))}); not an SHD/SSC file")
+    times, units, labels = (f[n] for n in _REQUIRED)
+    for name, ds, kinds in (("spikes/times", times, "f"), ("spikes/units", units, "iu")):
+        base = h5py.check_vlen_dtype(ds.dtype)
+        if ds.ndim != 1 or base is None or base.kind not in kinds:
+            what = "float" if kinds == "f" else "integer"
+            raise DatasetError(f"{where}: {name} must be a 1-D variable-length {what} array; it is {ds.dtype} "
+                               f"{ds.shape}")
+    n = times.shape[0]
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DatasetError(f"{where}: labels must be a 1-D integer array; it is {labels.dtype} {labels.shape}")
+    for name, ds in (("spikes/units", units), ("labels", labels)):
+        if ds.shape[0] != n:
+            raise DatasetError(f"{where}: {name} has {ds.shape[0]} entries, spikes/times {n}")
+    has_speaker = _has(f, "extra/speaker")
+    if has_speaker and (f["extra/speaker"].ndim != 1 or f["extra/speaker"].shape[0] != n):
+        raise DatasetError(f"{where}: extra/speaker has shape {f['extra/speaker'].shape}, expected ({n},)")
+    classes = None
+    if _has(f, "extra/keys"):
+        keys = f["extra/keys"][()]
+        classes = [_text(k) for k in np.atleast_1d(keys)]
+        if len(set(classes)) != len(classes) or not all(classes):
+            raise DatasetError(f"{where}: extra/keys {classes} are not distinct non-empty class names")
+    lab = labels[()] if n else np.zeros(0, np.int64)
+    max_label = int(lab.max()) if n else -1
+    if n and int(lab.min()) < 0:
+        raise DatasetError(f"{where}: label {int(lab.min())} at sample {int(np.argmin(lab))} is negative")
+    if classes is not None and max_label >= len(classes):
+        raise DatasetError(f"{where}: label {max_label} at sample {int(np.argmax(lab))} but extra/keys names only "
+                           f"{len(classes)} classes")
+    return HeidelbergFile(Path(f.filename), n, classes, has_speaker, max_label)
+
+
+def _names(f) -> list[str]:
+    out: list[str] = []
+    f.visit(out.append)
+    return out
+
+
+def probe_heidelberg(path: str | os.PathLike) -> HeidelbergFile:
+    """Check one file's layout without reading its spikes (cheap: a fuzzer's plausibility check): HDF5 (or gzipped
+    HDF5), the datasets and dtypes of the module docstring, equal lengths, labels within extra/keys."""
+    path = Path(path)
+    with unpacked(path) as plain, _open(plain, str(path)) as f:
+        info = _check_layout(f, str(path))
+    return info._replace(path=path)
+
+
+def _read_block(f, start: int, stop: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, times s float64, units int64) of samples [start, stop) of an open file."""
+    try:
+        times = f["spikes/times"][start:stop]
+        units = f["spikes/units"][start:stop]
+    except (OSError, ValueError, RuntimeError, TypeError) as exc:  # h5py's errors on damaged chunks
+        raise DatasetError(f"{where}: cannot read spikes of samples [{start}, {stop}) ({exc})") from None
+    counts = np.fromiter((len(t) for t in times), np.int64, len(times))
+    lengths = np.fromiter((len(u) for u in units), np.int64, len(units))
+    if not np.array_equal(counts, lengths):
+        i = int(np.flatnonzero(counts != lengths)[0])
+        raise DatasetError(f"{where}: sample {start + i} has {counts[i]} spike times but {lengths[i]} units")
+    indptr = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    if indptr[-1]:
+        t = np.concatenate(times).astype(np.float64, copy=False)
+        u = np.concatenate(units).astype(np.int64, copy=False)
+    else:
+        t, u = np.zeros(0, np.float64), np.zeros(0, np.int64)
+    return indptr, t, u
+
+
+def longest_time_us(path: str | os.PathLike, where: str | None = None) -> float:
+    """Latest spike time in µs over every sample of a plain HDF5 file (0 when there is none); checks the times."""
+    where = where or str(path)
+    with _open(Path(path), where) as f:
+        n = _check_layout(f, where).n_samples
+        latest = 0.0
+        for start in range(0, n, _SCAN_BLOCK):
+            stop = min(n, start + _SCAN_BLOCK)
+            indptr, t, _ = _read_block(f, start, stop, where)
+            bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
+            if len(bad):
+                i = int(np.searchsorted(indptr, bad[0], side="right")) - 1
+                raise DatasetError(f"{where}: sample {start + i}: time {float(t[bad[0]])!r} s is negative or not "
+                                   "finite")
+            if len(t):
+                latest = max(latest, float(t.max()) * 1e6)
+    return latest
+
+
+@dataclass(frozen=True)
+class HeidelbergRange:
+    """Picklable `encode_range` for the pipeline: reads and bins samples [start, stop) of one plain HDF5 file.
+
+    `where` names the file in messages (the published name, not a temporary copy); `speaker`: store
+    extra/speaker. Stats: `events_read`, `spikes`, `collapsed`, `dropped_time`, `truncated` (samples)."""
+
+    path: str
+    where: str
+    dt_us: int
+    n_steps: int
+    n_classes: int
+    speaker: bool
+
+    def __call__(self, start: int, stop: int) -> EventBlock:
+        with _open(Path(self.path), self.where) as f:
+            indptr, t, u = _read_block(f, start, stop, self.where)
+            try:
+                labels = np.asarray(f["labels"][start:stop], dtype=np.int64)
+                extras = {}
+                if self.speaker:
+                    speaker = np.asarray(f["extra/speaker"][start:stop])
+                    extras["speaker"] = (speaker.astype(str) if speaker.dtype.kind in "OSU"
+                                         else speaker.astype(np.int64))
+            except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+                raise DatasetError(f"{self.where}: cannot read labels/speakers of samples [{start}, {stop}) "
+                                   f"({exc})") from None
+        try:
+            block = bin_unit_events(indptr, t, u, N_UNITS, self.dt_us, self.n_steps)
+        except ValueError as exc:  # names the sample within the block: make it the file's sample
+            sample, _, rest = str(exc).partition(",")
+            number = int(sample.split()[-1]) + start if sample.startswith("sample ") else None
+            raise DatasetError(f"{self.where}: sample {number},{rest}" if number is not None
+                               else f"{self.where}: {exc}") from None
+        bad = np.flatnonzero((labels < 0) | (labels >= self.n_classes))
+        if len(bad):
+            raise DatasetError(f"{self.where}: sample {start + int(bad[0])}: label {int(labels[bad[0]])} outside "
+                               f"the {self.n_classes} classes")
+        stats = {"events_read": int(indptr[-1]), "spikes": int(block.indptr[-1]), "collapsed": block.n_collapsed,
+                 "dropped_time": block.n_dropped_time, "truncated": block.n_truncated}
+        return EventBlock(block.indptr, block.times, block.units, labels.astype(np.int16), extras, stats)
+
+
+def default_steps(dataset: str) -> int:
+    """The stated cut-off of `dataset` in steps of its default bin (data_manifests/<dataset>.toml)."""
+    return int(_manifest(dataset).layout["n_steps"])
+
+
+def default_dt_us(dataset: str) -> int:
+    """The default bin of `dataset` in µs (data_manifests/<dataset>.toml)."""
+    return int(_manifest(dataset).layout["dt_us"])
+
+
+def expected_counts(dataset: str) -> dict[str, int]:
+    """Samples per split of the published files (data_manifests/<dataset>.toml)."""
+    return {split: int(spec["n_samples"]) for split, spec in _manifest(dataset).splits.items()}
+
+
+def heidelberg_jobs(
+    dataset: str,
+    files: dict[str, Path],
+    plain: dict[str, Path],
+    dt_us: int,
+    n_steps: int,
+    chunk: int = 256,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Root attributes and one `SplitJob` per split for `spikedata.pipeline.encode_to_store`.
+
+    `files`: split -> the file as given (named in messages, hashed for `source`); `plain`: split -> its plain HDF5
+    file (the same, or the temporary copy of :func:`unpacked`). Class names come from the files' extra/keys (they
+    must agree), else from the manifest.
+    """
+    from spikedata.checksum import file_digests
+    from spikedata.pipeline import SplitJob
+
+    infos = {}
+    for split, path in plain.items():
+        with _open(path, str(files[split])) as f:
+            infos[split] = _check_layout(f, str(files[split]))
+    named = {split: info.classes for split, info in infos.items() if info.classes is not None}
+    if named:
+        first_split, classes = next(iter(named.items()))
+        for split, other in named.items():
+            if other != classes:
+                raise DatasetError(f"{files[split]}: extra/keys {other} differ from {files[first_split]}'s {classes}")
+    else:
+        classes = list(_manifest(dataset).classes or ())
+    for split, info in infos.items():
+        if info.max_label >= len(classes):
+            raise DatasetError(f"{files[split]}: label {info.max_label} but {dataset} has {len(classes)} classes")
+    jobs = {
+        split: SplitJob(
+            n_samples=info.n_samples,
+            encode_range=HeidelbergRange(str(plain[split]), str(files[split]), int(dt_us), int(n_steps),
+                                         len(classes), info.has_speaker),
+            chunk=chunk,
+        )
+        for split, info in infos.items()
+    }
+    digests = {split: file_digests(path, ("sha256", "md5")) for split, path in files.items()}
+    attrs = {
+        "dataset": dataset,
+        "encoder": {"name": "spike_binning", "params": {"dt_us": int(dt_us), "n_steps": int(n_steps),
+                                                        "rounding": "floor", "t_start_us": 0}},
+        "n_units": N_UNITS,
+        "unit_shape": [N_UNITS],
+        "n_steps": int(n_steps),
+        "dt_us": int(dt_us),
+        "classes": classes,
+        "seed": 0,
+        "source": {
+            "files": {files[s].name: d["sha256"] for s, d in digests.items()},
+            "md5": {files[s].name: d["md5"] for s, d in digests.items()},
+            "class_names_from": "extra/keys" if named else f"data_manifests/{dataset}.toml",
+        },
+    }
+    return attrs, jobs
