@@ -45,6 +45,7 @@ from hm2bp.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
 from hm2bp.config import NetworkConfig, load_config
 from hm2bp.device_data import DEFAULT_RESIDENT_FRACTION
 from hm2bp.errors import Hm2bpError
+from hm2bp.kernels import resolve_backend
 from hm2bp.loader import DEFAULT_BUFFER, SpikeLoader, resolve_device
 from hm2bp.metrics import confusion_matrix, plot_learning_curve, write_metrics
 from hm2bp.optim import make_optimizer
@@ -565,6 +566,9 @@ def prepare_run(
     val_fraction: float | None = None,
     command: str = "",
     world: dp.World | None = None,
+    backend: str = "auto",
+    resident_fraction: float = DEFAULT_RESIDENT_FRACTION,
+    report_every: int | None = None,
 ) -> Trainer:
     """Open the splits, check them against `config`, build the network and the trainer, handle `resume`.
 
@@ -573,6 +577,8 @@ def prepare_run(
     `overwrite` starts a new run in a directory that holds one (its run files are deleted first).
     Data-parallel (`world`): rank 0 alone reads the checkpoint and writes the run directory; the other ranks get the
     checkpoint (or rank 0's error) from it. `resume` needs the same global batch (world size x batch size).
+    `backend`: the network's kernel set (`hm2bp.kernels`); `resident_fraction`: the share of the GPU's free memory
+    the training events may take to stay on it (`hm2bp.loader`); `report_every`: steps between read-backs.
     """
     world = world or dp.SINGLE
     run_dir = Path(run_dir)
@@ -584,6 +590,10 @@ def prepare_run(
     if max_train is not None and max_train < 1:
         raise SetupError(f"`max_train` must be >= 1; got {max_train}")
     dev = resolve_device(device)
+    try:
+        resolve_backend(backend, dev)
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None
     last = run_dir / LAST
     if resume and overwrite:
         raise SetupError("`resume` and `overwrite` exclude each other")
@@ -597,15 +607,15 @@ def prepare_run(
                       "checkpoint")
     network_cls = _network_class()
     generator = torch.Generator().manual_seed(config.train.seed)
-    net = network_cls.from_config(config, train.n_units, tuple(train.unit_shape), generator=generator)
-    moved = net.to(dev)
-    net = moved if moved is not None else net
+    net = network_cls.from_config(config, train.n_units, tuple(train.unit_shape), generator=generator,
+                                  backend=backend).to(dev)
     info = {"path": str(store.path), "fingerprint": store.fingerprint, "train_split": train_split,
             "test_split": test.name if test is not None else None, "validation": validation}
     store_name = str(store.path).rstrip("/").rsplit("/", 1)[-1]
     trainer = Trainer(net, train, test, valid_split=valid, device=dev, run_dir=run_dir, max_train=loader_max_train,
                       max_test=max_test, store_info=info, shuffle_buffer=shuffle_buffer, world=world,
-                      run_title=f"{config_source}, store {store_name}")
+                      run_title=f"{config_source}, store {store_name}", resident_fraction=resident_fraction,
+                      report_every=report_every)
     if ckpt is not None:
         trainer.restore(ckpt)
     if not world.is_main:  # rank 0 alone writes the run directory
@@ -620,16 +630,15 @@ def prepare_run(
         atomic_write_text(run_dir / RUN_INFO, json.dumps({
             "command": command, "store": info, "device": str(dev), "config": config.to_dict(),
             "max_train": max_train, "max_test": max_test, "shuffle_buffer": shuffle_buffer,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "world_size": world.world_size,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "world_size": world.world_size, "backend": net.backend,
         }, indent=2) + "\n")
     return trainer
 
 
-def load_network_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu"):
-    """Rebuild the trained network of a checkpoint (on `device`)."""
+def load_network_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu", backend: str = "auto"):
+    """Rebuild the trained network of a checkpoint (on `device`, with the kernel set `backend`)."""
     config = load_config(ckpt["config"])
-    net = _network_class().from_config(config, int(ckpt["n_inputs"]), tuple(ckpt["input_shape"]))
+    net = _network_class().from_config(config, int(ckpt["n_inputs"]), tuple(ckpt["input_shape"]), backend=backend)
     net.load_weights({k: v for k, v in ckpt["weights"].items()})
-    moved = net.to(resolve_device(device))
-    return moved if moved is not None else net
+    return net.to(resolve_device(device))
 

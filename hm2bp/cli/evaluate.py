@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from hm2bp.cli.app import app as hm2bp_app
-from hm2bp.cli.device import DEVICE, check_device
+from hm2bp.cli.device import BACKEND, DEVICE, check_backend, check_device
 from spikedata.cli.common import fail, warn
 
 
@@ -19,6 +19,7 @@ def evaluate_cmd(
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Samples per forward pass."),
     device: str = DEVICE,
+    backend: str = BACKEND,
     max_n: int | None = typer.Option(None, "--max-n", min=1, help="Evaluate only the first N samples."),
     plot: Path | None = typer.Option(None, "--plot", help="Confusion-matrix PNG (default: beside the checkpoint)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write accuracy and confusion matrix as JSON."),
@@ -31,6 +32,7 @@ def evaluate_cmd(
     from spikedata.store import StoreError, open_store
 
     device = check_device(device)
+    backend = check_backend(backend)
     try:
         ckpt = load_checkpoint(checkpoint)
         st = open_store(store)
@@ -43,7 +45,7 @@ def evaluate_cmd(
         if ckpt["store"].get("fingerprint") != st.fingerprint:
             warn(f"{store} is not the store {checkpoint} was trained on ({ckpt['store'].get('path')}; "
                  "fingerprints differ)")
-        net = load_network_from_checkpoint(ckpt, _device(device))
+        net = load_network_from_checkpoint(ckpt, _device(device), backend)
     except (CheckpointError, StoreError, SetupError, ValueError, KeyError) as exc:
         fail(str(exc).strip("'\""))
     res = evaluate(net, data, batch_size, _device(device), max_n)

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hm2bp.cli.app import app as hm2bp_app
-from hm2bp.cli.device import DEVICE, check_device
+from hm2bp.cli.device import BACKEND, DEVICE, check_backend, check_device
 from spikedata.cli.common import console, echo, fail, note, note_first_compilation, say
 
 
@@ -120,6 +120,15 @@ def fit(
         help="Validation split of the store ('auto': its own valid/val split if it has one; 'none': none).",
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (epoch summaries only)."),
+    backend: str = BACKEND,
+    device_data: float = typer.Option(
+        0.25, "--device-data", min=0.0, max=1.0,  # = hm2bp.device_data.DEFAULT_RESIDENT_FRACTION
+        help="On CUDA: share of the GPU's free memory the training events may take to stay on it (0: stream them).",
+    ),
+    report_every: int | None = typer.Option(
+        None, "--report-every", min=1,
+        help="Steps between read-backs of loss and accuracy for the progress bar (default: 1 on CPU, 50 on CUDA).",
+    ),
     dist_timeout: float | None = typer.Option(
         None, "--dist-timeout", min=1.0,
         help="Under torchrun: seconds a rank waits for the others before failing (default $HM2BP_DIST_TIMEOUT or 300).",
@@ -132,6 +141,7 @@ def fit(
     from spikedata.store import StoreError, is_url, open_store
 
     device = check_device(device)
+    backend = check_backend(backend)
     try:
         world, dev = init_world(device, dist_timeout)  # joins torchrun's process group when launched by it
     except DistributedError as exc:
@@ -158,7 +168,8 @@ def fit(
             shuffle_buffer=shuffle_buffer,
             test_split=None if test_split.lower() == "none" else test_split,
             valid_split=None if valid_split.lower() == "none" else valid_split, val_fraction=val_fraction,
-            command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world,
+            command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world, backend=backend,
+            resident_fraction=device_data, report_every=report_every,
         )
     except (ConfigError, StoreError, SetupError, KeyError, ValueError, FileNotFoundError, DistributedError) as exc:
         fail_rank(str(exc).strip("'\""))
@@ -171,7 +182,8 @@ def fit(
         echo(
             f"{source}: {' -> '.join([str(trainer.train_split.n_units)] + [s.describe() for s in cfg.layers])}, "
             f"T {cfg.steps}, {t.optimizer} lr {t.lr:g} ({t.lr_schedule}, batch scaling {t.lr_batch_scaling}), "
-            f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device}, run dir {run_dir}"
+            f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device} "
+            f"({trainer.net.backend} kernels), run dir {run_dir}"
             + ranks + (f", resuming at epoch {first + 1}/{t.epochs}" if resume else ""))
     if main and trainer.device.type == "cpu":
         from hm2bp import conv, hm2bp_grad, lif, optim, spsp

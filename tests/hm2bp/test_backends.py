@@ -26,7 +26,12 @@ from tests.hm2bp.test_gradients import CFG, make_case  # noqa: E402
 CUDA = torch.cuda.is_available()
 # Under the interpreter the Triton kernels run on the CPU; with a GPU the same comparisons run on it.
 TRITON_DEVICE = "cuda" if CUDA else "cpu"
-cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device (run scripts/device_check.sh on a GPU machine)")
+_NO_CUDA = "needs a CUDA device (scripts/device_check.sh runs these on a GPU machine)"
+
+
+def cuda(test):
+    """Marks a test `cuda` (select with `-m cuda`) and skips it, with the reason, where no GPU is present."""
+    return pytest.mark.cuda(pytest.mark.skipif(not CUDA, reason=_NO_CUDA)(test))
 
 
 def _lif_codes(cur: np.ndarray, vth: float, tau_m: float, tau_s: float, t_r: int, lateral: float, epsilon: bool,
