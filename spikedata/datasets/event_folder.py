@@ -152,7 +152,8 @@ def encode_files(split: EventSplit, start: int, stop: int, options: BinningOptio
     )
     for k, i in enumerate(range(start, stop)):
         path = root / split.files[i]
-        events, info = read_events_with_info(path)
+        # Files that state no sensor size (ATIS) are checked against the encoder's: nothing outside it is binned.
+        events, info = read_events_with_info(path, sensor_size=options.sensor_size)
         b = bin_events(events, options)
         times.append(b.times)
         units.append(b.units)
