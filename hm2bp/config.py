@@ -366,6 +366,8 @@ def load_config(source: dict | str | Path | NetworkConfig) -> NetworkConfig:
         return source
     if isinstance(source, str | Path):
         path = Path(source)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory; pass the path of a config .toml file")
         try:
             with path.open("rb") as fh:
                 source = tomllib.load(fh)
@@ -373,6 +375,8 @@ def load_config(source: dict | str | Path | NetworkConfig) -> NetworkConfig:
             raise ConfigError(f"{path}: config file not found") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
     if not isinstance(source, dict):
         raise ConfigError(f"config: expected a dict, a TOML path or a NetworkConfig, got {type(source).__name__}")
     return _parse(source)

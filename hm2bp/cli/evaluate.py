@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from hm2bp.cli.app import app as hm2bp_app
-from spikedata.cli.common import fail, warn
+from spikedata.cli.common import error_text, fail, warn
+from spikedata.errors import PicklableError
 
 
 @hm2bp_app.command("eval")
@@ -23,10 +24,10 @@ def evaluate_cmd(
     json_out: Path | None = typer.Option(None, "--json", help="Also write accuracy and confusion matrix as JSON."),
 ) -> None:
     """Evaluate a checkpoint: prints accuracy, per-class accuracy and the confusion matrix (text and PNG)."""
-    from hm2bp.checkpoint import CheckpointError, load_checkpoint
+    from hm2bp.checkpoint import load_checkpoint
     from hm2bp.metrics import format_confusion, per_class_accuracy, plot_confusion
     from hm2bp.trainer import evaluate, load_network_from_checkpoint
-    from spikedata.store import StoreError, open_store
+    from spikedata.store import open_store
 
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"--device must be auto, cpu or cuda; got {device!r}")
@@ -40,18 +41,21 @@ def evaluate_cmd(
             fail(f"{store}: split {split!r} is empty (0 samples)")
         if int(ckpt["n_inputs"]) != data.n_units:
             fail(f"store has {data.n_units} units, checkpoint {checkpoint} expects {ckpt['n_inputs']}")
-        steps = int(ckpt["config"]["steps"])
+        net = load_network_from_checkpoint(ckpt, _device(device), checkpoint)  # checks config and weights
+        steps = int(net.config.steps)
         if data.n_steps != steps:
             fail(f"store has {data.n_steps} time steps per sample, checkpoint {checkpoint} simulates {steps}")
         if len(data.classes) != len(ckpt["classes"]):
             fail(f"store has {len(data.classes)} classes, checkpoint {checkpoint} has {len(ckpt['classes'])}")
+        if net.config.layers[-1].size != len(data.classes):
+            fail(f"checkpoint {checkpoint}: its network has {net.config.layers[-1].size} output neurons for "
+                 f"{len(data.classes)} classes")
         if ckpt["store"].get("fingerprint") != st.fingerprint:
             warn(f"{store} is not the store {checkpoint} was trained on ({ckpt['store'].get('path')}; "
                  "fingerprints differ)")
-        net = load_network_from_checkpoint(ckpt, _device(device))
-    except (CheckpointError, StoreError, ValueError, KeyError) as exc:
-        fail(str(exc).strip("'\""))
-    res = evaluate(net, data, batch_size, _device(device), max_n)
+        res = evaluate(net, data, batch_size, _device(device), max_n)
+    except (PicklableError, ValueError, KeyError, OSError) as exc:
+        fail(error_text(exc))
     classes = data.classes
     cm = res.confusion(len(classes))
     acc = per_class_accuracy(cm)

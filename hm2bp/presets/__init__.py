@@ -29,15 +29,22 @@ def _preset_path(name: str) -> Path:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; a syntax error becomes a ValueError naming the file."""
+    """Parse a TOML file; a syntax error, text that is not UTF-8 or a directory becomes a ConfigError naming the
+    file."""
+    from hm2bp.config import ConfigError
+
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; pass the path of a .toml file")
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"config file {path} not found") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: invalid TOML ({exc})") from exc
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte offset {exc.start}); a config is a TOML file") from None
 
 
 def split_meta(raw: dict[str, Any], where: str = "config") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -52,6 +59,20 @@ def split_meta(raw: dict[str, Any], where: str = "config") -> tuple[dict[str, An
     if "inputs" in meta and (not isinstance(meta["inputs"], int) or meta["inputs"] < 1):
         raise ValueError(f"{where}: meta.inputs must be a positive integer; got {meta['inputs']!r}")
     return config, meta
+
+
+def load_config_file(path: str | Path):
+    """(NetworkConfig, meta) of a config TOML file (`hm2bp fit --config`); every ConfigError names the file."""
+    from hm2bp.config import ConfigError, load_config
+
+    try:
+        raw, meta = split_meta(read_toml(path), str(path))
+        return load_config(raw), meta
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith(str(path)) else f"{path}: {text}") from None
+    except ValueError as exc:  # split_meta's messages already start with the file
+        raise ConfigError(str(exc)) from None
 
 
 def load_preset(name: str) -> dict[str, Any]:

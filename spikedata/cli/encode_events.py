@@ -9,7 +9,18 @@ from pathlib import Path
 import typer
 
 from spikedata.cli.app import encode_app
-from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, note, say
+from spikedata.cli.common import (
+    OUT,
+    OVERWRITE,
+    QUIET,
+    WORKERS,
+    check_new_output,
+    error_text,
+    fail,
+    note,
+    reported_errors,
+    say,
+)
 
 _DT = typer.Option(None, "--dt-us", min=1, help="Bin width in µs (one time step).")
 _STEPS = typer.Option(None, "--steps", min=1, help="Time steps kept per sample.")
@@ -50,17 +61,13 @@ def _options(base, dt_us, steps, rounding, time_shift, crop, downsample, polarit
 
 def _run(dataset: str, folder, options, out: Path, workers: int, chunk: int, overwrite: bool, quiet: bool) -> None:
     from spikedata.datasets.event_folder import split_jobs, store_attrs
-    from spikedata.io.events import EventFileError
     from spikedata.pipeline import encode_to_store
-    from spikedata.store import StoreError
 
     started = time.perf_counter()
     jobs = split_jobs(folder, options, chunk=chunk)
-    try:
+    with reported_errors(FileNotFoundError):
         path = encode_to_store(out, store_attrs(dataset, folder, options), jobs, workers=workers,
                                progress=not quiet, overwrite=overwrite)  # fmt: skip
-    except (EventFileError, StoreError, FileNotFoundError) as exc:
-        fail(str(exc))
     seconds = time.perf_counter() - started
     n = sum(job.n_samples for job in jobs.values())
     say(
@@ -134,7 +141,7 @@ def encode_events(
             if size is None:
                 fail(f"{fmt} files do not state the sensor size; pass --sensor-size WIDTH,HEIGHT")
     except (FileNotFoundError, ValueError, EventFileError) as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     base = BinningOptions(sensor_size=size, dt_us=dt_us, n_steps=steps, t_start_us=None if t_start == "first"
                           else 0)  # fmt: skip
     options = _options(base, None, None, rounding, time_shift, crop, downsample, polarity, unit_order)

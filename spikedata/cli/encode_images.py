@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from spikedata.cli.app import encode_app
-from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, say
+from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, reported_errors, say
 
 _SOURCE = typer.Option(None, "--source", help="Directory holding the dataset's IDX files (.gz or raw).")
 _STEPS = typer.Option(400, "--steps", min=1, help="Time steps per sample (steps of 1 ms).")
@@ -36,22 +36,18 @@ def run_encode(
     quiet: bool = False,
 ) -> None:
     """Shared body of the three commands: build the jobs, run the pipeline, print a one-line summary."""
-    from spikedata.datasets.mnist import DatasetError, image_encode_jobs
-    from spikedata.io.idx import IdxError
-    from spikedata.manifest import ManifestError
+    from spikedata.datasets.mnist import image_encode_jobs
     from spikedata.pipeline import encode_to_store
 
     check_new_output(out, overwrite)
     if source is not None and not source.is_dir():
         fail(f"--source {source}: no such directory")
     started = time.perf_counter()
-    try:
+    with reported_errors(FileNotFoundError, IsADirectoryError):
         attrs, jobs = image_encode_jobs(
             dataset, source, splits, steps, max_prob, seed, keep_images, variant=variant, verify=verify
         )
         path = encode_to_store(out, attrs, jobs, workers=workers, progress=not quiet, overwrite=overwrite)
-    except (DatasetError, IdxError, ManifestError, FileNotFoundError) as exc:
-        fail(str(exc))
     seconds = time.perf_counter() - started
     n = sum(job.n_samples for job in jobs.values())
     say(
