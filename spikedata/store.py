@@ -144,6 +144,7 @@ class _Checked:
         self.digests = np.asarray(entry[CHUNK_DIGEST], dtype=np.int64)
         self.length = int(array.shape[0])
         self.verified = np.zeros(len(self.digests), dtype=np.bool_)
+        self._tail: tuple[int, np.ndarray] | None = None  # (index, values) of the last chunk decoded
 
     def where(self, k: int) -> str:
         lo, hi = k * self.chunk, min((k + 1) * self.chunk, self.length)
@@ -172,15 +173,22 @@ class _Checked:
                              f"({type(exc).__name__}: {exc})") from exc
 
     def read(self, lo: int, hi: int) -> np.ndarray:
-        """Rows [lo, hi), every chunk they touch verified against the manifest (once per chunk and process)."""
+        """Rows [lo, hi), every chunk they touch verified against the manifest (once per chunk and process).
+
+        Whole chunks are decoded (zarr decodes whole chunks anyway); the last one is kept, read-only, so that the
+        next read of a streaming pass, which starts in it, does not decode it a second time.
+        """
         if hi <= lo:
             return self.array[0:0] if self.length else np.zeros((0, *self.array.shape[1:]), self.array.dtype)
         k0, k1 = lo // self.chunk, -(-hi // self.chunk)
-        if self.verified[k0:k1].all():
-            return self._raw(lo, hi)
-        a0, a1 = k0 * self.chunk, min(k1 * self.chunk, self.length)
-        data = self._raw(a0, a1)  # whole chunks: zarr decodes them whole anyway
-        for k in range(k0, k1):
+        base = k0 * self.chunk
+        tail = self._tail
+        first = k0 + 1 if tail is not None and tail[0] == k0 else k0
+        if first == k1:
+            return tail[1][lo - base : hi - base].copy()  # callers get writable arrays, as from zarr
+        a0, a1 = first * self.chunk, min(k1 * self.chunk, self.length)
+        data = self._raw(a0, a1)
+        for k in range(first, k1):
             if self.verified[k]:
                 continue
             part = data[k * self.chunk - a0 : min((k + 1) * self.chunk, self.length) - a0]
@@ -193,7 +201,12 @@ class _Checked:
                                  "corrupted; re-encode the store or restore it from a copy")
             self.split._check_chunk(self.name, part, k, self)
             self.verified[k] = True
-        return data[lo - a0 : hi - a0]
+        last = data[(k1 - 1) * self.chunk - a0 :].copy()
+        last.flags.writeable = False
+        self._tail = (k1 - 1, last)
+        if first != k0:
+            data = np.concatenate([tail[1], data])
+        return data[lo - base : hi - base]
 
 
 class Split:

@@ -185,6 +185,23 @@ def test_damage_is_named_before_the_data_is_used(tmp_path, store, kind):
             verify_store(bad)
 
 
+def test_reads_are_independent_arrays(store):
+    """Consecutive reads share a decoded chunk internally; what a caller gets is its own writable array."""
+    split = open_store(store[0])["train"]
+    a = split.read_range(0, 7)
+    b = split.read_range(7, 9)  # starts in the chunk the first read ended in
+    want_b = b.times.copy()
+    a.times[:] = 0
+    b.times[:] = 0
+    c = split.read_range(7, 9)
+    assert np.array_equal(c.times, want_b)
+    t, _ = split.events(8)
+    t[:] = 1
+    assert np.array_equal(split.events(8)[0], want_b[b.indptr[1] : b.indptr[2]])
+    r, _ = store[1]["train"]
+    assert np.array_equal(split.dense(range(40)), r)
+
+
 def test_fill_values_cannot_pass_validation(store):
     """Even without the manifest, a missing chunk reads as invalid data: labels -1, times/units at the dtype max."""
     st = open_store(store[0])
