@@ -10,6 +10,7 @@ the torch twins of the same functions (`backend="torch"` forces them on CPU too)
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import torch
 
 from hm2bp import conv as cnn
 from hm2bp import hm2bp_grad as rules
-from hm2bp.config import LayerSpec, NetworkConfig, load_config
+from hm2bp.config import ConfigError, LayerSpec, NetworkConfig, load_config
 from hm2bp.lif import (
     input_current,
     input_current_torch,
@@ -194,6 +195,58 @@ def _init_weight(shape: tuple[int, ...], spec: LayerSpec, generator: torch.Gener
     return torch.randn(shape, generator=generator, dtype=torch.float32) * spec.init_scale
 
 
+def layer_sizes(config: NetworkConfig, n_inputs: int, input_shape: tuple | None = None) -> list[tuple[str, int, int]]:
+    """(layer name, neurons, weights) of every layer, computed from the config alone (nothing is allocated)."""
+    out = []
+    n_pre, shape = int(n_inputs), None
+    if config.layers[0].type != "dense":
+        shape = cnn.as_input_shape(input_shape, int(n_inputs))
+    for spec in config.layers:
+        if spec.type == "pool":
+            shape = cnn.pool_output_shape(shape, int(spec.window))
+            n_post, n_w = math.prod(shape), 0
+        elif spec.type == "conv":
+            n_w = int(spec.channels) * shape[0] * int(spec.kernel) ** 2
+            shape = cnn.conv_output_shape(shape, int(spec.channels), int(spec.kernel))
+            n_post = math.prod(shape)
+        else:
+            n_post, n_w, shape = int(spec.size), int(spec.size) * n_pre, None
+        out.append((spec.name, n_post, n_w))
+        n_pre = n_post
+    return out
+
+
+#: Bytes per weight while training: float32 weight, Adam's two float32 moments, one float32 gradient accumulator.
+BYTES_PER_WEIGHT = 16
+#: Bytes per neuron and step of one sample in a forward/backward chunk: uint8 spike, float32 current.
+BYTES_PER_ACTIVATION = 5
+
+
+def check_memory(config: NetworkConfig, n_inputs: int, input_shape: tuple | None, threads: int,
+                 chunk: int) -> None:
+    """ConfigError when training this network would need more memory than is available (checked before any
+    weight is allocated); the message names the largest layer and the amounts."""
+    from spikedata.resources import available_memory, format_bytes
+
+    try:
+        sizes = layer_sizes(config, n_inputs, input_shape)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    n_weights = sum(w for _, _, w in sizes)
+    n_neurons = n_inputs + sum(n for _, n, _ in sizes)
+    weights = BYTES_PER_WEIGHT * n_weights
+    activations = BYTES_PER_ACTIVATION * threads * chunk * config.steps * n_neurons
+    have = available_memory()
+    if weights + activations > have:
+        name, n_post, n_w = max(sizes, key=lambda t: (t[2], t[1]))
+        raise ConfigError(
+            f"layers: this network ({n_weights:,} weights, {n_neurons:,} neurons; largest layer {name!r} with "
+            f"{n_post:,} neurons and {n_w:,} weights) would need {format_bytes(weights + activations)} of memory to "
+            f"train ({format_bytes(weights)} for weights, optimiser state and gradients, "
+            f"{format_bytes(activations)} for activations), but only {format_bytes(have)} is available"
+        )
+
+
 class Network:
     """HM2-BP network of dense, conv and pool layers. Use `Network.from_config`."""
 
@@ -216,6 +269,7 @@ class Network:
         self.threads = int(threads)
         if generator is None:
             generator = torch.Generator().manual_seed(config.train.seed)
+        check_memory(config, self.n_inputs, input_shape, self.threads, self.chunk_size)
         self._layers: dict[str, Layer] = {}
         n_pre = self.n_inputs
         shape = None  # (C, H, W) of the previous layer's neurons while they are spatial
