@@ -5,7 +5,12 @@ event-chunk sizes and codecs. For each layout: bytes on disk (vs a bit-packed de
 read throughput (`read_range` over blocks of 256 samples, what the trainer's loader does) and the median latency
 of a random single-sample read (`events(i)`).
 
-    .venv/bin/python benchmarks/bench_store.py [--samples 2000]
+Then the cost of the integrity checks (docs/store.md), on the default layout, side by side in one run: streaming
+passes with the unchecked read path (plain zarr slices plus the version-1 range check) alternate with passes of
+`Split.read_range` on a freshly opened store (every chunk verified against the manifest at its first read) and
+with a second pass on the same store (chunks already verified); medians of `--repeats` rounds.
+
+    .venv/bin/python benchmarks/bench_store.py [--samples 2000] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ def du(path: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
     images = load_images(args.samples)
     labels = np.zeros(len(images), np.int16)
@@ -114,8 +120,53 @@ def main() -> None:
                 f"{name:48s} {size / 1e6:7.1f} {size / packed:8.3f} {size / n_events:8.2f} {write_s:8.2f} "
                 f"{stream:14.0f} {1e3 * statistics.median(lat):12.2f}"
             )
+        integrity_overhead(tmp / "default.zarr", attrs, blocks, args.repeats)
     finally:
         shutil.rmtree(tmp)
+
+
+def unchecked_pass(split) -> None:
+    """The read path without integrity checks: zarr slices and the version-1 range check."""
+    times, units = split._times.array, split._units.array
+    for s in range(0, len(split), 256):
+        lo, hi = int(split.indptr[s]), int(split.indptr[min(s + 256, len(split))])
+        t, u = times[lo:hi], units[lo:hi]
+        if len(t) and (int(t.max()) >= split.n_steps or int(u.max()) >= split.n_units):
+            raise RuntimeError("out of range")
+
+
+def checked_pass(split) -> None:
+    for s in range(0, len(split), 256):
+        split.read_range(s, min(s + 256, len(split)))
+
+
+def integrity_overhead(path: Path, attrs: dict, blocks: list, repeats: int) -> None:
+    with StoreWriter(path, attrs) as w:
+        split = w.split("train")
+        for b in blocks:
+            split.append(b.indptr, b.times, b.units, b.labels)
+    rows: dict[str, list[float]] = {"open_store": [], "unchecked": [], "checked, first read": [],
+                                    "checked, chunks verified": []}
+    n = 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        store = open_store(path)
+        rows["open_store"].append(time.perf_counter() - t0)
+        split = store["train"]
+        n = len(split)
+        for key, fn in (("unchecked", unchecked_pass), ("checked, first read", checked_pass),
+                        ("checked, chunks verified", checked_pass)):
+            t0 = time.perf_counter()
+            fn(split)
+            rows[key].append(time.perf_counter() - t0)
+    base = statistics.median(rows["unchecked"])
+    print(f"\nintegrity checks, default layout, {n} samples, medians of {repeats} alternating rounds:")
+    print(f"{'read path':30s} {'ms':>8s} {'samples/s':>10s} {'vs unchecked':>13s}")
+    for key, values in rows.items():
+        med = statistics.median(values)
+        rate = f"{n / med:10.0f}" if key != "open_store" else f"{'':10s}"
+        ratio = f"{med / base:13.3f}" if key != "open_store" else ""
+        print(f"{key:30s} {1e3 * med:8.1f} {rate} {ratio}")
 
 
 if __name__ == "__main__":

@@ -370,8 +370,11 @@ def _parse(d: Any) -> NetworkConfig:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file (a config or a preset); a missing file or a syntax error is a ConfigError naming it."""
+    """Parse a TOML file (a config or a preset): the one TOML reader of hm2bp. A missing file, a directory, text that
+    is not UTF-8 or a syntax error is a ConfigError naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; pass the path of a config .toml file")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -379,6 +382,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte offset {exc.start}); a config is a TOML file") from None
 
 
 def load_config(source: dict | str | Path | NetworkConfig) -> NetworkConfig:

@@ -8,6 +8,7 @@ the backward goes down the layers, each layer calling the kernel set chosen when
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 
 from hm2bp import conv as cnn
 from hm2bp import hm2bp_grad as rules
-from hm2bp.config import NetworkConfig, load_config
+from hm2bp.config import ConfigError, NetworkConfig, load_config
 from hm2bp.kernels import BACKENDS, KernelSet, make_kernels
 from hm2bp.kernels.base import Trains, take
 from hm2bp.layers import BackwardStep, ConvLayer, DenseLayer, Layer, PoolLayer
@@ -37,6 +38,58 @@ class StepResult:
     cost: torch.Tensor  # float64 [B], logged cost of algorithm.md §3.14 (with the silent-label replacement)
 
 
+def layer_sizes(config: NetworkConfig, n_inputs: int, input_shape: tuple | None = None) -> list[tuple[str, int, int]]:
+    """(layer name, neurons, weights) of every layer, computed from the config alone (nothing is allocated)."""
+    out = []
+    n_pre, shape = int(n_inputs), None
+    if config.layers[0].type != "dense":
+        shape = cnn.as_input_shape(input_shape, int(n_inputs))
+    for spec in config.layers:
+        if spec.type == "pool":
+            shape = cnn.pool_output_shape(shape, int(spec.window))
+            n_post, n_w = math.prod(shape), 0
+        elif spec.type == "conv":
+            n_w = int(spec.channels) * shape[0] * int(spec.kernel) ** 2
+            shape = cnn.conv_output_shape(shape, int(spec.channels), int(spec.kernel))
+            n_post = math.prod(shape)
+        else:
+            n_post, n_w, shape = int(spec.size), int(spec.size) * n_pre, None
+        out.append((spec.name, n_post, n_w))
+        n_pre = n_post
+    return out
+
+
+#: Bytes per weight while training: float32 weight, Adam's two float32 moments, one float32 gradient accumulator.
+BYTES_PER_WEIGHT = 16
+#: Bytes per neuron and step of one sample in a forward/backward chunk: uint8 spike, float32 current.
+BYTES_PER_ACTIVATION = 5
+
+
+def check_memory(config: NetworkConfig, n_inputs: int, input_shape: tuple | None, threads: int,
+                 chunk: int) -> None:
+    """ConfigError when training this network would need more memory than is available (checked before any
+    weight is allocated); the message names the largest layer and the amounts."""
+    from spikedata.resources import available_memory, format_bytes
+
+    try:
+        sizes = layer_sizes(config, n_inputs, input_shape)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    n_weights = sum(w for _, _, w in sizes)
+    n_neurons = n_inputs + sum(n for _, n, _ in sizes)
+    weights = BYTES_PER_WEIGHT * n_weights
+    activations = BYTES_PER_ACTIVATION * threads * chunk * config.steps * n_neurons
+    have = available_memory()
+    if weights + activations > have:
+        name, n_post, n_w = max(sizes, key=lambda t: (t[2], t[1]))
+        raise ConfigError(
+            f"layers: this network ({n_weights:,} weights, {n_neurons:,} neurons; largest layer {name!r} with "
+            f"{n_post:,} neurons and {n_w:,} weights) would need {format_bytes(weights + activations)} of memory to "
+            f"train ({format_bytes(weights)} for weights, optimiser state and gradients, "
+            f"{format_bytes(activations)} for activations), but only {format_bytes(have)} is available"
+        )
+
+
 class Network:
     """HM2-BP network of dense, conv and pool layers. Use `Network.from_config`."""
 
@@ -53,6 +106,9 @@ class Network:
             raise ValueError(f"input_shape {self.input_shape} does not hold n_inputs = {self.n_inputs} units")
         self.requested_backend = backend
         self._threads = threads
+        from hm2bp.kernels.numba_set import CHUNK_SIZE, default_threads
+
+        check_memory(config, self.n_inputs, input_shape, threads or default_threads(), CHUNK_SIZE)
         if generator is None:
             generator = torch.Generator().manual_seed(config.train.seed)
         self._layers: dict[str, Layer] = {}

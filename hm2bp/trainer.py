@@ -16,7 +16,10 @@ record carries `valid_accuracy`, `test_accuracy` (the final epoch's is the final
 test accuracy of the epoch `best.pt` holds.
 
 A run directory holds `run.json`, `metrics.jsonl`, `learning_curve.png`, `last.pt`, `best.pt`; every file is
-replaced atomically, so a run killed at any moment can be read and resumed from `last.pt`. A resumed run gives the
+replaced atomically, so a run killed at any moment can be read and resumed from `last.pt`. One process at a time
+writes a run directory: `prepare_run` takes the lock `.lock` in it (`spikedata.locking`; a second `hm2bp fit` gets
+an error naming the holder's PID, a lock left by a killed run is taken over) and the trainer holds it while it
+lives. A resumed run gives the
 same weights as an uninterrupted one: the loader order depends only on (seed, epoch) and all other state (weights,
 optimiser, boost weights, RNG, history) is in the checkpoint.
 
@@ -41,8 +44,14 @@ import torch
 from hm2bp import boost as boost_mod
 from hm2bp import distributed as dp
 from hm2bp.augment import training_images
-from hm2bp.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
-from hm2bp.config import NetworkConfig, load_config
+from hm2bp.checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    check_against_network,
+    load_checkpoint,
+    save_checkpoint,
+)
+from hm2bp.config import ConfigError, NetworkConfig, load_config
 from hm2bp.device_data import DEFAULT_RESIDENT_FRACTION
 from hm2bp.errors import Hm2bpError
 from hm2bp.kernels import resolve_backend
@@ -54,6 +63,7 @@ from hm2bp.splits import VALID_SPLIT_NAMES, SplitSource, SubsetSplit, stratified
 
 LAST, BEST = "last.pt", "best.pt"
 METRICS, CURVE, RUN_INFO = "metrics.jsonl", "learning_curve.png", "run.json"
+RUN_LOCK = ".lock"
 #: Samples per forward pass in test passes (larger batches amortise the per-call overhead of the forward).
 EVAL_BATCH = 128
 
@@ -184,6 +194,8 @@ class RunState:
 class Trainer:
     """Trains `network` on a store split; writes the run directory when `run_dir` is given."""
 
+    run_lock = None  # the run directory's lock when built by `prepare_run` (rank 0), else None
+
     def __init__(
         self,
         network,
@@ -276,8 +288,9 @@ class Trainer:
             "best": self.state.best_record(),
         }
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Continue from a checkpoint of this run (weights, optimiser, boost, RNG, history)."""
+    def restore(self, ckpt: dict[str, Any], path: str | Path = "checkpoint") -> None:
+        """Continue from a checkpoint of this run (weights, optimiser, boost, RNG, history); everything is checked
+        against this run first (CheckpointError / SetupError naming what differs)."""
         self._check_same_validation(ckpt)
         if int(ckpt["store"].get("n_train", -1)) != self.loader.n:
             raise SetupError(
@@ -288,13 +301,19 @@ class Trainer:
         if ckpt.get("loader", layout) != layout:
             raise SetupError(f"`resume`: the checkpoint's shuffle layout {ckpt['loader']} differs from this run's "
                              f"{layout} (resume with the same `shuffle_buffer`)")
-        self.net.load_weights({k: v.to(self.device) for k, v in ckpt["weights"].items()})
-        self.optimizer = make_optimizer(self.train.optimizer, self.net.weights(), self.train.lr, self.train.momentum,
-                                        self.net.kernels.optimizer_backend)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        check_against_network(ckpt, path, self.net.weights(), n_train=self.loader.n)
+        try:
+            state = RunState.from_checkpoint(ckpt)
+            self.net.load_weights({k: v.to(self.device) for k, v in ckpt["weights"].items()})
+            self.optimizer = make_optimizer(self.train.optimizer, self.net.weights(), self.train.lr,
+                                            self.train.momentum, self.net.kernels.optimizer_backend)
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+            raise CheckpointError(f"{path}: cannot restore the run from it: {what}") from exc
         self.boost = ckpt["boost"].numpy().astype(np.float64).copy()
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        self.state = RunState.from_checkpoint(ckpt)
+        self.state = state
 
     def _check_same_validation(self, ckpt: dict[str, Any]) -> None:
         saved, now = ckpt["store"].get("validation"), self.store_info.get("validation")
@@ -493,13 +512,13 @@ def _checkpoint_to_resume(store, config: NetworkConfig, last: Path, resume: bool
         return None
     if not last.is_file():
         raise SetupError(f"`resume`: no checkpoint {last} to resume from")
-    try:
-        ckpt = load_checkpoint(last)
-    except CheckpointError as exc:
-        raise SetupError(str(exc)) from exc
+    ckpt = load_checkpoint(last)
     if ckpt["store"].get("fingerprint") != store.fingerprint:
         raise SetupError(f"`resume`: {last} was trained on a different store (fingerprint differs)")
-    saved = load_config(ckpt["config"])
+    try:
+        saved = load_config(ckpt["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{last}: the config stored in the checkpoint is invalid ({exc})") from exc
     keys = ("epochs", "batch_size")  # the batch is compared as the global batch below
     diff = _diff_keys(_config_without(saved.to_dict(), *keys), _config_without(config.to_dict(), *keys))
     if diff:
@@ -603,24 +622,27 @@ def prepare_run(
     train, valid, loader_max_train, validation = validation_split(
         store, train, valid_split, val_fraction, max_train, config.train.seed, test.name if test is not None else None)
     global_batch = config.train.batch_size * world.world_size
-    ckpt = dp.on_main(lambda: _checkpoint_to_resume(store, config, last, resume, overwrite, global_batch), world,
-                      "checkpoint")
-    network_cls = _network_class()
-    generator = torch.Generator().manual_seed(config.train.seed)
-    net = network_cls.from_config(config, train.n_units, tuple(train.unit_shape), generator=generator,
-                                  backend=backend).to(dev)
-    info = {"path": str(store.path), "fingerprint": store.fingerprint, "train_split": train_split,
-            "test_split": test.name if test is not None else None, "validation": validation}
-    store_name = str(store.path).rstrip("/").rsplit("/", 1)[-1]
-    trainer = Trainer(net, train, test, valid_split=valid, device=dev, run_dir=run_dir, max_train=loader_max_train,
-                      max_test=max_test, store_info=info, shuffle_buffer=shuffle_buffer, world=world,
-                      run_title=f"{config_source}, store {store_name}", resident_fraction=resident_fraction,
-                      report_every=report_every)
-    if ckpt is not None:
-        trainer.restore(ckpt)
+    lock = _RunLock(run_dir) if world.is_main else None
+
+    def locked_checkpoint() -> dict[str, Any] | None:
+        lock.acquire()
+        return _checkpoint_to_resume(store, config, last, resume, overwrite, global_batch)
+
+    try:
+        ckpt = dp.on_main(locked_checkpoint, world, "checkpoint")
+        trainer = _build_trainer(store, config, train, test, valid, validation, config_source, run_dir, dev,
+                                 loader_max_train, max_test, shuffle_buffer, train_split, world, backend,
+                                 resident_fraction, report_every)
+        if ckpt is not None:
+            trainer.restore(ckpt, last)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    trainer.run_lock = lock  # held as long as the trainer lives (or until `trainer.run_lock.release()`)
     if not world.is_main:  # rank 0 alone writes the run directory
         return trainer
-    run_dir.mkdir(parents=True, exist_ok=True)
+    info = trainer.store_info
     if overwrite:
         for name in (LAST, BEST, METRICS, CURVE, RUN_INFO):  # LAST first: the directory never looks resumable
             (run_dir / name).unlink(missing_ok=True)
@@ -630,15 +652,69 @@ def prepare_run(
         atomic_write_text(run_dir / RUN_INFO, json.dumps({
             "command": command, "store": info, "device": str(dev), "config": config.to_dict(),
             "max_train": max_train, "max_test": max_test, "shuffle_buffer": shuffle_buffer,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "world_size": world.world_size, "backend": net.backend,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "world_size": world.world_size,
+            "backend": trainer.net.backend,
         }, indent=2) + "\n")
     return trainer
 
 
-def load_network_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu", backend: str = "auto"):
-    """Rebuild the trained network of a checkpoint (on `device`, with the kernel set `backend`)."""
-    config = load_config(ckpt["config"])
-    net = _network_class().from_config(config, int(ckpt["n_inputs"]), tuple(ckpt["input_shape"]), backend=backend)
+def _build_trainer(store, config: NetworkConfig, train, test, valid, validation, config_source: str, run_dir: Path,
+                   dev, max_train, max_test, shuffle_buffer: int, train_split: str, world: dp.World, backend: str,
+                   resident_fraction: float, report_every: int | None) -> Trainer:
+    network_cls = _network_class()
+    generator = torch.Generator().manual_seed(config.train.seed)
+    net = network_cls.from_config(config, train.n_units, tuple(train.unit_shape), generator=generator,
+                                  backend=backend).to(dev)
+    info = {"path": str(store.path), "fingerprint": store.fingerprint, "train_split": train_split,
+            "test_split": test.name if test is not None else None, "validation": validation}
+    store_name = str(store.path).rstrip("/").rsplit("/", 1)[-1]
+    return Trainer(net, train, test, valid_split=valid, device=dev, run_dir=run_dir, max_train=max_train,
+                   max_test=max_test, store_info=info, shuffle_buffer=shuffle_buffer, world=world,
+                   run_title=f"{config_source}, store {store_name}", resident_fraction=resident_fraction,
+                   report_every=report_every)
+
+
+class _RunLock:
+    """The lock of a run directory (`RUN_LOCK` inside it); creating the directory is part of taking it, and a
+    directory this lock created is removed again when the set-up fails before anything was written into it."""
+
+    def __init__(self, run_dir: Path):
+        from spikedata.locking import PathLock
+
+        self.run_dir = run_dir
+        self._created = False
+        self._lock = PathLock(run_dir, run_dir / RUN_LOCK, what="the run directory", reentrant=True)
+
+    def acquire(self) -> None:
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise SetupError(f"`run_dir` {self.run_dir} is a file, not a run directory")
+        self._created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+
+    def release(self) -> None:
+        if not self._lock.held:
+            return
+        self._lock.release()
+        if self._created:
+            try:
+                self.run_dir.rmdir()  # only when empty: a run that wrote nothing leaves nothing
+            except OSError:
+                pass
+            self._created = False
+
+
+def load_network_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu",
+                                 path: str | Path = "checkpoint", backend: str = "auto"):
+    """Rebuild the trained network of a checkpoint (on `device`, with the kernel set `backend`); CheckpointError
+    when its config, input size or weights do not fit together."""
+    try:
+        config = load_config(ckpt["config"])
+        net = _network_class().from_config(config, int(ckpt["n_inputs"]), tuple(ckpt["input_shape"]),
+                                           backend=backend)
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its network config does not build ({exc})") from exc
+    check_against_network(ckpt, path, net.weights())
     net.load_weights({k: v for k, v in ckpt["weights"].items()})
     return net.to(resolve_device(device))
 

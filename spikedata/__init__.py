@@ -15,6 +15,7 @@ _EXPORTS = {
     "open_store": "spikedata.store",
     "StoreError": "spikedata.store",
     "StoreWriter": "spikedata.store",
+    "verify_store": "spikedata.store",
     "encode_to_store": "spikedata.pipeline",
     "EventBlock": "spikedata.store",
     "SplitJob": "spikedata.pipeline",

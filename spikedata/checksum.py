@@ -6,20 +6,32 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
+
+from spikedata.errors import DatasetError
 
 CHUNK = 1 << 20  # bytes read per update
 
 
 def file_digests(path: str | os.PathLike, algorithms: Iterable[str] = ("sha256",),
                  decompress: bool = False) -> dict[str, str]:
-    """Hex digests of a file's bytes (or of its gzip-decompressed bytes), every algorithm in one read."""
+    """Hex digests of a file's bytes (or of its gzip-decompressed bytes), every algorithm in one read.
+
+    A gzip stream that is cut off or corrupt raises `DatasetError` naming the file and the reason."""
     hashes = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
-    with (gzip.open(path, "rb") if decompress else open(path, "rb")) as f:
-        while block := f.read(CHUNK):
-            for h in hashes.values():
-                h.update(block)
+    if Path(path).is_dir():
+        raise DatasetError(f"{path}: is a directory, not a file")
+    try:
+        with (gzip.open(path, "rb") if decompress else open(path, "rb")) as f:
+            while block := f.read(CHUNK):
+                for h in hashes.values():
+                    h.update(block)
+    except EOFError:
+        raise DatasetError(f"{path}: truncated gzip stream (it ends before its end-of-stream marker)") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise DatasetError(f"{path}: corrupt gzip stream ({exc})") from None
     return {name: h.hexdigest() for name, h in hashes.items()}
 
 

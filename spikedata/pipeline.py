@@ -4,16 +4,27 @@ A dataset encoder supplies, per split, a picklable `encode_range(start, stop) ->
 every split into chunks, runs them on `workers` processes, and writes the blocks in sample order through
 :class:`spikedata.store.StoreWriter`. Because every block depends only on its sample indices (and the seed inside
 `encode_range`), the store's bytes do not depend on the number of workers.
+
+Worker processes die with their parent: on Linux the kernel sends them SIGKILL when the parent dies
+(`PR_SET_PDEATHSIG`), and everywhere a watchdog thread in each worker exits once its parent is gone. Project errors
+raised in a worker reach the parent unchanged (they pickle by state, `spikedata.errors`); a worker that dies
+(signal, abort) ends the encode with a `WorkerError` that names the split and the samples it was encoding.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import platform
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,7 +32,34 @@ from typing import Any
 
 import numpy as np
 
+from spikedata.errors import SpikedataError
 from spikedata.store import EventBlock, StoreWriter
+
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerError(SpikedataError, RuntimeError):
+    """An encoding worker process died (killed, crashed or aborted) instead of returning a block or an error."""
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _worker_init(parent: int) -> None:
+    """Initializer of every encoding worker: die with the parent process (see the module docstring)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="spikedata-parent-watch", daemon=True).start()
 
 
 @dataclass
@@ -60,7 +98,8 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def _iter_blocks(job: SplitJob, pool: ProcessPoolExecutor | None, window: int) -> Iterator[tuple[int, EventBlock]]:
+def _iter_blocks(job: SplitJob, pool: ProcessPoolExecutor | None, window: int,
+                 name: str = "") -> Iterator[tuple[int, EventBlock]]:
     """Blocks in sample order; at most `window` chunks in flight so memory stays bounded."""
     ranges = _chunks(job.n_samples, max(1, job.chunk))
     if pool is None:
@@ -73,12 +112,20 @@ def _iter_blocks(job: SplitJob, pool: ProcessPoolExecutor | None, window: int) -
         pending.append((stop - start, pool.submit(job.encode_range, start, stop)))
         if len(pending) >= window:
             break
+    done = 0
     while pending:
         size, fut = pending.pop(0)
         nxt = next(it, None)
-        if nxt is not None:
-            pending.append((nxt[1] - nxt[0], pool.submit(job.encode_range, *nxt)))
-        yield size, fut.result()
+        try:
+            if nxt is not None:
+                pending.append((nxt[1] - nxt[0], pool.submit(job.encode_range, *nxt)))
+            block = fut.result()
+        except BrokenProcessPool as exc:
+            raise WorkerError(f"an encoding worker process died while encoding split {name!r} (samples from "
+                              f"{done} on): it was killed or crashed; run with --workers 1 to see the error of "
+                              "the sample that causes it") from exc
+        done += size
+        yield size, block
 
 
 def encode_to_store(
@@ -102,13 +149,14 @@ def encode_to_store(
     pool = None
     if workers > 1:
         # spawn, not fork: numba's threading layer is not fork-safe once it has run.
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(os.getpid(),))
     try:
         with StoreWriter(out, attrs, overwrite=overwrite) as writer, progress_bar(progress) as bar:
             for name, job in jobs.items():
                 split = writer.split(name)
                 task = bar.add_task(f"encode {name}", total=job.n_samples)
-                for size, block in _iter_blocks(job, pool, window=2 * workers + 2):
+                for size, block in _iter_blocks(job, pool, window=2 * workers + 2, name=name):
                     split.append(block.indptr, block.times, block.units, block.labels, block.extras, block.stats)
                     bar.advance(task, size)
     finally:

@@ -9,7 +9,8 @@ import typer
 
 from hm2bp.cli.app import app as hm2bp_app
 from hm2bp.cli.device import BACKEND, DEVICE, check_backend, check_device
-from spikedata.cli.common import fail, warn
+from spikedata.cli.common import error_text, fail, warn
+from spikedata.errors import PicklableError
 
 
 @hm2bp_app.command("eval")
@@ -25,11 +26,10 @@ def evaluate_cmd(
     json_out: Path | None = typer.Option(None, "--json", help="Also write accuracy and confusion matrix as JSON."),
 ) -> None:
     """Evaluate a checkpoint: prints accuracy, per-class accuracy and the confusion matrix (text and PNG)."""
-    from hm2bp.checkpoint import CheckpointError, load_checkpoint
-    from hm2bp.config import load_config
+    from hm2bp.checkpoint import load_checkpoint
     from hm2bp.metrics import format_confusion, per_class_accuracy, plot_confusion
-    from hm2bp.trainer import SetupError, check_compatible, evaluate, load_network_from_checkpoint
-    from spikedata.store import StoreError, open_store
+    from hm2bp.trainer import check_compatible, evaluate, load_network_from_checkpoint
+    from spikedata.store import open_store
 
     device = check_device(device)
     backend = check_backend(backend)
@@ -41,14 +41,14 @@ def evaluate_cmd(
         data = st[split]
         if len(data) == 0:
             fail(f"{store}: split {split!r} is empty (0 samples)")
-        check_compatible(load_config(ckpt["config"]), data, int(ckpt["n_inputs"]), f"checkpoint {checkpoint}")
+        net = load_network_from_checkpoint(ckpt, _device(device), checkpoint, backend)  # checks config and weights
+        check_compatible(net.config, data, int(ckpt["n_inputs"]), f"checkpoint {checkpoint}")
         if ckpt["store"].get("fingerprint") != st.fingerprint:
             warn(f"{store} is not the store {checkpoint} was trained on ({ckpt['store'].get('path')}; "
                  "fingerprints differ)")
-        net = load_network_from_checkpoint(ckpt, _device(device), backend)
-    except (CheckpointError, StoreError, SetupError, ValueError, KeyError) as exc:
-        fail(str(exc).strip("'\""))
-    res = evaluate(net, data, batch_size, _device(device), max_n)
+        res = evaluate(net, data, batch_size, _device(device), max_n)
+    except (PicklableError, ValueError, KeyError, OSError) as exc:
+        fail(error_text(exc))
     classes = data.classes
     cm = res.confusion(len(classes))
     acc = per_class_accuracy(cm)

@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hm2bp.cli.app import app as hm2bp_app
 from hm2bp.cli.device import BACKEND, DEVICE, check_backend, check_device
-from spikedata.cli.common import console, echo, fail, note, note_first_compilation, say
+from spikedata.cli.common import console, echo, error_text, fail, note, note_first_compilation, say
+from spikedata.errors import PicklableError
 
 
 def _pct(acc: float | None) -> str:
@@ -71,17 +72,15 @@ class _RichProgress:
 
 
 def _load_config(preset: str | None, config: Path | None):
-    from hm2bp.config import load_config, read_toml
-    from hm2bp.presets import load_preset, preset_meta, split_meta
+    from hm2bp.config import load_config
+    from hm2bp.presets import load_config_file, load_preset, preset_meta
 
     if (preset is None) == (config is None):
         raise typer.BadParameter("give exactly one of --preset NAME or --config FILE")
     if preset is not None:
-        raw, meta, source = load_preset(preset), preset_meta(preset), f"preset {preset!r}"
-    else:
-        raw, meta = split_meta(read_toml(config), str(config))
-        source = f"config {config}"
-    return load_config(raw), meta.get("inputs"), source
+        return load_config(load_preset(preset)), preset_meta(preset).get("inputs"), f"preset {preset!r}"
+    cfg, meta = load_config_file(config)
+    return cfg, meta.get("inputs"), f"config {config}"
 
 
 @hm2bp_app.command("fit")
@@ -135,10 +134,9 @@ def fit(
     ),
 ) -> None:
     """Train a spiking network with HM2-BP; writes metrics.jsonl, learning_curve.png, last.pt and best.pt."""
-    from hm2bp.config import ConfigError
     from hm2bp.distributed import DistributedError, init_world, shutdown
-    from hm2bp.trainer import SetupError, TrainingError, prepare_run
-    from spikedata.store import StoreError, is_url, open_store
+    from hm2bp.trainer import prepare_run
+    from spikedata.store import is_url, open_store
 
     device = check_device(device)
     backend = check_backend(backend)
@@ -171,8 +169,8 @@ def fit(
             command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world, backend=backend,
             resident_fraction=device_data, report_every=report_every,
         )
-    except (ConfigError, StoreError, SetupError, KeyError, ValueError, FileNotFoundError, DistributedError) as exc:
-        fail_rank(str(exc).strip("'\""))
+    except (PicklableError, KeyError, ValueError, OSError) as exc:  # every project error, and bad files
+        fail_rank(error_text(exc))
     t = trainer.train
     first = trainer.state.epoch + 1
     ranks = f", {world.world_size} ranks ({world.backend}, global batch {trainer.loader.global_batch})" \
@@ -197,11 +195,14 @@ def fit(
         return
     try:
         trainer.fit(progress=_RichProgress(show=not quiet and console.is_terminal) if main else None)
-    except (TrainingError, DistributedError) as exc:
-        fail_rank(str(exc))
+    except (PicklableError, OSError) as exc:  # e.g. a store chunk found damaged at its first read
+        fail_rank(error_text(exc))
     except KeyboardInterrupt:
         say(f"interrupted; resume with --resume --out {run_dir}")
         raise typer.Exit(130) from None
+    finally:
+        if trainer.run_lock is not None:  # the run directory is free again (rank 0 holds its lock)
+            trainer.run_lock.release()
     shutdown(world)
     if not main:
         return

@@ -31,7 +31,7 @@ def _preset_path(name: str) -> Path:
 
 def split_meta(raw: dict[str, Any], where: str = "config") -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate the optional `[meta]` table from a raw config dict: (network config, meta). Files are read with
-    `hm2bp.config.read_toml`, the one TOML reader of the package."""""
+    `hm2bp.config.read_toml`, the one TOML reader of the package."""
     config = dict(raw)
     meta = config.pop("meta", {}) or {}
     if not isinstance(meta, dict):
@@ -42,6 +42,20 @@ def split_meta(raw: dict[str, Any], where: str = "config") -> tuple[dict[str, An
     if "inputs" in meta and (not isinstance(meta["inputs"], int) or meta["inputs"] < 1):
         raise ConfigError(f"{where}: meta.inputs must be a positive integer; got {meta['inputs']!r}")
     return config, meta
+
+
+def load_config_file(path: str | Path):
+    """(NetworkConfig, meta) of a config TOML file (`hm2bp fit --config`); every ConfigError names the file."""
+    from hm2bp.config import ConfigError, load_config
+
+    try:
+        raw, meta = split_meta(read_toml(path), str(path))
+        return load_config(raw), meta
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith(str(path)) else f"{path}: {text}") from None
+    except ValueError as exc:  # split_meta's messages already start with the file
+        raise ConfigError(str(exc)) from None
 
 
 def load_preset(name: str) -> dict[str, Any]:

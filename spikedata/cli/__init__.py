@@ -1,10 +1,10 @@
-"""Command line of spikedata: `spikedata fetch | encode | inspect` (console script and `python -m spikedata`).
+"""Command line of spikedata: `spikedata fetch | encode | inspect | verify` (console script and `python -m spikedata`).
 
 The commands are thin: parse options, call the library, print. Heavy imports happen inside the commands, so
 `spikedata --help` stays fast.
 """
 
-from spikedata.cli import encode_events, encode_images, encode_speech, fetch, inspect  # noqa: F401  (register)
+from spikedata.cli import encode_events, encode_images, encode_speech, fetch, inspect, verify  # noqa: F401  (register)
 from spikedata.cli.app import app, encode_app
 from spikedata.cli.common import run_app
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -21,6 +23,8 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from spikedata.errors import PicklableError
 
 console = Console(stderr=True, soft_wrap=True)  # progress bars, notes and errors
 report = Console(soft_wrap=True)  # results meant for stdout (scripts read them)
@@ -56,6 +60,23 @@ def fail(message: str, code: int = 1) -> NoReturn:
         console.print(escape(traceback.format_exc().rstrip()), highlight=False)
     console.print(f"[red]error:[/red] {escape(as_flags(str(message)))}", highlight=False)
     raise typer.Exit(code)
+
+
+def error_text(exc: BaseException) -> str:
+    """The message of an exception as a user reads it (a KeyError's message without the quotes str() adds)."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
+
+
+@contextmanager
+def reported_errors(*also: type[BaseException]) -> Iterator[None]:
+    """Turn every project error raised inside (`SpikedataError` and hm2bp's `Hm2bpError`: both derive from
+    `PicklableError`), and any of the exception types `also`, into one `error:` line and exit status 1."""
+    try:
+        yield
+    except (PicklableError, *also) as exc:
+        fail(error_text(exc))
 
 
 def note(message: str) -> None:
@@ -117,7 +138,8 @@ def run_app(app: typer.Typer, prog: str) -> None:
     except Exception as exc:  # noqa: BLE001  (the last line of defence of the command line)
         if _state["debug"]:
             console.print(escape(traceback.format_exc().rstrip()), highlight=False)
-        console.print(f"[red]error:[/red] {escape(as_flags(f'{type(exc).__name__}: {exc}'))}", highlight=False)
+        text = error_text(exc) if isinstance(exc, PicklableError) else f"{type(exc).__name__}: {exc}"
+        console.print(f"[red]error:[/red] {escape(as_flags(text))}", highlight=False)
         raise SystemExit(1) from None
 
 

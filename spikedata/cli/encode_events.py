@@ -16,9 +16,11 @@ from spikedata.cli.common import (
     QUIET,
     WORKERS,
     check_new_output,
+    error_text,
     fail,
     note,
     note_first_compilation,
+    reported_errors,
     say,
 )
 
@@ -96,7 +98,6 @@ def _run(dataset: str, folder, options, out: Path, workers: int, chunk: int, ove
     from spikedata import store
     from spikedata.datasets.event_folder import split_jobs, store_attrs
     from spikedata.encoders import event_binning
-    from spikedata.errors import SpikedataError
     from spikedata.pipeline import encode_to_store
 
     note_first_compilation(event_binning, store)
@@ -104,11 +105,9 @@ def _run(dataset: str, folder, options, out: Path, workers: int, chunk: int, ove
         options = replace(options, sensor_size=prep.output_size)
     started = time.perf_counter()
     jobs = split_jobs(folder, options, chunk=chunk, prep=prep)
-    try:
+    with reported_errors(FileNotFoundError):
         path = encode_to_store(out, store_attrs(dataset, folder, options, prep=prep), jobs, workers=workers,
                                progress=not quiet, overwrite=overwrite)  # fmt: skip
-    except (SpikedataError, FileNotFoundError) as exc:
-        fail(str(exc))
     seconds = time.perf_counter() - started
     n = sum(job.n_samples for job in jobs.values())
     from spikedata.store import open_store
@@ -197,7 +196,7 @@ def encode_events(
             if size is None:
                 fail(f"{fmt} files do not state the sensor size; pass --sensor-size WIDTH,HEIGHT")
     except (FileNotFoundError, ValueError, EventFileError) as exc:
-        fail(str(exc))
+        fail(error_text(exc))
     base = BinningOptions(sensor_size=size, dt_us=dt_us, n_steps=steps, t_start_us=None if t_start == "first"
                           else 0)  # fmt: skip
     options = _options(base, None, None, rounding, time_shift, crop, downsample, polarity, unit_order)

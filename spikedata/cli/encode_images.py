@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 
 from spikedata.cli.app import encode_app
-from spikedata.cli.common import OUT, OVERWRITE, QUIET, WORKERS, check_new_output, fail, note_first_compilation, say
+from spikedata.cli.common import (
+    OUT,
+    OVERWRITE,
+    QUIET,
+    WORKERS,
+    check_new_output,
+    fail,
+    note_first_compilation,
+    reported_errors,
+    say,
+)
 
 _SOURCE = typer.Option(None, "--source", help="Directory holding the dataset's IDX files (.gz or raw).")
 _STEPS = typer.Option(400, "--steps", min=1, help="Time steps per sample (steps of 1 ms).")
@@ -42,10 +52,8 @@ def run_encode(
 ) -> None:
     """Shared body of the three commands: build the jobs, run the pipeline, print a one-line summary."""
     from spikedata import store
-    from spikedata.datasets.mnist import DatasetError, image_encode_jobs
+    from spikedata.datasets.mnist import image_encode_jobs
     from spikedata.encoders import poisson
-    from spikedata.io.idx import IdxError
-    from spikedata.manifest import ManifestError
     from spikedata.pipeline import encode_to_store
 
     check_new_output(out, overwrite)
@@ -53,14 +61,12 @@ def run_encode(
     if source is not None and not source.is_dir():
         fail(f"--source {source}: no such directory")
     started = time.perf_counter()
-    try:
+    with reported_errors(FileNotFoundError, IsADirectoryError):
         attrs, jobs = image_encode_jobs(
             dataset, source, splits, steps, max_prob, seed, keep_images, variant=variant, verify=verify,
             max_samples=max_samples, split_seed=split_seed,
         )
         path = encode_to_store(out, attrs, jobs, workers=workers, progress=not quiet, overwrite=overwrite)
-    except (DatasetError, IdxError, ManifestError, FileNotFoundError) as exc:
-        fail(str(exc))
     seconds = time.perf_counter() - started
     n = sum(job.n_samples for job in jobs.values())
     say(

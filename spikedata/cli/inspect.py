@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spikedata.cli.app import app as spikedata_app
-from spikedata.cli.common import fail, note_first_compilation, report, say
+from spikedata.cli.common import fail, note_first_compilation, report, reported_errors, say
 
 
 def _fmt(value: Any) -> str:
@@ -23,7 +23,7 @@ def _fmt(value: Any) -> str:
 
 
 def _print_split(name: str, s: dict[str, Any]) -> None:
-    table = Table(title=f"split {name}", show_header=False, title_justify="left")
+    table = Table(title=escape(f"split {name}"), show_header=False, title_justify="left")
     table.add_column("statistic", style="bold")
     table.add_column("value")
     sps, isi, ur = s["spikes_per_sample"], s["isi_steps"], s["unit_rate_hz"]
@@ -42,13 +42,13 @@ def _print_split(name: str, s: dict[str, Any]) -> None:
         ("empty samples", f"{s['empty_samples']['count']} {s['empty_samples']['first'] or ''}"),
     ]  # fmt: skip
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     report.print(table)
-    classes = Table(title=f"split {name}: per class", title_justify="left")
+    classes = Table(title=escape(f"split {name}: per class"), title_justify="left")
     for col in ("class", "samples", "mean spikes", "mean rate (Hz)"):
         classes.add_column(col, justify="right")
     for c, k in s["class_counts"].items():
-        classes.add_row(c, str(k), _fmt(s["class_mean_spikes"][c]), _fmt(s["class_mean_rate_hz"][c]))
+        classes.add_row(escape(c), str(k), _fmt(s["class_mean_spikes"][c]), _fmt(s["class_mean_rate_hz"][c]))
     report.print(classes)
 
 
@@ -65,48 +65,60 @@ def inspect(
     animate: Path = typer.Option(None, "--animate", help="GIF: an event-camera sample (--sample, default 0) as a "
                                  "movie of its events over time."),
 ) -> None:
-    """Statistics of a spike store: counts, spikes per sample, rates, density, ISIs, per-class rates; figures."""
+    """Statistics of a spike store: counts, spikes per sample, rates, density, ISIs, per-class rates, integrity;
+    figures."""
     from spikedata.inspect import plot_store, split_stats
-    from spikedata.store import StoreError, open_store
+    from spikedata.store import FORMAT_VERSION, open_store
 
-    try:
+    with reported_errors(OSError):
         opened = open_store(store)
-    except StoreError as exc:
-        fail(str(exc))
-    names = split or opened.splits
-    unknown = [s for s in names if s not in opened.splits]
-    if unknown:
-        fail(f"{store} has no split(s) {unknown}; it has {opened.splits}")
-    store_name = str(store).rstrip("/").rsplit("/", 1)[-1]
-    if sample is not None or animate is not None:
-        _one_sample(opened, names[0], 0 if sample is None else sample, plot if sample is not None else None,
-                    animate, store_name)
-        return
-    from spikedata import inspect as inspect_mod
+        names = split or opened.splits
+        unknown = [s for s in names if s not in opened.splits]
+        if unknown:
+            fail(f"{store} has no split(s) {unknown}; it has {opened.splits}")
+        store_name = str(store).rstrip("/").rsplit("/", 1)[-1]
+        if sample is not None or animate is not None:
+            _one_sample(opened, names[0], 0 if sample is None else sample, plot if sample is not None else None,
+                        animate, store_name)
+            return
+        from spikedata import inspect as inspect_mod
 
-    note_first_compilation(inspect_mod)
-    stats = {name: split_stats(opened[name]) for name in names}
-    summary = {
-        "store": str(store),
-        "dataset": opened.attrs.get("dataset"),
-        "encoder": opened.attrs.get("encoder"),
-        "seed": opened.attrs.get("seed"),
-        "fingerprint": opened.fingerprint,
-        "splits": {name: st.summary for name, st in stats.items()},
-    }
-    if as_json:
-        print(json.dumps(summary, indent=2))
-    else:
-        report.print(f"[bold]{escape(str(store))}[/bold]: dataset {summary['dataset']}, encoder {summary['encoder']}, "
-                      f"seed {summary['seed']}", highlight=False)  # fmt: skip
-        for name, st in stats.items():
-            _print_split(name, st.summary)
-    if plot is not None:
-        try:
-            plot_store([opened[n] for n in names], plot, [stats[n] for n in names], opened.attrs, store_name)
-        except ValueError as exc:
-            fail(str(exc))
-        say(f"plot of split(s) {', '.join(names)} written to {plot}")
+        note_first_compilation(inspect_mod)
+        stats = {name: split_stats(opened[name]) for name in names}  # reads every event chunk: all verified
+        integrity = {name: _integrity(opened[name]) for name in names}
+        summary = {
+            "store": str(store),
+            "dataset": opened.attrs.get("dataset"),
+            "encoder": opened.attrs.get("encoder"),
+            "seed": opened.attrs.get("seed"),
+            "fingerprint": opened.fingerprint,
+            "integrity": {"format_version": FORMAT_VERSION, "attributes": "sha256 verified", "splits": integrity},
+            "splits": {name: st.summary for name, st in stats.items()},
+        }
+        if as_json:
+            print(json.dumps(summary, indent=2))
+        else:
+            report.print(f"[bold]{escape(str(store))}[/bold]: dataset {escape(str(summary['dataset']))}, encoder "
+                         f"{escape(str(summary['encoder']))}, seed {summary['seed']}", highlight=False)
+            for name, st in stats.items():
+                _print_split(name, st.summary)
+            for name, i in integrity.items():
+                report.print(escape(
+                    f"integrity of split {name}: format version {FORMAT_VERSION}, attribute digests verified, "
+                    f"{i['verified']} of {i['chunks']} chunks matched the chunk manifest (crc32c); the content hash "
+                    f"is checked by `spikedata verify {store}`"), highlight=False)
+        if plot is not None:
+            try:
+                plot_store([opened[n] for n in names], plot, [stats[n] for n in names], opened.attrs, store_name)
+            except ValueError as exc:
+                fail(str(exc))
+            say(f"plot of split(s) {', '.join(names)} written to {plot}")
+
+
+def _integrity(split) -> dict:
+    per_array = split.integrity()
+    return {"chunks": sum(a["chunks"] for a in per_array.values()),
+            "verified": sum(a["verified"] for a in per_array.values()), "arrays": per_array}
 
 
 def _one_sample(opened, name: str, i: int, plot: Path | None, animate: Path | None, store_name: str) -> None:

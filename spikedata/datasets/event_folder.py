@@ -281,14 +281,17 @@ def encode_files(
     segment_us = np.zeros((stop - start, 2), dtype=np.int64) if split.segments is not None else None
     for k, i in enumerate(range(start, stop)):
         path = root / split.files[i]
+        # Files that state no sensor size (ATIS, DAT) are checked against the encoder's, unless the transforms step
+        # does that check (it says how many events fall outside and can drop them).
+        bound = () if prep is not None else (("sensor_size", tuple(options.sensor_size)),)
         if split.segments is not None:
-            events, info = _read_cached(str(path), split.read_options)
+            events, info = _read_cached(str(path), tuple(split.read_options) + bound)
             a, b_ = split.segments[i]
             segment_us[k] = (a, b_)
             where = f"{path} [{a}, {b_}) µs"
             events = _segment(events, a, b_, stats)
         else:
-            events, info = read_events_with_info(path, **dict(split.read_options))
+            events, info = read_events_with_info(path, **dict(tuple(split.read_options) + bound))
             where = str(path)
         if prep is not None:
             events = prepare_events(events, prep, where, i, stats)

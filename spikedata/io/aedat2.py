@@ -16,6 +16,10 @@ How an address is read depends on the chip (`layout`), taken from the ``AEChip``
 When the header names no chip (e.g. files written by jAER's MATLAB ``saveaerdat.m``) the layout is inferred from
 the addresses: any address above 16 bits means DAVIS. Coordinates are the address fields as stored; jAER's viewer
 additionally mirrors x (x' = width - 1 - x) when displaying, which this reader does not do.
+
+Checks (`spikedata.io.validate`): the version line must be exactly ``#!AER-DAT2.0`` (or 1.0), an all-zero payload
+is refused, coordinates must lie inside the sensor the chip name gives (else the caller's `sensor_size`), and time
+must be monotone within 1 ms after unwrapping.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 import numpy as np
 
 from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, chip_sensor_size, skipped_info
+from spikedata.io.validate import check_events, check_payload, check_sensor_size
 
 FORMAT = "aedat2"
 LAYOUTS = ("dvs128", "davis")
@@ -77,21 +82,22 @@ def layout_for_chip(chip: str | None) -> str | None:
 
 
 def read_aedat2(
-    data: bytes, path: str | os.PathLike = "<bytes>", layout: str | None = None
+    data: bytes, path: str | os.PathLike = "<bytes>", layout: str | None = None,
+    sensor_size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, EventFileInfo]:
-    """Polarity events of an AEDAT 2.0 / 1.0 file's bytes and its info; `layout` overrides the chip's layout."""
+    """Polarity events of an AEDAT 2.0 / 1.0 file's bytes and its info; `layout` overrides the chip's layout,
+    `sensor_size` (width, height) bounds the coordinates when the header names no known chip."""
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     start, lines = parse_jaer_header(data, path)
     version = 1
     for line in lines:
         if line.startswith("!AER-DAT"):
-            try:
-                version = int(float(line[len("!AER-DAT") :].strip()))
-            except ValueError:
-                raise EventFileError(path, FORMAT, 0, f"unreadable version line {line!r}") from None
-    if version not in (1, 2):
-        raise EventFileError(path, FORMAT, 0, f"AEDAT version {version} is not read by this reader")
+            number = line[len("!AER-DAT") :].strip()
+            if number not in ("1.0", "2.0"):
+                raise EventFileError(path, FORMAT, 0, f"AEDAT version line {line!r} is not read by this reader "
+                                     "(it reads '#!AER-DAT2.0' and '#!AER-DAT1.0')")
+            version = int(number[0])
     fmt = f"aedat{version}"
     rec = 8 if version == 2 else 6
     n = (len(data) - start) // rec
@@ -100,6 +106,7 @@ def read_aedat2(
         raise EventFileError(
             path, fmt, start + n * rec, f"truncated: the last {tail} byte(s) do not form a {rec}-byte record"
         )
+    check_payload(data, start, path, fmt)
     dtype = np.dtype([("a", ">u4" if version == 2 else ">u2"), ("t", ">u4")])
     records = np.frombuffer(data, dtype=dtype, count=n, offset=start)
     addr = records["a"].astype(np.uint32)
@@ -128,12 +135,15 @@ def read_aedat2(
     events["x"] = x
     events["y"] = y
     events["p"] = p
+    stated = chip_sensor_size(chip)
+    bound = stated or (check_sensor_size(sensor_size, path, fmt) if sensor_size is not None else None)
+    events, repairs = check_events(events, path, fmt, bound, offsets=start + rec * np.flatnonzero(polarity))
     total, by_type = skipped_info(counts)
     header = {"version": f"{version}.0"}
     if chip:
         header["chip"] = chip
     info = EventFileInfo(
-        str(path), fmt, int(a.shape[0]), chip_sensor_size(chip), total, by_type, chip, chosen, header
+        str(path), fmt, int(a.shape[0]), stated, total, by_type, chip, chosen, header, repairs
     )
     return events, info
 

@@ -13,6 +13,11 @@ Packet = 28-byte header + `eventNumber` * `eventSize` bytes of events::
 Polarity event (8 bytes): uint32 data (bit 0 valid, bit 1 polarity 1 = ON, bits 2-16 y, bits 17-31 x) and int32
 timestamp; the full timestamp is ``timestamp + eventTSOverflow * 2**31`` µs. Invalid polarity events and events of
 every other type are skipped and counted.
+
+Checks besides the framing: the first line must be exactly ``#!AER-DAT3.1``, every header line must be a ``#``
+line, ``#Format`` (when present) must be RAW, every packet's source must be declared by a ``#Source`` line, its
+eventValid <= eventNumber <= eventCapacity and eventTSOverflow >= 0; then the events go through
+`spikedata.io.validate` (coordinates inside the source's sensor, monotone time within 1 ms, no zero-filled runs).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import re
 import numpy as np
 
 from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, chip_sensor_size, skipped_info
+from spikedata.io.validate import check_events, check_magic, check_sensor_size
 
 FORMAT = "aedat3"
 PACKET_HEADER = np.dtype(
@@ -37,20 +43,35 @@ TYPE_NAMES = {
     8: "point1d", 9: "point2d", 10: "point3d", 11: "spike",
 }  # fmt: skip
 END_HEADER = b"#!END-HEADER\r\n"
+MAGIC = b"#!AER-DAT3.1\r\n"
 _SOURCE = re.compile(r"^#-?Source (\d+): *(.+)$")
 
 
 def parse_header(data: bytes, path: str | os.PathLike) -> tuple[int, list[str]]:
     """(offset of the first packet, header lines) of an AEDAT 3.x file."""
+    check_magic(data, MAGIC, path, FORMAT)
     end = data.find(END_HEADER)
     if end < 0:
         raise EventFileError(path, FORMAT, len(data), "truncated header: no '#!END-HEADER' line")
     text = data[:end].decode("utf-8", errors="replace")
-    return end + len(END_HEADER), [line for line in text.split("\r\n") if line]
+    lines = []
+    pos = 0
+    for line in text.split("\r\n"):
+        if line and not line.startswith("#"):
+            raise EventFileError(path, FORMAT, pos, f"damaged header: line {line[:40]!r} does not start with '#'")
+        if line:
+            lines.append(line)
+        pos += len(line.encode("utf-8", errors="replace")) + 2
+    for line in lines:
+        if line.lower().startswith("#format:") and line.split(":", 1)[1].strip().upper() != "RAW":
+            raise EventFileError(path, FORMAT, 0, f"{line!r}: only uncompressed (RAW) AEDAT 3.1 files are read")
+    return end + len(END_HEADER), lines
 
 
-def read_aedat3(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.ndarray, EventFileInfo]:
-    """Polarity events of an AEDAT 3.1 file's bytes (all sources, file order) and its info."""
+def read_aedat3(data: bytes, path: str | os.PathLike = "<bytes>",
+                sensor_size: tuple[int, int] | None = None) -> tuple[np.ndarray, EventFileInfo]:
+    """Polarity events of an AEDAT 3.1 file's bytes (all sources, file order) and its info; `sensor_size` bounds
+    the coordinates when the source names no known chip."""
     pos, lines = parse_header(data, path)
     sources = {}
     for line in lines:
@@ -58,6 +79,7 @@ def read_aedat3(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.nd
         if m:
             sources[int(m.group(1))] = m.group(2).strip()
     chunks: list[np.ndarray] = []
+    offsets: list[np.ndarray] = []
     skipped: dict[str, int] = {}
     polarity_sources: set[int] = set()
     n = len(data)
@@ -75,6 +97,15 @@ def read_aedat3(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.nd
                 path, FORMAT, pos, f"corrupt packet header (eventSize {size}, eventNumber {number}, "
                 f"eventTSOffset {int(h['ts_offset'])})",
             )
+        source, capacity, valid_n = int(h["source"]), int(h["capacity"]), int(h["valid"])
+        if not 0 <= valid_n <= number <= capacity or int(h["ts_overflow"]) < 0:
+            raise EventFileError(
+                path, FORMAT, pos, f"corrupt packet header (eventNumber {number}, eventValid {valid_n}, "
+                f"eventCapacity {capacity}, eventTSOverflow {int(h['ts_overflow'])})",
+            )
+        if source not in sources:
+            raise EventFileError(path, FORMAT, pos, f"packet of source {source}, which the header does not declare "
+                                 f"(declared: {sorted(sources)})")
         body = pos + PACKET_HEADER.itemsize
         nbytes = size * number
         if body + nbytes > n:
@@ -95,7 +126,8 @@ def read_aedat3(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.nd
             out["y"] = (d >> 2) & 0x7FFF
             out["p"] = (d >> 1) & 1
             chunks.append(out)
-            polarity_sources.add(int(h["source"]))
+            offsets.append(body + 8 * np.flatnonzero(valid))
+            polarity_sources.add(source)
         else:
             name = TYPE_NAMES.get(etype, f"type{etype}")
             skipped[name] = skipped.get(name, 0) + number
@@ -106,9 +138,13 @@ def read_aedat3(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.nd
         chip = sources.get(next(iter(polarity_sources)))
     elif not polarity_sources and len(sources) == 1:
         chip = next(iter(sources.values()))
+    stated = chip_sensor_size(chip)
+    bound = stated or (check_sensor_size(sensor_size, path, FORMAT) if sensor_size is not None else None)
+    where = np.concatenate(offsets) if offsets else None
+    events, repairs = check_events(events, path, FORMAT, bound, offsets=where)
     total, by_type = skipped_info(skipped)
     header = {f"source {k}": v for k, v in sources.items()}
     info = EventFileInfo(
-        str(path), FORMAT, int(events.shape[0]), chip_sensor_size(chip), total, by_type, chip, None, header
+        str(path), FORMAT, int(events.shape[0]), stated, total, by_type, chip, None, header, repairs
     )
     return events, info

@@ -1,13 +1,28 @@
 """DV AEDAT 4.0 files, decoded by the `aedat` package (Rust; LZ4 / zstd packets, flatbuffers).
 
-Layout: ``#!AER-DAT4.0\\r\\n``, int32 header size, an `IOHeader` flatbuffer (compression, dataTablePosition,
-the stream description as XML), then packets ``int32 stream id, int32 size, size bytes``, then (written when the
-recording was closed) a data table at `dataTablePosition`. Before decoding, this module walks the packet
-headers itself so that a truncated file is reported with the byte offset of the packet that is cut off (the
-`aedat` package itself reports only 'failed to fill whole buffer').
+Layout: ``#!AER-DAT4.0\\r\\n``, int32 header size, an `IOHeader` flatbuffer (file identifier ``IOHE``; fields
+compression (int32 enum), dataTablePosition (int64, -1 = none), infoNode (string: the stream description as
+XML)), then packets ``int32 stream id, int32 size, size bytes`` (each a compressed flatbuffer), then (written when
+the recording was closed) a data table at `dataTablePosition`.
 
-Events of the lowest-numbered event stream are returned (as tonic does); its width and height give the sensor
-size. IMU samples, triggers, frames and events of other event streams are skipped and counted.
+The decoder trusts its input: a damaged IOHeader makes it index outside the flatbuffer, a description that is not
+valid UTF-8 makes its XML parser slice strings inside a character, and both raise a Rust panic
+(`pyo3_runtime.PanicException`, a BaseException); a string that cannot become a Python str even aborts the process
+(SIGABRT, "panic in a destructor during cleanup"). So before the decoder sees a file, `check_structure` verifies
+everything the decoder would trust:
+
+* the magic line exactly; the header size; the IOHeader flatbuffer: root offset, file identifier, vtable and every
+  field inside the buffer, the compression code known, the infoNode string inside the buffer and NUL-terminated;
+* the description: strict UTF-8, well-formed XML (``<dv>`` / ``outInfo`` / one node per stream with an integer
+  name and a ``typeIdentifier``; event streams with integer ``sizeX``/``sizeY`` that are a plausible sensor);
+* every packet: a declared stream id, a size inside the file (up to the data table), and its compression framing
+  (LZ4 frame or zstd frame headers and block headers walked without decompressing) from which the largest size it
+  can decompress to follows; the sum is checked against the available memory before anything is decompressed.
+
+Any exception of the decoder (panics included) becomes `EventFileError`. Decoded events then go through
+`spikedata.io.validate` (coordinates inside the stream's sizeX x sizeY, monotone time within 1 ms, no repeated
+runs). Events of the lowest-numbered event stream are returned (as tonic does); IMU samples, triggers, frames and
+events of other event streams are skipped and counted.
 """
 
 from __future__ import annotations
@@ -15,36 +30,228 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
+from spikedata.io.validate import check_events, check_magic, check_sensor_size
+from spikedata.resources import ResourceError, format_bytes, require_memory
 
 FORMAT = "aedat4"
 MAGIC = b"#!AER-DAT4.0\r\n"
+FILE_IDENTIFIER = b"IOHE"
+#: IOHeader `compression` codes (dv-processing CompressionType).
+COMPRESSION = {0: "none", 1: "lz4", 2: "lz4_high", 3: "zstd", 4: "zstd_high"}
+#: Stream type identifiers of the DV formats.
+TYPE_IDS = {"EVTS": "events", "FRME": "frame", "IMUS": "imus", "TRIG": "triggers", "BBOX": "boxes", "POSE": "pose"}
+
+_LZ4_MAGIC = 0x184D2204
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_BLOCK_MAX = 128 * 1024
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream of the description: id, type identifier (EVTS, IMUS, ...), sensor size of an event stream."""
+
+    id: int
+    type_id: str
+    size: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What `check_structure` established: compression, streams by id, data table position, and the largest
+    number of bytes the packets can decompress to."""
+
+    compression: str
+    streams: dict[int, Stream]
+    data_table: int
+    max_decompressed: int
+
+
+# ---------------------------------------------------------------------------------------------- IOHeader
+
+
+def _u(fmt: str, buf: bytes, pos: int, where: str, path, base: int) -> int:
+    size = struct.calcsize(fmt)
+    if pos < 0 or pos + size > len(buf):
+        raise EventFileError(path, FORMAT, base + max(pos, 0), f"corrupt IOHeader flatbuffer: {where} at offset {pos} "
+                             f"lies outside the {len(buf)}-byte header")
+    return struct.unpack_from(fmt, buf, pos)[0]
+
+
+def parse_io_header(buf: bytes, path: str | os.PathLike = "<bytes>", base: int = 0) -> tuple[int, int, str]:
+    """(compression code, dataTablePosition, infoNode text) of an IOHeader flatbuffer, every offset checked.
+
+    `base` is the header's offset in the file (for messages). Raises EventFileError on anything out of bounds.
+    """
+    root = _u("<I", buf, 0, "root table offset", path, base)
+    if buf[4:8] != FILE_IDENTIFIER:
+        raise EventFileError(path, FORMAT, base + 4, f"IOHeader file identifier {bytes(buf[4:8])!r}, expected "
+                             f"{FILE_IDENTIFIER!r}")
+    if root % 4 or root < 8:
+        raise EventFileError(path, FORMAT, base, f"corrupt IOHeader flatbuffer: root table offset {root}")
+    vtable = root - _u("<i", buf, root, "vtable offset", path, base)
+    vt_size = _u("<H", buf, vtable, "vtable", path, base)
+    table_size = _u("<H", buf, vtable + 2, "vtable", path, base)
+    if vt_size < 4 or vt_size % 2 or vtable + vt_size > len(buf) or table_size < 4 or root + table_size > len(buf):
+        raise EventFileError(path, FORMAT, base + vtable, f"corrupt IOHeader flatbuffer: vtable of {vt_size} bytes "
+                             f"for a table of {table_size} bytes")
+
+    def field(index: int, size: int) -> int | None:
+        slot = 4 + 2 * index
+        if slot + 2 > vt_size:
+            return None
+        off = _u("<H", buf, vtable + slot, "vtable slot", path, base)
+        if off == 0:
+            return None
+        if off + size > table_size:
+            raise EventFileError(path, FORMAT, base + root, f"corrupt IOHeader flatbuffer: field {index} at "
+                                 f"{off} outside its {table_size}-byte table")
+        return root + off
+
+    pos = field(0, 4)
+    compression = 0 if pos is None else _u("<i", buf, pos, "compression", path, base)
+    if compression not in COMPRESSION:
+        raise EventFileError(path, FORMAT, base + (pos or 0), f"unknown compression code {compression} (known: "
+                             f"{sorted(COMPRESSION)})")
+    pos = field(1, 8)
+    table = -1 if pos is None else _u("<q", buf, pos, "dataTablePosition", path, base)
+    pos = field(2, 4)
+    if pos is None:
+        raise EventFileError(path, FORMAT, base, "the IOHeader has no stream description (infoNode)")
+    start = pos + _u("<I", buf, pos, "infoNode offset", path, base)
+    length = _u("<I", buf, start, "infoNode length", path, base)
+    if start + 4 + length + 1 > len(buf) or buf[start + 4 + length] != 0:
+        raise EventFileError(path, FORMAT, base + start, f"corrupt IOHeader flatbuffer: the {length}-byte stream "
+                             "description does not fit the header or lacks its terminating NUL")
+    raw = bytes(buf[start + 4 : start + 4 + length])
+    try:
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise EventFileError(path, FORMAT, base + start + 4 + exc.start, "the stream description is not valid UTF-8 "
+                             "(damaged header)") from None
+    if "\x00" in text:
+        raise EventFileError(path, FORMAT, base + start + 4 + text.index("\x00"), "NUL byte inside the stream "
+                             "description (damaged header)")
+    return compression, table, text
 
 
 def io_header_data_table_position(header: bytes) -> int:
     """`dataTablePosition` (field 1, int64, default -1) of the IOHeader flatbuffer `header`."""
-    (root,) = struct.unpack_from("<I", header, 0)
-    (vt_back,) = struct.unpack_from("<i", header, root)
-    vtable = root - vt_back
-    (vt_size,) = struct.unpack_from("<H", header, vtable)
-    slot = 4 + 2 * 1
-    if slot + 2 > vt_size:
-        return -1
-    (off,) = struct.unpack_from("<H", header, vtable + slot)
-    if off == 0:
-        return -1
-    return struct.unpack_from("<q", header, root + off)[0]
+    return parse_io_header(header)[1]
 
 
-def check_structure(data: bytes, path: str | os.PathLike) -> None:
-    """Raise EventFileError (with the byte offset) when the file's header or packet framing is cut off."""
+def parse_streams(text: str, path: str | os.PathLike = "<bytes>", offset: int | None = None) -> dict[int, Stream]:
+    """Streams of the XML stream description, by id; EventFileError when it is not the DV layout."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise EventFileError(path, FORMAT, offset, f"the stream description is not well-formed XML ({exc})") from None
+    if root.tag != "dv":
+        raise EventFileError(path, FORMAT, offset, f"the stream description's root element is <{root.tag}>, not <dv>")
+    out_info = [n for n in root.findall("node") if n.get("name") == "outInfo"]
+    if len(out_info) != 1:
+        raise EventFileError(path, FORMAT, offset, "the stream description has no (single) 'outInfo' node")
+    streams: dict[int, Stream] = {}
+    for node in out_info[0].findall("node"):
+        name = node.get("name", "")
+        if not name.isdigit() or int(name) > 0x7FFFFFFF:
+            raise EventFileError(path, FORMAT, offset, f"stream node name {name!r} is not a stream id")
+        attrs = {a.get("key"): (a.get("type"), a.text or "") for a in node.findall("attr")}
+        type_id = attrs.get("typeIdentifier", (None, ""))[1]
+        if not type_id:
+            raise EventFileError(path, FORMAT, offset, f"stream {name} has no typeIdentifier")
+        size = None
+        if type_id == "EVTS":
+            info = {a.get("key"): a.text or "" for n in node.findall("node") if n.get("name") == "info"
+                    for a in n.findall("attr")}
+            try:
+                size = check_sensor_size((int(info["sizeX"]), int(info["sizeY"])), path, FORMAT, offset)
+            except (KeyError, ValueError):
+                raise EventFileError(path, FORMAT, offset, f"event stream {name} lacks integer sizeX / sizeY "
+                                     "attributes") from None
+        streams[int(name)] = Stream(int(name), type_id, size)
+    if not streams:
+        raise EventFileError(path, FORMAT, offset, "the stream description declares no stream")
+    return streams
+
+
+# ---------------------------------------------------------------------------------------------- packets
+
+
+def _lz4_bound(data: bytes, pos: int, end: int, path, packet: int) -> int:
+    """Largest decompressed size of the LZ4 frame(s) in data[pos:end] (frame and block headers walked)."""
+    total = 0
+    while pos < end:
+        if end - pos < 7 or struct.unpack_from("<I", data, pos)[0] != _LZ4_MAGIC:
+            raise EventFileError(path, FORMAT, pos, f"packet at byte {packet}: not an LZ4 frame")
+        flg, bd = data[pos + 4], data[pos + 5]
+        if flg >> 6 != 1 or flg & 0x02 or bd & 0x8F or not 4 <= (bd >> 4) & 7 <= 7:
+            raise EventFileError(path, FORMAT, pos, f"packet at byte {packet}: corrupt LZ4 frame descriptor")
+        block_max = 1 << (8 + 2 * ((bd >> 4) & 7))
+        pos += 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
+        block_checksum, content_checksum = bool(flg & 0x10), bool(flg & 0x04)
+        while True:
+            if pos + 4 > end:
+                raise EventFileError(path, FORMAT, pos, f"packet at byte {packet}: LZ4 frame cut off")
+            size = struct.unpack_from("<I", data, pos)[0]
+            pos += 4
+            if size == 0:
+                break
+            n = size & 0x7FFFFFFF
+            if n > block_max or pos + n > end:
+                raise EventFileError(path, FORMAT, pos - 4, f"packet at byte {packet}: LZ4 block of {n} bytes "
+                                     f"(maximum {block_max}, {end - pos} left)")
+            pos += n + (4 if block_checksum else 0)
+            total += block_max
+        pos += 4 if content_checksum else 0
+    if pos != end:
+        raise EventFileError(path, FORMAT, end, f"packet at byte {packet}: LZ4 frame runs past the packet")
+    return total
+
+
+def _zstd_bound(data: bytes, pos: int, end: int, path, packet: int) -> int:
+    """Largest decompressed size of the zstd frame(s) in data[pos:end] (frame and block headers walked)."""
+    total = 0
+    while pos < end:
+        if end - pos < 6 or struct.unpack_from("<I", data, pos)[0] != _ZSTD_MAGIC:
+            raise EventFileError(path, FORMAT, pos, f"packet at byte {packet}: not a zstd frame")
+        fhd = data[pos + 4]
+        if fhd & 0x08:
+            raise EventFileError(path, FORMAT, pos + 4, f"packet at byte {packet}: corrupt zstd frame header")
+        single = bool(fhd & 0x20)
+        fcs_size = {0: 1 if single else 0, 1: 2, 2: 4, 3: 8}[fhd >> 6]
+        pos += 5 + (0 if single else 1) + {0: 0, 1: 1, 2: 2, 3: 4}[fhd & 3] + fcs_size
+        while True:
+            if pos + 3 > end:
+                raise EventFileError(path, FORMAT, pos, f"packet at byte {packet}: zstd frame cut off")
+            head = int.from_bytes(data[pos : pos + 3], "little")
+            pos += 3
+            last, kind, size = head & 1, (head >> 1) & 3, head >> 3
+            if kind == 3 or size > _ZSTD_BLOCK_MAX:
+                raise EventFileError(path, FORMAT, pos - 3, f"packet at byte {packet}: corrupt zstd block header")
+            stored = 1 if kind == 1 else size
+            if pos + stored > end:
+                raise EventFileError(path, FORMAT, pos, f"packet at byte {packet}: zstd block cut off")
+            pos += stored
+            total += size if kind in (0, 1) else _ZSTD_BLOCK_MAX
+            if last:
+                break
+        pos += 4 if fhd & 0x04 else 0
+    if pos != end:
+        raise EventFileError(path, FORMAT, end, f"packet at byte {packet}: zstd frame runs past the packet")
+    return total
+
+
+def check_structure(data: bytes, path: str | os.PathLike) -> Structure:
+    """Verify everything the decoder trusts (see the module docstring); EventFileError with the byte offset."""
     n = len(data)
-    if not data.startswith(MAGIC):
-        raise EventFileError(path, FORMAT, 0, "missing '#!AER-DAT4.0' line")
+    check_magic(data, MAGIC, path, FORMAT)
     if n < len(MAGIC) + 4:
         raise EventFileError(path, FORMAT, len(MAGIC), "truncated: no header size")
     (hsize,) = struct.unpack_from("<i", data, len(MAGIC))
@@ -52,50 +259,72 @@ def check_structure(data: bytes, path: str | os.PathLike) -> None:
     if hsize <= 0 or start + hsize > n:
         raise EventFileError(path, FORMAT, start, f"truncated or corrupt header: {hsize} bytes declared, "
                              f"{n - start} present")  # fmt: skip
-    try:
-        table = io_header_data_table_position(data[start : start + hsize])
-    except struct.error:
-        raise EventFileError(path, FORMAT, start, "corrupt IOHeader flatbuffer") from None
+    code, table, text = parse_io_header(data[start : start + hsize], path, start)
+    streams = parse_streams(text, path, start)
+    body = start + hsize
+    if table >= 0 and table < body:
+        raise EventFileError(path, FORMAT, start, f"corrupt header: data table position {table} lies inside the "
+                             "header")
     end = n if table < 0 else min(table, n)
-    pos = start + hsize
+    pos = body
+    bound = 0
+    compression = COMPRESSION[code]
     while pos < end:
         if end - pos < 8:
             raise EventFileError(path, FORMAT, pos, f"truncated: {end - pos} byte(s) where a packet header should be")
-        _, size = struct.unpack_from("<ii", data, pos)
+        stream_id, size = struct.unpack_from("<ii", data, pos)
         if size < 0 or pos + 8 + size > end:
             raise EventFileError(
                 path, FORMAT, pos, f"truncated: packet declares {size} bytes but only {end - pos - 8} remain"
             )
+        if stream_id not in streams:
+            raise EventFileError(path, FORMAT, pos, f"packet of stream {stream_id}, which the header does not "
+                                 f"declare (streams: {sorted(streams)})")
+        if compression.startswith("lz4"):
+            bound += _lz4_bound(data, pos + 8, pos + 8 + size, path, pos)
+        elif compression.startswith("zstd"):
+            bound += _zstd_bound(data, pos + 8, pos + 8 + size, path, pos)
+        else:
+            bound += size
         pos += 8 + size
     if table >= n:
         raise EventFileError(
             path, FORMAT, n, f"truncated: the file ends before its data table (which the header puts at byte {table})"
         )
+    return Structure(compression, streams, table, bound)
 
 
-def read_aedat4(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.ndarray, EventFileInfo]:
-    """Polarity events of an AEDAT 4.0 file's bytes (lowest event stream) and its info."""
+def read_aedat4(data: bytes, path: str | os.PathLike = "<bytes>",
+                sensor_size: tuple[int, int] | None = None) -> tuple[np.ndarray, EventFileInfo]:
+    """Polarity events of an AEDAT 4.0 file's bytes (lowest event stream) and its info. The stream's sizeX x
+    sizeY bounds the coordinates (`sensor_size` is accepted for a uniform reader interface and not needed)."""
     import aedat
 
-    check_structure(data, path)
+    structure = check_structure(data, path)
+    # Decoded packets and the events built from them live side by side: about twice the decompressed size.
+    try:
+        require_memory(2 * structure.max_decompressed, f"{path}: decoding its packets (up to "
+                       f"{format_bytes(structure.max_decompressed)} decompressed)")
+    except ResourceError as exc:
+        raise EventFileError(path, FORMAT, None, str(exc)) from None
     p = Path(str(path))
     if p.is_file() and p.stat().st_size == len(data):
-        return _decode(aedat, str(p), path)
+        return _decode(aedat, str(p), path, structure)
     # the decoder reads only from a path: hand it the bytes through a temporary file
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / "events.aedat4"
         tmp_path.write_bytes(data)
-        return _decode(aedat, str(tmp_path), path)
+        return _decode(aedat, str(tmp_path), path, structure)
 
 
-def _decode(aedat, file: str, path: str | os.PathLike) -> tuple[np.ndarray, EventFileInfo]:
+def _decode(aedat, file: str, path: str | os.PathLike, structure: Structure) -> tuple[np.ndarray, EventFileInfo]:
+    event_ids = sorted(i for i, s in structure.streams.items() if s.type_id == "EVTS")
+    target = event_ids[0] if event_ids else None
+    chunks = []
+    skipped: dict[str, int] = {}
     try:
         decoder = aedat.Decoder(file)
         streams = decoder.id_to_stream()
-        event_ids = sorted(i for i, s in streams.items() if s.get("type") == "events")
-        target = event_ids[0] if event_ids else None
-        chunks = []
-        skipped: dict[str, int] = {}
         for packet in decoder:
             for key, value in packet.items():
                 if key == "stream_id":
@@ -105,8 +334,13 @@ def _decode(aedat, file: str, path: str | os.PathLike) -> tuple[np.ndarray, Even
                 else:
                     name = key if key != "events" else f"events_stream_{packet['stream_id']}"
                     skipped[name] = skipped.get(name, 0) + (len(value) if key != "frame" else 1)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise EventFileError(path, FORMAT, None, f"the aedat decoder failed: {exc}") from exc
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - pyo3 panics are BaseExceptions; all become the project's error
+        raise EventFileError(path, FORMAT, None, f"the aedat decoder failed: {type(exc).__name__}: {exc}") from exc
+    if sorted(streams) != sorted(structure.streams):
+        raise EventFileError(path, FORMAT, None, f"the decoder found streams {sorted(streams)}, the header declares "
+                             f"{sorted(structure.streams)}")
     raw = np.concatenate(chunks) if chunks else None
     n = 0 if raw is None else raw.shape[0]
     events = np.empty(n, dtype=EVENT_DTYPE)
@@ -115,10 +349,9 @@ def _decode(aedat, file: str, path: str | os.PathLike) -> tuple[np.ndarray, Even
         events["x"] = raw["x"]
         events["y"] = raw["y"]
         events["p"] = raw["on"]
-    size = None
-    if target is not None and "width" in streams[target]:
-        size = (int(streams[target]["width"]), int(streams[target]["height"]))
+    size = structure.streams[target].size if target is not None else None
+    events, repairs = check_events(events, path, FORMAT, size)
     total, by_type = skipped_info(skipped)
     header = {f"stream {i}": str(s.get("type")) for i, s in streams.items()}
-    info = EventFileInfo(str(path), FORMAT, n, size, total, by_type, None, None, header)
+    info = EventFileInfo(str(path), FORMAT, n, size, total, by_type, None, None, header, repairs)
     return events, info

@@ -8,8 +8,10 @@ No header; every event is 5 bytes:
 
 A record with y == 240 is not an event but a timestamp-overflow marker: it and every later record get 2**13 µs
 added to their timestamp (the convention of the dataset authors' reader, which tonic follows too). Markers are
-skipped and counted. Real recordings have non-decreasing timestamps; a file that does not is rejected, which is
-also how a foreign file without a known header is told apart from ATIS data.
+skipped and counted. Real recordings have non-decreasing timestamps; a file whose time runs backwards by more
+than the tolerance of `spikedata.io.validate` is rejected, which is also how a foreign file without a known
+header is told apart from ATIS data. The layout states no sensor size: coordinates are checked against the
+`sensor_size` the caller passes (the encoder's, e.g. 34 x 34 for N-MNIST), else only y < 240.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import numpy as np
 
 from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
+from spikedata.io.validate import TIME_TOLERANCE_US, check_events, check_payload, check_sensor_size
 
 FORMAT = "atis40"
 RECORD_BYTES = 5
@@ -38,8 +41,11 @@ def decode_atis(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return t, x, y, (b2 >> 7), ~overflow
 
 
-def read_atis(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.ndarray, EventFileInfo]:
-    """Events of an ATIS 40-bit file's bytes and its info (sensor size is not stored in this layout)."""
+def read_atis(data: bytes, path: str | os.PathLike = "<bytes>",
+              sensor_size: tuple[int, int] | None = None) -> tuple[np.ndarray, EventFileInfo]:
+    """Events of an ATIS 40-bit file's bytes and its info; `sensor_size` (width, height) bounds x and y (the
+    layout does not store it)."""
+    check_payload(data, 0, path, FORMAT)
     n = len(data) // RECORD_BYTES
     raw = np.frombuffer(data, dtype=np.uint8, count=n * RECORD_BYTES).reshape(n, RECORD_BYTES)
     t, x, y, p, is_event = decode_atis(raw)
@@ -47,10 +53,10 @@ def read_atis(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.ndar
         keep = np.flatnonzero(is_event)
         t, x, y, p = t[keep], x[keep], y[keep], p[keep]
     else:
-        keep = None
-    dec = np.flatnonzero(t[1:] < t[:-1])
+        keep = np.arange(n)
+    dec = np.flatnonzero(t[1:] < t[:-1] - TIME_TOLERANCE_US)
     if dec.size:
-        record = int(dec[0] + 1 if keep is None else keep[dec[0] + 1])
+        record = int(keep[dec[0] + 1])
         raise EventFileError(
             path,
             FORMAT,
@@ -68,6 +74,8 @@ def read_atis(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.ndar
     events["x"] = x
     events["y"] = y
     events["p"] = p
+    size = check_sensor_size(sensor_size, path, FORMAT) if sensor_size is not None else (256, OVERFLOW_Y)
+    events, repairs = check_events(events, path, FORMAT, size, offsets=keep * RECORD_BYTES)
     total, by_type = skipped_info({"overflow_marker": n - t.shape[0]})
-    info = EventFileInfo(str(path), FORMAT, int(t.shape[0]), None, total, by_type)
+    info = EventFileInfo(str(path), FORMAT, int(t.shape[0]), None, total, by_type, repairs=repairs)
     return events, info

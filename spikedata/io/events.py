@@ -11,8 +11,10 @@ format:
 
 Every reader returns events in file order with fields `t` (int64, µs), `x`, `y` (int16, pixels from 0) and `p`
 (int8, 1 = ON / brightness increase, 0 = OFF), plus an `EventFileInfo` (format, sensor size where the file states
-it, records that were not polarity events and were skipped). A truncated, empty or foreign file raises
-`EventFileError`, whose message names the file, the format and the byte offset where reading failed.
+it, records that were not polarity events and were skipped, repairs). A truncated, empty, zero-filled, damaged or
+foreign file raises `EventFileError`, whose message names the file, the format and the byte offset where reading
+failed. Every reader checks what it decoded with `spikedata.io.validate` (exact magic and version, coordinates
+inside the sensor, polarity 0/1, monotone time within 1 ms, no zero-filled runs) before returning it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from spikedata.errors import SpikedataError
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
 
 FORMATS = ("atis40", "aedat2", "aedat3", "aedat4", "evt2", "evt3", "dat")
+
+#: The exact version lines of the AEDAT versions read here -> format name.
+AEDAT_VERSION_LINES = {
+    b"#!AER-DAT1.0": "aedat2",
+    b"#!AER-DAT2.0": "aedat2",
+    b"#!AER-DAT3.1": "aedat3",
+    b"#!AER-DAT4.0": "aedat4",
+}
 
 # Magic numbers of common non-event files, so that they are named instead of being decoded as ATIS garbage.
 _FOREIGN_MAGIC = {
@@ -76,6 +86,7 @@ class EventFileInfo:
     chip: str | None = None
     address_layout: str | None = None
     header: dict[str, str] = field(default_factory=dict)
+    repairs: dict[str, int] = field(default_factory=dict)
 
 
 def make_events(t, x, y, p) -> np.ndarray:
@@ -106,17 +117,25 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
     head = bytes(data[:16])
     if not head:
         raise EventFileError(path, "unknown", 0, "empty file: no events and no header to detect a format from")
-    if head.startswith(b"#!AER-DAT"):
-        version = head[9:12]
-        if version.startswith(b"4"):
-            return "aedat4"
-        if version.startswith(b"3"):
-            return "aedat3"
-        if version.startswith((b"2", b"1")):
-            return "aedat2"
-        raise EventFileError(path, "aedat", 9, f"unsupported AEDAT version {version!r}")
+    if head.startswith(b"#!"):
+        line = head[:12]
+        if line in AEDAT_VERSION_LINES and head[12:13] in (b"\r", b"\n"):
+            return AEDAT_VERSION_LINES[line]
+        if line in AEDAT_VERSION_LINES:
+            raise EventFileError(path, "aedat", 12, f"damaged version line: {head[:14]!r} does not end after "
+                                 f"{line!r}")
+        if line.startswith(b"#!AER-DAT"):
+            raise EventFileError(path, "aedat", 9, f"unsupported AEDAT version {line[9:]!r} (read: 1.0, 2.0, 3.1, 4.0)")
+        raise EventFileError(path, "aedat", 0, f"damaged or unknown version line {line!r}; an AEDAT file starts "
+                             f"with one of {', '.join(repr(k) for k in AEDAT_VERSION_LINES)}")
     if head.startswith(b"#"):
-        return "aedat2"  # jAER files without a version line are AEDAT 1.0
+        near = _near_version_line(head[:12])
+        if near is not None:
+            raise EventFileError(path, "aedat", 0, f"damaged version line {head[:12]!r} (one or two bytes off "
+                                 f"{near!r}); refusing to guess the format")
+        if _text_line(data):
+            return "aedat2"  # jAER files without a version line (AEDAT 1.0) start with '#' comment lines
+        # else: an ATIS file whose first event has x = 35 (the byte '#'): binary, read below
     for magic, name in _FOREIGN_MAGIC.items():
         if head.startswith(magic):
             raise EventFileError(path, "unknown", 0, f"not an event file: the content looks like {name}")
@@ -132,15 +151,35 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
     return "atis40"
 
 
+def _text_line(data: bytes | memoryview, limit: int = 1024) -> bool:
+    """True when `data` starts with a line of printable ASCII text ended by a newline (an AEDAT header comment)."""
+    head = bytes(data[:limit])
+    end = head.find(b"\n")
+    if end < 0:
+        return False
+    return all(32 <= c < 127 or c in (9, 13) for c in head[:end])
+
+
+def _near_version_line(line: bytes) -> bytes | None:
+    """The AEDAT version line that `line` differs from in one or two bytes (a damaged magic), else None."""
+    for known in AEDAT_VERSION_LINES:
+        if len(line) == len(known) and 0 < sum(a != b for a, b in zip(line, known, strict=True)) <= 2:
+            return known
+    return None
+
+
 def read_events_with_info(
     path: str | os.PathLike, format: str | None = None, **options
 ) -> tuple[np.ndarray, EventFileInfo]:
     """Events [n] (`EVENT_DTYPE`, file order) and an `EventFileInfo` from one event file.
 
     `format` forces a reader (one of `FORMATS`) instead of detecting it; `options` go to that reader (e.g.
-    ``layout="dvs128"|"davis"`` for AEDAT 2.0 files whose header names no chip).
+    ``layout="dvs128"|"davis"`` for AEDAT 2.0 files whose header names no chip, ``sensor_size=(w, h)``: the
+    sensor the coordinates must fit when the file does not state its own size).
     """
     path = Path(path)
+    if path.is_dir():
+        raise EventFileError(path, "unknown", None, "is a directory, not an event file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such event file")
     data = path.read_bytes()

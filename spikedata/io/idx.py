@@ -3,11 +3,17 @@
 An IDX file is a big-endian header -- two zero bytes, a type code, the number of dimensions `ndim`, then `ndim`
 uint32 sizes -- followed by the array in C order. MNIST images are `idx3` uint8 [n, 28, 28], labels `idx1` uint8
 [n]. EMNIST uses the same container but stores every image transposed (column-major); see `transpose_images`.
+
+Resources are bounded by the header: it is read (from the first decompressed bytes of a gzip stream) before the
+body; the declared size must be possible for the file (a raw file holds exactly header + data bytes; deflate
+expands at most `MAX_DEFLATE_RATIO`-fold, so a 2 MB gzip cannot hold 1.6 TB of images), must fit in memory
+(`spikedata.resources`), and decompression stops at the declared size (one byte more is an error), so a
+decompression bomb is refused before it is expanded.
 """
 
 from __future__ import annotations
 
-import gzip
+import math
 import os
 import struct
 import zlib
@@ -17,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from spikedata.errors import SpikedataError
+from spikedata.resources import ResourceError, format_bytes, require_memory
 
 #: IDX type code -> big-endian numpy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -29,6 +36,9 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Largest expansion of deflate (each 258-byte match costs at least 2 bits): ~1032:1.
+MAX_DEFLATE_RATIO = 1032
+_READ = 1 << 20
 
 
 class IdxError(SpikedataError, ValueError):
@@ -45,22 +55,102 @@ class IdxHeader:
 
     @property
     def data_bytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: no overflow for any header
 
 
 def read_idx_bytes(path: str | os.PathLike) -> bytes:
-    """The (decompressed) bytes of an IDX file; gzip is detected from the content, not the name."""
+    """The (decompressed) bytes of an IDX file, header first, bounded as the module docstring says; gzip is
+    detected from the content, not the name."""
     path = Path(path)
+    if path.is_dir():
+        raise IdxError(f"{path}: is a directory, not an IDX file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such IDX file")
-    data = path.read_bytes()
-    if data[:2] != _GZIP_MAGIC:
-        return data
+    with open(path, "rb") as f:
+        if f.read(2) != _GZIP_MAGIC:
+            f.seek(0)
+            return _read_raw(f, path)
+        f.seek(0)
+        return _read_gzip(f, path, path.stat().st_size)
+
+
+def _check_size(header: IdxHeader, path: Path, limit: int | None, what: str) -> None:
+    if any(d == 0 for d in header.shape):
+        raise IdxError(f"{path}: header declares shape {list(header.shape)}: no data")
+    if limit is not None and header.data_bytes > limit:
+        raise IdxError(f"{path}: header declares shape {list(header.shape)} ({format_bytes(header.data_bytes)}), "
+                       f"but {what}")
     try:
-        return gzip.decompress(data)
-    except (EOFError, OSError, zlib.error) as exc:
-        # EOFError: compressed stream cut short; BadGzipFile (an OSError) / zlib.error: corrupt stream or CRC.
+        require_memory(header.header_bytes + 2 * header.data_bytes,
+                       f"{path}: shape {list(header.shape)} ({format_bytes(header.data_bytes)} of data)")
+    except ResourceError as exc:
+        raise IdxError(str(exc)) from None
+
+
+def _read_raw(f, path: Path) -> bytes:
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(4 + 4 * 255)
+    header = parse_idx_header(head, str(path))
+    body = size - header.header_bytes
+    if body < header.data_bytes:
+        raise IdxError(
+            f"{path}: truncated: header declares shape {list(header.shape)} ({header.data_bytes} data bytes) "
+            f"but only {body} bytes follow the header"
+        )
+    if body > header.data_bytes:
+        raise IdxError(
+            f"{path}: {body - header.data_bytes} unexpected bytes after the {header.data_bytes} data bytes of "
+            f"shape {list(header.shape)}"
+        )
+    _check_size(header, path, None, "")
+    f.seek(0)
+    return f.read()
+
+
+def _read_gzip(f, path: Path, compressed: int) -> bytes:
+    """Decompress a gzip stream (members concatenated), header first, never more than the declared size + 1."""
+    out = bytearray()
+    header: IdxHeader | None = None
+    limit = 4  # decompressed bytes wanted so far: the fixed header part, then the dimensions, then the data
+    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    feed = b""
+    try:
+        while True:
+            want = limit + 1 - len(out)
+            got = d.decompress(feed, want) if not d.eof else b""  # an empty feed flushes pending output
+            feed = b"" if d.eof else d.unconsumed_tail  # after the end of a member the rest is in unused_data
+            if not got and not feed:
+                if d.eof:
+                    rest = d.unused_data or f.read(_READ)
+                    if not rest:
+                        break
+                    if not rest.startswith(_GZIP_MAGIC):
+                        raise IdxError(f"{path}: non-gzip bytes after the gzip stream")
+                    d, feed = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), rest  # another gzip member
+                    continue
+                feed = f.read(_READ)
+                if not feed:
+                    break
+                continue
+            out += got
+            if header is None and len(out) >= 4:
+                dims = 4 + 4 * out[3]
+                if len(out) >= dims:
+                    header = parse_idx_header(bytes(out), str(path))
+                    ceiling = MAX_DEFLATE_RATIO * compressed
+                    _check_size(header, path, ceiling, f"a gzip file of {format_bytes(compressed)} expands to at "
+                                f"most {format_bytes(ceiling)}: the header is corrupt")
+                    limit = header.header_bytes + header.data_bytes
+                else:
+                    limit = dims
+            if header is not None and len(out) > limit:
+                raise IdxError(f"{path}: more data than the {header.data_bytes} bytes of shape "
+                               f"{list(header.shape)} (unexpected bytes after the data)")
+    except zlib.error as exc:
         raise IdxError(f"{path}: corrupt or truncated gzip stream ({exc})") from exc
+    if not d.eof:
+        raise IdxError(f"{path}: corrupt or truncated gzip stream (it ends after {len(out)} decompressed bytes)")
+    return bytes(out)
 
 
 def parse_idx_header(data: bytes, where: str = "<bytes>") -> IdxHeader:
@@ -88,8 +178,9 @@ def parse_idx_header(data: bytes, where: str = "<bytes>") -> IdxHeader:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (gzipped or raw) into a native-endian array of the declared shape.
 
-    Raises :class:`IdxError` naming the file on a wrong magic number, an unknown type code, data shorter than the
-    header declares (truncated) or longer (trailing bytes).
+    Raises :class:`IdxError` naming the file on a wrong magic number, an unknown type code, a size the file
+    cannot hold or memory cannot fit, data shorter than the header declares (truncated) or longer (trailing
+    bytes), and a corrupt gzip stream.
     """
     data = read_idx_bytes(path)
     header = parse_idx_header(data, str(path))
@@ -104,7 +195,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{path}: {body - header.data_bytes} unexpected bytes after the {header.data_bytes} data bytes of "
             f"shape {list(header.shape)}"
         )
-    arr = np.frombuffer(data, dtype=header.dtype, count=int(np.prod(header.shape)), offset=header.header_bytes)
+    arr = np.frombuffer(data, dtype=header.dtype, count=math.prod(header.shape), offset=header.header_bytes)
     return arr.reshape(header.shape).astype(header.dtype.newbyteorder("="), copy=True)
 
 

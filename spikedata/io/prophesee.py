@@ -51,6 +51,7 @@ import numba
 import numpy as np
 
 from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
+from spikedata.io.validate import check_sensor_size
 
 FORMATS = ("evt2", "evt3", "dat")
 #: A decoded event may lie at most this far (µs) before the latest earlier event; real recordings step back by a
@@ -451,14 +452,24 @@ def _check_types(words, hist, defined, shift, start, itemsize, path, fmt) -> Non
                              f"not {fmt}")  # fmt: skip
 
 
+def _bound(entries: list[tuple[str, str]], sensor_size, path, fmt: str) -> tuple[int, int] | None:
+    """The sensor the coordinates must fit: the header's geometry, else the caller's `sensor_size` (as the other
+    readers do: a file's own statement wins)."""
+    stated = header_sensor_size(entries)
+    if stated is not None:
+        return stated
+    return check_sensor_size(sensor_size, path, fmt) if sensor_size is not None else None
+
+
 def read_evt3(
     data: bytes, path: str | os.PathLike = "<bytes>", sensor_size: tuple[int, int] | None = None,
     time_tolerance_us: int = TIME_TOLERANCE_US,
 ) -> tuple[np.ndarray, EventFileInfo]:
-    """Events of an EVT 3.0 ``.raw`` file's bytes and its info; `sensor_size` overrides the header's geometry."""
+    """Events of an EVT 3.0 ``.raw`` file's bytes and its info; `sensor_size` bounds x, y when the header states no
+    geometry."""
     fmt = "evt3"
     start, entries = _header_or_fail(data, path, fmt)
-    size = sensor_size if sensor_size is not None else header_sensor_size(entries)
+    size = _bound(entries, sensor_size, path, fmt)
     words = _words_or_fail(data, start, 2, "<u2", path, fmt)
     first = _first_of_type(words, 12, 0x8)
     n, before, hist = _evt3_histogram(words, _POPCOUNT12, first)
@@ -479,10 +490,11 @@ def read_evt2(
     data: bytes, path: str | os.PathLike = "<bytes>", sensor_size: tuple[int, int] | None = None,
     time_tolerance_us: int = TIME_TOLERANCE_US,
 ) -> tuple[np.ndarray, EventFileInfo]:
-    """Events of an EVT 2.0 ``.raw`` file's bytes and its info; `sensor_size` overrides the header's geometry."""
+    """Events of an EVT 2.0 ``.raw`` file's bytes and its info; `sensor_size` bounds x, y when the header states no
+    geometry."""
     fmt = "evt2"
     start, entries = _header_or_fail(data, path, fmt)
-    size = sensor_size if sensor_size is not None else header_sensor_size(entries)
+    size = _bound(entries, sensor_size, path, fmt)
     words = _words_or_fail(data, start, 4, "<u4", path, fmt)
     # Nearly every EVT 2.0 word is an event: decode in one pass into one slot per word, then shrink in place.
     events = np.empty(words.shape[0], dtype=EVENT_DTYPE)
@@ -505,7 +517,8 @@ def read_dat(
     data: bytes, path: str | os.PathLike = "<bytes>", sensor_size: tuple[int, int] | None = None,
     time_tolerance_us: int = TIME_TOLERANCE_US,
 ) -> tuple[np.ndarray, EventFileInfo]:
-    """Events of a Prophesee ``.dat`` file's bytes (2-D events, Version 2) and its info."""
+    """Events of a Prophesee ``.dat`` file's bytes (2-D events, Version 2) and its info; `sensor_size` bounds x, y
+    when the header states no geometry."""
     fmt = "dat"
     start, entries = _header_or_fail(data, path, fmt)
     table = {k.lower(): v for k, v in entries}
@@ -526,7 +539,7 @@ def read_dat(
     if len(words) % 2:
         raise EventFileError(path, fmt, len(data) - 4, "truncated: the last 4 bytes do not form an 8-byte event")
     pairs = words.reshape(-1, 2)
-    size = sensor_size if sensor_size is not None else header_sensor_size(entries)
+    size = _bound(entries, sensor_size, path, fmt)
     events = np.empty(pairs.shape[0], dtype=EVENT_DTYPE)
     _dat_decode(pairs[:, 0], pairs[:, 1], events["t"], events["x"], events["y"], events["p"])
     check_plausible(events, path, fmt, size, lambda k: body + 8 * int(k), time_tolerance_us)

@@ -1,5 +1,6 @@
 """Checkpoint files (atomic, validated) and metric helpers."""
 
+import hashlib
 import json
 import os
 
@@ -7,23 +8,49 @@ import numpy as np
 import pytest
 import torch
 
-from hm2bp.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
+from hm2bp.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    atomic_write_bytes,
+    check_against_network,
+    load_checkpoint,
+    save_checkpoint,
+)
 from hm2bp.metrics import confusion_matrix, format_confusion, per_class_accuracy, read_metrics, write_metrics
 
 
+def payload(epoch=3, n_train=4):
+    """A complete checkpoint payload of a 3-input, 2-output dense network trained with Adam."""
+    w = torch.arange(6.0).reshape(2, 3)
+    return {
+        "epoch": epoch, "weights": {"output": w}, "config": {"steps": 10, "layers": [
+            {"name": "output", "size": 2, "threshold": 1.0}]},
+        "n_inputs": 3, "input_shape": [3], "classes": ["a", "b"],
+        "optimizer": {"kind": "adam", "steps": 5, "m": {"output": torch.zeros(2, 3)},
+                      "v": {"output": torch.zeros(2, 3)}, "beta1_power": {"output": 0.5},
+                      "beta2_power": {"output": 0.9}},
+        "boost": torch.ones(n_train, dtype=torch.float64), "rng": {"torch": torch.get_rng_state(), "seed": 0},
+        "store": {"path": "s.zarr", "fingerprint": "f" * 64, "n_train": n_train}, "history": [{"epoch": 0}],
+        "best": {"epoch": 0, "accuracy": 0.5},
+    }  # fmt: skip
+
+
 def test_round_trip(tmp_path):
-    payload = {"epoch": 3, "weights": {"output": torch.arange(6.0).reshape(2, 3)}, "history": [{"epoch": 0}],
-               "boost": torch.ones(4, dtype=torch.float64), "rng": {"torch": torch.get_rng_state()}}
-    save_checkpoint(tmp_path / "last.pt", payload)
+    data = payload()
+    save_checkpoint(tmp_path / "last.pt", data)
     back = load_checkpoint(tmp_path / "last.pt")
     assert back["epoch"] == 3 and back["history"] == [{"epoch": 0}]
-    assert torch.equal(back["weights"]["output"], payload["weights"]["output"])
+    assert back["format_version"] == FORMAT_VERSION == 2
+    assert torch.equal(back["weights"]["output"], data["weights"]["output"])
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]
+    # the outer file is plain torch: its payload and the payload's sha256
+    outer = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert hashlib.sha256(outer["payload"].numpy().tobytes()).hexdigest() == outer["payload_sha256"]
 
 
 def test_failed_write_keeps_previous_file(tmp_path):
     path = tmp_path / "last.pt"
-    save_checkpoint(path, {"epoch": 1})
+    save_checkpoint(path, payload(epoch=1))
 
     def crash(f):
         f.write(b"partial")
@@ -38,17 +65,68 @@ def test_failed_write_keeps_previous_file(tmp_path):
 def test_unreadable_or_foreign_files(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_checkpoint(tmp_path)
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"weights": {}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not an hm2bp checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
-    save_checkpoint(tmp_path / "ok.pt", {"epoch": 0})
+    torch.save({"format": "hm2bp.checkpoint", "format_version": 1, **payload()}, tmp_path / "v1.pt")
+    with pytest.raises(CheckpointError, match="format version 1.*no checksum"):
+        load_checkpoint(tmp_path / "v1.pt")
+    save_checkpoint(tmp_path / "ok.pt", payload())
     data = (tmp_path / "ok.pt").read_bytes()
     (tmp_path / "torn.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "torn.pt")
+
+
+def test_flipped_bytes_fail_the_checksum(tmp_path):
+    """torch does not check its zip CRCs: a flipped byte inside the weights loads as a different value. The payload
+    checksum catches every such flip."""
+    save_checkpoint(tmp_path / "ok.pt", payload())
+    data = (tmp_path / "ok.pt").read_bytes()
+    body = torch.load(tmp_path / "ok.pt", weights_only=True)["payload"].numpy().tobytes()
+    start = data.index(body)  # stored verbatim
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(start, start + len(body), 20):
+        bad = bytearray(data)
+        bad[int(pos)] ^= 1 << int(rng.integers(8))
+        (tmp_path / "bad.pt").write_bytes(bytes(bad))
+        with pytest.raises(CheckpointError, match="checksum mismatch|not a readable"):
+            load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("weights"), "lacks the key.*weights"),
+    (lambda d: d.pop("optimizer"), "lacks the key.*optimizer"),
+    (lambda d: d.update(epoch="3"), "'epoch' is a str, expected int"),
+    (lambda d: d["weights"]["output"].__setitem__((0, 1), float("nan")), r"non-finite.*weights\.output"),
+    (lambda d: d["optimizer"]["v"]["output"].__setitem__((1, 1), float("inf")), r"non-finite.*optimizer\.v\.output"),
+    (lambda d: d["boost"].__setitem__(0, float("nan")), "non-finite.*boost"),
+    (lambda d: d.update(boost=torch.ones(2, 2, dtype=torch.float64)), "boost must be a 1-d"),
+    (lambda d: d["weights"].update(output=torch.ones(2, 3, dtype=torch.int64)), "not a floating-point"),
+])  # fmt: skip
+def test_payload_problems_are_named(tmp_path, change, message):
+    data = payload()
+    change(data)
+    save_checkpoint(tmp_path / "c.pt", data)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_checkpoint(tmp_path / "c.pt")
+    assert str(tmp_path / "c.pt") in str(err.value)
+
+
+def test_check_against_network(tmp_path):
+    data = payload(n_train=4)
+    check_against_network(data, "c.pt", {"output": torch.zeros(2, 3)}, n_train=4)
+    with pytest.raises(CheckpointError, match=r"layer 'output' have shape \[2, 3\], the network needs \[2, 4\]"):
+        check_against_network(data, "c.pt", {"output": torch.zeros(2, 4)})
+    with pytest.raises(CheckpointError, match=r"layers \['output'\] in the checkpoint, the network has \['hidden'"):
+        check_against_network(data, "c.pt", {"hidden": torch.zeros(2, 3), "output": torch.zeros(2, 3)})
+    with pytest.raises(CheckpointError, match="4 boost weights, the run has 5 training samples"):
+        check_against_network(data, "c.pt", {"output": torch.zeros(2, 3)}, n_train=5)
 
 
 def test_confusion_and_per_class_accuracy():
