@@ -10,10 +10,13 @@ when the sample data is absent). One step = forward + HM2-BP gradients + Adam up
 preceded by two untimed steps (Triton compiles its kernels in the first one); timings are medians of `--repeats`
 runs of `--timed` steps, between `torch.cuda.synchronize()` calls. The numba CPU path is measured beside it.
 
-Kernel launches per step are counted with the torch profiler: on a GPU, the CUDA kernels it records; on CPU (where
-Triton kernels run under the interpreter), the aten operations that would each launch a kernel (leaf operations,
-views and allocations excluded) plus the Triton launches. `--count-only` does just that, at several T, to show that
-the count does not grow with T.
+Kernel launches per step are counted: on a GPU, the CUDA kernels the torch profiler records; on CPU (where Triton
+kernels run under the interpreter), the aten operations the step dispatches that would each launch a kernel (views,
+allocations and value reads excluded; the numpy shortcuts CPU tensors take replaced by the torch operations a GPU
+runs) plus the Triton launches. Host synchronisations (values read back) are counted too. `--count-only` does just
+that, at several T, to show that the count does not grow with T (for T >= 3 * 35 = 105 the synthetic train of a
+silent label respects the refractory period and the fused read-out runs; below, that one layer takes the reference
+read-out).
 
 Without a GPU the timing part reports a model of the step time on one H200 built from those counts and from the
 float64 FLOPs and memory traffic of the step (`model_step`): the assumptions are printed with it.
@@ -54,7 +57,10 @@ _NO_KERNEL = {"aten::view", "aten::reshape", "aten::_reshape_alias", "aten::as_s
               "aten::resize_", "aten::lift_fresh", "aten::result_type", "aten::_unsafe_view", "aten::numpy_T",
               "aten::unbind", "aten::split", "aten::chunk", "aten::narrow", "aten::contiguous", "aten::view_as",
               "aten::expand_as", "aten::unfold", "aten::flatten", "aten::is_nonzero", "aten::set_",
-              "aten::pin_memory", "aten::_pin_memory", "aten::is_pinned"}
+              "aten::pin_memory", "aten::_pin_memory", "aten::is_pinned", "aten::to", "aten::resolve_conj",
+              "aten::resolve_neg", "aten::scalar_tensor", "aten::_local_scalar_dense", "aten::item"}
+# aten operations that read a value back to the host (a synchronisation on a GPU)
+_SYNCS = {"aten::_local_scalar_dense", "aten::item", "aten::nonzero", "aten::is_nonzero"}
 
 
 def mnist_input(batch: int, steps: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,31 +89,87 @@ def build(model: str, backend: str, device: str, steps: int) -> tuple[Network, A
 
 
 def train_step(net: Network, opt: Adam, x: torch.Tensor, y: torch.Tensor) -> None:
-    res = net.backward_pass(x, y, validate=False, check_finite=net.device.type == "cpu")
+    # as the trainer calls it: no label check, and on the triton path the finiteness check deferred
+    res = net.backward_pass(x, y, validate=False, check_finite=net.backend != "triton")
     opt.step(res.grads, 1e-3)
+
+
+class _AtenCounter:
+    """Counts the aten operations a step dispatches that would each launch a kernel on a GPU (views, allocations
+    and value reads excluded), and the host synchronisations; operations Triton's interpreter issues to run its
+    kernels on CPU tensors are not the step's and are left out."""
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                counter.record(f"aten::{func.overloadpacket.__name__}")
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        self.kernels = self.syncs = 0
+        self.inside_triton = False
+
+    def record(self, name: str) -> None:
+        if self.inside_triton:
+            return
+        if name in _SYNCS:
+            self.syncs += 1
+        if name not in _NO_KERNEL:
+            self.kernels += 1
 
 
 def count_launches(net: Network, opt: Adam, x: torch.Tensor, y: torch.Tensor) -> dict[str, int]:
     """Kernel launches of one step (see the module docstring for how they are counted)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    from hm2bp.kernels.triton.launch import LAUNCHES, reset_launch_counts
+    from hm2bp import hm2bp_grad
+    from hm2bp.kernels.triton import launch as launch_mod
 
     train_step(net, opt, x, y)  # warm-up (compilation, caches)
-    reset_launch_counts()
-    on_gpu = net.device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
-    with profile(activities=activities) as prof:
-        train_step(net, opt, x, y)
-        if on_gpu:
+    launch_mod.reset_launch_counts()
+    if net.device.type == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            train_step(net, opt, x, y)
             torch.cuda.synchronize()
-    triton = sum(LAUNCHES.values())
-    if on_gpu:
         kernels = sum(1 for e in prof.events() if e.device_type.name == "CUDA")
-        return {"kernels": kernels, "triton": triton}
-    leaves = [e for e in prof.events() if not e.cpu_children and e.name.startswith("aten::")]
-    aten = sum(1 for e in leaves if e.name not in _NO_KERNEL)
-    return {"kernels": aten + triton, "aten": aten, "triton": triton}
+        syncs = sum(1 for e in prof.events() if e.name in _SYNCS)
+        return {"kernels": kernels, "triton": sum(launch_mod.LAUNCHES.values()), "host_syncs": syncs}
+    counter = _AtenCounter()
+    plain_launch = launch_mod.launch
+
+    def counted_launch(*args, **kw):
+        counter.inside_triton = True
+        try:
+            plain_launch(*args, **kw)
+        finally:
+            counter.inside_triton = False
+
+    # On CPU the small per-sample arithmetic takes numpy shortcuts; count the torch operations a GPU runs instead.
+    on_cpu = hm2bp_grad._on_cpu
+    hm2bp_grad._on_cpu = lambda *tensors: False
+    launch_mod.launch = counted_launch
+    patched = [m for m in sys.modules.values() if getattr(m, "launch", None) is plain_launch]
+    for m in patched:
+        m.launch = counted_launch
+    if hasattr(net.kernels, "_launch"):
+        net.kernels._launch = counted_launch
+    try:
+        with counter.mode:
+            train_step(net, opt, x, y)
+    finally:
+        hm2bp_grad._on_cpu = on_cpu
+        launch_mod.launch = plain_launch
+        for m in patched:
+            m.launch = plain_launch
+        if hasattr(net.kernels, "_launch"):
+            net.kernels._launch = plain_launch
+    triton = sum(launch_mod.LAUNCHES.values())
+    return {"kernels": counter.kernels + triton, "aten": counter.kernels, "triton": triton,
+            "host_syncs": counter.syncs}
 
 
 def time_steps(net: Network, opt: Adam, x: torch.Tensor, y: torch.Tensor, timed: int, repeats: int) -> dict:
@@ -165,7 +227,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cpu-batch", type=int, default=32, help="batch of the numba CPU figure beside (0: none)")
     ap.add_argument("--count-only", action="store_true", help="only count launches (works on CPU)")
-    ap.add_argument("--count-steps", default="100,400", help="T values of --count-only")
+    ap.add_argument("--count-steps", default="200,400", help="T values of --count-only (MLP)")
+    ap.add_argument("--cnn-count-steps", default="20,40",
+                    help="T values of --count-only for the CNN (its conv kernels are slow under the interpreter)")
     ap.add_argument("--count-batch", type=int, default=4)
     ap.add_argument("--out", type=Path, default=None, help="write the report as JSON")
     args = ap.parse_args()
@@ -174,13 +238,12 @@ def main() -> None:
                     "torch": torch.__version__, "launches": [], "timings": [], "model": []}
     print(f"device: {report['device']}, torch {torch.__version__}", flush=True)
 
-    counts = [int(v) for v in args.count_steps.split(",")] if args.count_only else [args.steps]
     for model in ("mlp", "cnn"):
+        counts = [int(v) for v in (args.count_steps if model == "mlp" else args.cnn_count_steps).split(",")] \
+            if args.count_only else [args.steps]
         for steps in counts:
             x, y = mnist_input(args.count_batch, steps)
             for backend in args.backends.split(","):
-                if model == "cnn" and backend == "torch" and device == "cpu" and steps > 100:
-                    continue  # the reference's Python time loops over 40 conv maps: minutes on CPU, nothing to learn
                 net, opt = build(model, backend, device, steps)
                 c = count_launches(net, opt, x.to(device), y.to(device))
                 row = {"model": model, "backend": backend, "steps": steps, "batch": args.count_batch, **c}

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from hm2bp import conv as cnn
-from hm2bp import hm2bp_grad as rules
 from hm2bp.config import ConfigError, NetworkConfig, load_config
 from hm2bp.kernels import BACKENDS, KernelSet, make_kernels
 from hm2bp.kernels.base import Trains, take
@@ -317,9 +316,7 @@ class Network:
         out_layer = self._layers[names[-1]]
         # output stage (algorithm.md §3.2-1..5): dead-zone error of the true counts, boost weight, silent label
         counts_true = runs[-1].counts
-        delta_out = rules.output_error(counts_true, labels, cfg.loss) * sw.view(-1, 1)
-        post = ks.silent_label(runs[-1], labels, self.steps, cfg.loss.desired, out_layer.spec.neuron)
-        cost = rules.logged_cost(post.counts, labels, cfg.loss)
+        post, delta_out, cost = ks.output_stage(runs[-1], labels, sw, cfg.loss, out_layer.spec.neuron, self.steps)
         samples = ks.active(delta_out)  # a zero error gives an exactly zero data gradient
         if samples is not None and len(samples) == 0:
             return counts_true, cost

@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from hm2bp.config import NeuronParams, RegularizerSpec
+from hm2bp import hm2bp_grad as rules
+from hm2bp.config import LossSpec, NeuronParams, RegularizerSpec
 
 
 @dataclass
@@ -96,6 +97,14 @@ class KernelSet:
         raise NotImplementedError
 
     # ---- output stage ----------------------------------------------------------------------------------------
+    def output_stage(self, out: Trains, labels: torch.Tensor, weights: torch.Tensor, loss: LossSpec,
+                     nrn: NeuronParams, steps: int) -> tuple[Trains, torch.Tensor, torch.Tensor]:
+        """algorithm.md §3.2-1..5 and §3.14: (the output trains with the silent-label replacement, the dead-zone
+        error of the true counts times the sample weights `[B, n]` float64, the logged cost `[B]` float64)."""
+        error = rules.output_error(out.counts, labels, loss) * weights.view(-1, 1)
+        post = self.silent_label(out, labels, steps, loss.desired, nrn)
+        return post, error, rules.logged_cost(post.counts, labels, loss)
+
     def silent_label(self, out: Trains, labels: torch.Tensor, steps: int, desired: float,
                      nrn: NeuronParams) -> Trains:
         """algorithm.md §3.2-5: the output trains with the synthetic regular train for a silent label neuron."""

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from hm2bp import conv as cnn
 from hm2bp import hm2bp_grad as rules
-from hm2bp.config import NeuronParams, RegularizerSpec
+from hm2bp.config import LossSpec, NeuronParams, RegularizerSpec
 from hm2bp.kernels.base import Trains, take
 from hm2bp.kernels.torch_set import TorchKernels, exact_matmul_precision
 from hm2bp.lif import spike_threshold
@@ -82,17 +82,20 @@ class TritonKernels(TorchKernels):
         if self.device.type != "cuda" and not interpreting():
             raise ValueError("the triton kernel set needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
         exact_matmul_precision()
-        from hm2bp.kernels.triton import effect, lif, spsp
+        from hm2bp.kernels.triton import effect, lif, optim, output, spsp
         from hm2bp.kernels.triton.launch import launch
 
         self._k = {"lif": lif.lif_scan_kernel, "spsp": spsp.spsp_readout_kernel,
                    "dense_effect": effect.dense_effect_kernel, "conv_effect": effect.conv_effect_kernel,
-                   "pool_effect": effect.pool_effect_kernel}
+                   "pool_effect": effect.pool_effect_kernel, "output_stage": output.output_stage_kernel,
+                   "lateral": output.lateral_factor_kernel,
+                   "finish_dense": optim.finish_dense_kernel}
         self._launch = launch
         self.gemm_budget = int(gemm_budget)
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self._flags: dict[str, torch.Tensor] = {}
+        self._flags: dict[str, torch.Tensor] = {}  # per layer: int8 flags of non-finite gradient values
         self._w64: dict[int, torch.Tensor] = {}
+        self._consts: dict[tuple, tuple[torch.Tensor, ...]] = {}  # small constant tensors, by value
 
     def prepare(self, layers: list) -> None:
         super().prepare(layers)
@@ -162,28 +165,38 @@ class TritonKernels(TorchKernels):
         return s if s.dtype == torch.bool else s != 0
 
     # ---- output stage ----------------------------------------------------------------------------------------
-    def silent_label(self, out: Trains, labels: torch.Tensor, steps: int, desired: float,
-                     nrn: NeuronParams) -> Trains:
-        times_np = rules.silent_label_train(steps, desired)
-        if times_np.size == 0:
-            return out
-        period, refractory, cap = int(times_np[0]), int(nrn.refractory), self.code_cap(nrn)
-        codes = out.spikes
+    def _label_train(self, steps: int, desired: float, nrn: NeuronParams, device) -> tuple[torch.Tensor, ...]:
+        """Steps and codes of the synthetic label train (algorithm.md §3.2-5): the first spike gets the cap, the
+        others s = period - T_R (capped)."""
+        refractory, cap = int(nrn.refractory), self.code_cap(nrn)
+        key = (steps, float(desired), refractory, cap, str(device))
+        if key not in self._consts:
+            times = rules.silent_label_train(steps, desired)
+            vals = np.full(times.size, min(int(times[0]) - refractory, cap) if times.size else 0, np.int16)
+            if times.size:
+                vals[0] = cap
+            self._consts[key] = (torch.from_numpy(times.astype(np.int64)).to(device),
+                                       torch.from_numpy(vals).to(device))
+        return self._consts[key]
+
+    def output_stage(self, out: Trains, labels: torch.Tensor, weights: torch.Tensor, loss: LossSpec,
+                     nrn: NeuronParams, steps: int) -> tuple[Trains, torch.Tensor, torch.Tensor]:
+        times, vals = self._label_train(steps, loss.desired, nrn, out.spikes.device)
+        codes, counts = out.spikes.clone(), out.counts.clone()
+        batch, _, n = codes.shape
         dev = codes.device
-        rows = torch.arange(codes.shape[0], device=dev)
-        silent = out.counts[rows, labels] == 0
-        times = torch.as_tensor(times_np, device=dev)
-        # codes of the synthetic train: the first spike gets the cap, the others s = period - T_R (capped)
-        vals = torch.full((times.numel(),), min(period - refractory, cap), dtype=torch.int16, device=dev)
-        vals[0] = cap
-        new = codes.clone()
-        r, t, lab = rows.view(-1, 1), times.view(1, -1), labels.view(-1, 1)
-        new[r, t, lab] = torch.where(silent.view(-1, 1), vals.view(1, -1), new[r, t, lab])
-        counts = out.counts.clone()
-        label_counts = counts[rows, labels]
-        counts[rows, labels] = torch.where(silent, torch.full_like(label_counts, times.numel()), label_counts)
+        error = torch.empty(batch, n, dtype=F64, device=dev)
+        cost = torch.empty(batch, dtype=F64, device=dev)
+        key = ("loss", float(loss.desired), float(loss.undesired), float(loss.margin), str(dev))
+        if key not in self._consts:
+            self._consts[key] = (torch.tensor(key[1:4], dtype=F64, device=dev),)
+        if batch:
+            self._launch(self._k["output_stage"], (batch,), codes, counts, out.counts, labels, weights.contiguous(),
+                         times, vals, self._consts[key][0], error, cost, times.numel(), steps, n,
+                         BN=max(16, _pow2(n)), BT=max(16, _pow2(times.numel())))
         # a period within the refractory gap gives trains the fused read-out does not assume
-        return Trains(new, counts, out.current, regular=period >= refractory + 1)
+        regular = times.numel() == 0 or int(rules.silent_label_train(steps, loss.desired)[0]) >= nrn.refractory + 1
+        return Trains(codes, counts, out.current, regular=regular), error, cost
 
     def active(self, delta_out: torch.Tensor) -> None:
         return None
@@ -219,7 +232,16 @@ class TritonKernels(TorchKernels):
 
     def lateral_factor(self, k: torch.Tensor, post: Trains, samples: Any, counts: torch.Tensor,
                        labels: torch.Tensor, vth: float, w0: float) -> torch.Tensor:
-        return rules.lateral_factor(k, take(self.as_bool(post), samples), counts, labels, vth, w0)
+        codes = take(post.spikes, samples)
+        batch, steps, n = codes.shape
+        gamma = torch.empty(batch, n, dtype=F64, device=codes.device)
+        key = ("lateral", float(vth), float(w0), str(codes.device))
+        if key not in self._consts:
+            self._consts[key] = (torch.tensor([1.0 / vth, w0 * w0], dtype=F64, device=codes.device),)
+        if batch:
+            self._launch(self._k["lateral"], (batch,), k, _as_u8(codes), counts.contiguous(), labels, gamma,
+                         self._consts[key][0], steps, n, BN=max(16, _pow2(n)))
+        return gamma
 
     def row_sums(self, layer) -> tuple[torch.Tensor, torch.Tensor]:
         key = id(layer)
@@ -249,16 +271,17 @@ class TritonKernels(TorchKernels):
         pre_spikes = _as_u8(take(pre.spikes, samples))
         batch, steps, n_pre = pre_spikes.shape
         n_post = layer.n_post
-        dcoef = torch.where(post_counts > 0, delta, 0.0).to(F64).contiguous()
         out = torch.empty(batch, n_pre, dtype=F64, device=delta.device)
         storage = layer.storage.detach()  # W[i, j] = storage[j, i]
         sb, bj = _tile(batch, n_pre, 64, lanes=64)
         bi = max(16, min(32, _pow2(n_post)))
         if batch:
-            self._launch(self._k["dense_effect"], (_cdiv(batch, sb), _cdiv(n_pre, bj)), k, dcoef, storage,
+            # the whole rule of `hm2bp_grad.effect_ratio_error` (effect sum and ratio-1 parts) in one kernel
+            self._launch(self._k["dense_effect"], (_cdiv(batch, sb), _cdiv(n_pre, bj)), k,
+                         delta.to(F64).contiguous(), post_counts.contiguous(), pre_counts.contiguous(), storage,
                          storage.stride(1), storage.stride(0), pre_spikes, out, batch, steps, n_post, n_pre, SB=sb,
                          BI=bi, BJ=bj)
-        return rules._pre_delta(out, delta, layer.weight.detach(), post_counts, pre_counts)
+        return out
 
     def conv_grad(self, acc, layer, k, coef, samples, pre, post_counts, pre_counts) -> None:
         pre_spikes = take(pre.spikes, samples)
@@ -293,23 +316,34 @@ class TritonKernels(TorchKernels):
                          batch, steps, c, h, w, layer.window, SB=sb, BJ=bj)
         return out
 
+    def _flag_buffer(self, name: str, size: int) -> torch.Tensor:
+        flags = self._flags.get(name)
+        if flags is None or flags.numel() != size:
+            flags = self._flags[name] = torch.zeros(size, dtype=torch.int8, device=self.device)
+        return flags
+
     def finish(self, layer, acc, batch: int, reg: RegularizerSpec) -> torch.Tensor:
+        name = layer.spec.name
         if layer.kind == "conv":
             w = layer.weight.detach()
             g = (acc["g"] / max(batch, 1)).to(torch.float32) + cnn.conv_regularizer_grad(w, reg)
-        else:
-            g_t = acc["g"] * (1.0 / max(batch, 1))
-            if reg.lam != 0.0 and reg.beta != 0.0:
-                limit = reg.weight_limit
-                s_i = self.row_sums(layer)[1] / (limit * limit * layer.n_pre)
-                factor = reg.lam * reg.beta * torch.exp(reg.beta * (s_i - 1.0)) / limit  # [n_post]
-                g_t = g_t + factor.view(1, -1) * self._storage64(layer)
-            g = g_t.to(torch.float32).T  # [n_post, n_pre], in the storage order
-        finite = torch.isfinite(g).all()
-        name = layer.spec.name
-        # cumulative until the next `check_finite`, which may come several steps later
-        self._flags[name] = finite if name not in self._flags else self._flags[name] & finite
-        return g
+            flags = self._flag_buffer(name, 1)
+            flags |= (~torch.isfinite(g).all()).to(torch.int8)
+            return g
+        n_pre, n_post = layer.n_pre, layer.n_post
+        has_reg = reg.lam != 0.0 and reg.beta != 0.0
+        key = ("reg", float(reg.lam), float(reg.beta), float(reg.weight_limit), str(self.device))
+        if key not in self._consts:
+            self._consts[key] = (torch.tensor(key[1:4], dtype=F64, device=self.device),)
+        sumsq = self.row_sums(layer)[1] if has_reg else self._consts[key][0]
+        out = torch.empty(n_pre, n_post, dtype=torch.float32, device=self.device)
+        block = 1024
+        programs = _cdiv(n_pre * n_post, block)
+        # one fused pass: batch mean + regulariser, rounded once, non-finite values flagged for `check_finite`
+        self._launch(self._k["finish_dense"], (programs,), acc["g"], layer.storage.detach(), sumsq,
+                     self._consts[key][0], out, self._flag_buffer(name, programs), n_pre, n_post, max(batch, 1),
+                     HAS_REG=has_reg, BLOCK=block)
+        return out.T  # [n_post, n_pre], in the storage order
 
     def check_finite(self) -> None:
         """Read the finiteness flags of the gradients since the last check (one host synchronisation); raise
@@ -317,8 +351,9 @@ class TritonKernels(TorchKernels):
         if not self._flags:
             return
         names = list(self._flags)
-        ok = torch.stack([self._flags[n] for n in names]).cpu()
-        self._flags = {}
-        for name, good in zip(names, ok.tolist(), strict=True):
-            if not good:
+        bad = torch.stack([self._flags[n].max() for n in names]).cpu()
+        for flags in self._flags.values():
+            flags.zero_()
+        for name, flagged in zip(names, bad.tolist(), strict=True):
+            if flagged:
                 raise FloatingPointError(f"non-finite gradient in layer {name!r}")

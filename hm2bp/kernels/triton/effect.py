@@ -16,8 +16,11 @@ import triton.language as tl
 
 
 @triton.jit
-def dense_effect_kernel(k_ptr, dcoef_ptr, w_ptr, w_stride_i, w_stride_j, pre_ptr, out_ptr, batch, steps, n_post,
-                        n_pre, SB: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr):
+def dense_effect_kernel(k_ptr, delta_ptr, post_count_ptr, pre_count_ptr, w_ptr, w_stride_i, w_stride_j, pre_ptr,
+                        out_ptr, batch, steps, n_post, n_pre, SB: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr):
+    # preDelta of a dense layer with effect ratios (algorithm.md §3.2-8), the whole rule in one pass:
+    #   effect_j = sum_tau [pre spike] sum_i [o_i > 0] delta_i K[tau, i] W_ij
+    #   preDelta_j = effect_j / o_j (o_j > 0) + sum_i [o_i = 0] delta_i W_ij + [o_j = 0] sum_i [o_i > 0] delta_i W_ij
     rows = tl.program_id(0) * SB + tl.arange(0, SB)
     rm = rows < batch
     r64 = rows.to(tl.int64)
@@ -34,13 +37,32 @@ def dense_effect_kernel(k_ptr, dcoef_ptr, w_ptr, w_stride_i, w_stride_j, pre_ptr
                 io = i0 + tl.arange(0, BI)
                 im = io < n_post
                 um = rm[:, None] & im[None, :]
-                u = tl.load(dcoef_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0.0) * \
+                d = tl.load(delta_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0.0)
+                active = tl.load(post_count_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0) > 0
+                u = tl.where(active, d, 0.0) * \
                     tl.load(k_ptr + row[:, None] * n_post + io[None, :], mask=um, other=0.0).to(tl.float64)
                 w = tl.load(w_ptr + io[:, None] * w_stride_i + jo[None, :] * w_stride_j,
                             mask=im[:, None] & jm[None, :], other=0.0).to(tl.float64)
                 m += tl.sum(u[:, :, None] * w[None, :, :], axis=1)
             acc += tl.where(p, m, 0.0)
-    tl.store(out_ptr + r64[:, None] * n_pre + jo[None, :], acc, mask=mask)
+    # the plain (ratio 1) parts: silent post neurons, and every post neuron of a silent pre neuron
+    plain_silent = tl.zeros([SB, BJ], dtype=tl.float64)
+    plain_active = tl.zeros([SB, BJ], dtype=tl.float64)
+    for i0 in range(0, n_post, BI):
+        io = i0 + tl.arange(0, BI)
+        im = io < n_post
+        um = rm[:, None] & im[None, :]
+        d = tl.load(delta_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0.0)
+        active = tl.load(post_count_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0) > 0
+        w = tl.load(w_ptr + io[:, None] * w_stride_i + jo[None, :] * w_stride_j, mask=im[:, None] & jm[None, :],
+                    other=0.0).to(tl.float64)
+        plain_silent += tl.sum(tl.where(active, 0.0, d)[:, :, None] * w[None, :, :], axis=1)
+        plain_active += tl.sum(tl.where(active, d, 0.0)[:, :, None] * w[None, :, :], axis=1)
+    o_pre = tl.load(pre_count_ptr + r64[:, None] * n_pre + jo[None, :], mask=mask, other=0)
+    pre_active = o_pre > 0
+    ratio = tl.where(pre_active, acc / tl.maximum(o_pre, 1).to(tl.float64), 0.0)
+    out = ratio + plain_silent + tl.where(pre_active, 0.0, plain_active)
+    tl.store(out_ptr + r64[:, None] * n_pre + jo[None, :], out, mask=mask)
 
 
 @triton.jit
