@@ -197,24 +197,30 @@ def time_steps(net: Network, opt: Adam, x: torch.Tensor, y: torch.Tensor, timed:
 # ---------------------------------------------------------------------------------------------------- the model
 H200 = {"fp64_flops": 50e12,  # cuBLAS DGEMM sustained (67 TF peak on the tensor cores)
         "hbm_bytes": 4.0e12,  # sustained of 4.8 TB/s
-        "launch_s": 4e-6,  # per kernel when the queue is kept full (no host synchronisation in the step)
+        "l2_bytes": 10e12,  # gathers of W^T rows that stay in the 60 MB L2
+        "launch_s": 4e-6,  # per kernel, of which a quarter shows when the queue is kept full (no host sync)
         "scan_step_s": 1.2e-6,  # one step of a time-loop kernel (a dependent load + ~50 instructions)
         "lanes": 132 * 2048}  # resident threads
 
 
 def model_step(batch: int, steps: int = 400, n_in: int = 784, n_hid: int = 800, n_out: int = 10,
                launches: int = 100, dense_in: float = 0.025) -> dict:
-    """Modelled time of one MLP step on an H200 (see `H200` for the assumptions): launches + float64 products +
-    memory traffic + the sequential time loops of the scan kernels (waves of programs of 128 lanes)."""
+    """Modelled time of one MLP step of the triton set on an H200 (`H200` holds the assumptions): kernel launches +
+    float64 products (weight gradients of both layers, the output layer's current) + the gathers of the sparse
+    input current + memory traffic of the `[B, T, n]` tensors + the sequential time loops of the five scan kernels
+    (LIF and S-PSP of both layers, the effect-ratio sum), in waves of resident threads."""
     bt = batch * steps
-    gemm = 2 * bt * n_in * n_hid * 2 + 2 * bt * n_hid * n_out * 2  # forward currents + weight gradients
-    bytes_ = (bt * n_in * (1 + 2 * 16)  # input raster; its float64 copy written and read, forward and backward
-              + bt * n_hid * (4 * 3 + 2 * 5 + 4 * 2 + 16 * 2)  # current, codes, K, float64 product operands
+    gemm = 2 * bt * n_in * n_hid + 2 * bt * n_hid * n_out * 2  # hidden weight gradient; output current + gradient
+    gather = bt * n_in * dense_in * n_hid * 4  # bytes of W^T rows summed by the sparse current kernel
+    bytes_ = (bt * n_in * (1 + 1 + 16)  # input raster written and compacted; its float64 copy for the gradient
+              + bt * n_hid * (12 + 10 + 8 + 32)  # current, codes, K, float64 product operands
               + bt * n_out * 40)
     waves_hid = max(1.0, batch * -(-n_hid // 128) * 128 / H200["lanes"])
-    scans = steps * H200["scan_step_s"] * (2 * waves_hid + 2 + 1)  # LIF + S-PSP of both layers, effect sum
-    t = launches * H200["launch_s"] * 0.25 + gemm / H200["fp64_flops"] + bytes_ / H200["hbm_bytes"] + scans
-    return {"step_ms": 1e3 * t, "samples_per_s": batch / t, "fp64_gflop": gemm / 1e9, "traffic_gb": bytes_ / 1e9}
+    scans = steps * H200["scan_step_s"] * (2 * waves_hid + 3)
+    t = (launches * H200["launch_s"] * 0.25 + gemm / H200["fp64_flops"] + gather / H200["l2_bytes"]
+         + bytes_ / H200["hbm_bytes"] + scans)
+    return {"step_ms": 1e3 * t, "samples_per_s": batch / t, "fp64_gflop": gemm / 1e9, "traffic_gb": bytes_ / 1e9,
+            "scan_ms": 1e3 * scans}
 
 
 def main() -> None:

@@ -82,14 +82,15 @@ class TritonKernels(TorchKernels):
         if self.device.type != "cuda" and not interpreting():
             raise ValueError("the triton kernel set needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
         exact_matmul_precision()
-        from hm2bp.kernels.triton import effect, lif, optim, output, spsp
+        from hm2bp.kernels.triton import current, effect, lif, optim, output, spsp
         from hm2bp.kernels.triton.launch import launch
 
         self._k = {"lif": lif.lif_scan_kernel, "spsp": spsp.spsp_readout_kernel,
                    "dense_effect": effect.dense_effect_kernel, "conv_effect": effect.conv_effect_kernel,
                    "pool_effect": effect.pool_effect_kernel, "output_stage": output.output_stage_kernel,
                    "lateral": output.lateral_factor_kernel,
-                   "finish_dense": optim.finish_dense_kernel}
+                   "finish_dense": optim.finish_dense_kernel, "compact": current.compact_rows_kernel,
+                   "current": current.sparse_current_kernel}
         self._launch = launch
         self.gemm_budget = int(gemm_budget)
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -138,13 +139,34 @@ class TritonKernels(TorchKernels):
                          SB=sb, BN=bn)
         return Trains(codes, counts, current)
 
+    def spike_lists(self, trains: Trains) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per (sample, step) row: the pre neurons that spiked, ascending (`[B*T, n]`, int16 or int32, valid up to
+        the row's count) and the counts (int32 `[B*T]`); made once per trains and kept in `trains.csr`."""
+        if trains.csr is None:
+            spikes = _as_u8(trains.spikes)
+            batch, steps, n = spikes.shape
+            rows = batch * steps
+            idx = torch.empty(rows, n, dtype=torch.int16 if n <= np.iinfo(np.int16).max else torch.int32,
+                              device=spikes.device)
+            cnt = torch.empty(rows, dtype=torch.int32, device=spikes.device)
+            rb = 16
+            if rows:
+                self._launch(self._k["compact"], (_cdiv(rows, rb),), spikes, idx, cnt, rows, n, RB=rb,
+                             BN=min(1024, max(16, _pow2(n))))
+            trains.csr = (idx, cnt)
+        return trains.csr
+
     def dense_forward(self, pre: Trains, layer) -> Trains:
         batch, steps, n_pre = pre.spikes.shape
-        w64 = self._storage64(layer)  # W^T [n_pre, n_post]
-        cur = torch.empty(batch, steps, layer.n_post, dtype=torch.float32, device=w64.device)
-        for c in self._chunk(batch, steps * (n_pre + layer.n_post) * 8):
-            p = _as_f64(pre.spikes[c]).reshape(-1, n_pre)
-            cur[c].view(-1, layer.n_post).copy_(p @ w64)
+        n_post = layer.n_post
+        idx, cnt = self.spike_lists(pre)
+        cur = torch.empty(batch, steps, n_post, dtype=torch.float32, device=pre.spikes.device)
+        rows = batch * steps
+        rb, bn = 16, min(128, max(16, _pow2(n_post)))
+        if rows:
+            # the sum of the W^T rows of the pre spikes, per row, in float64: the numba kernel's sum, bit for bit
+            self._launch(self._k["current"], (_cdiv(rows, rb), _cdiv(n_post, bn)), idx, cnt, layer.storage.detach(),
+                         cur, rows, n_pre, n_post, RB=rb, BN=bn)
         return self._lif(cur, layer, layer.spec.lateral_inhibition)
 
     def conv_forward(self, pre: Trains, layer) -> Trains:

@@ -213,3 +213,30 @@ def test_cuda_spikes_bit_equal_to_numba_at_paper_size():
     nets["triton"].load_weights(net.weights())
     nets["triton"].to("cuda")
     _assert_same_step(nets, x, y, torch.ones(16, dtype=torch.float64))
+
+
+@cuda
+def test_cuda_training_step_never_waits_for_the_host(tmp_path):
+    """A training step on the triton path issues no host synchronisation (torch raises on any in "error" mode):
+    labels, counts, boost weights, flags and the running loss stay on the device between read-backs."""
+    from hm2bp.trainer import Trainer
+    from spikedata.store import open_store
+    from tests.hm2bp._synthetic import make_store
+
+    store = open_store(make_store(tmp_path / "s.zarr", n_train=64, n_test=8, n_units=14, n_steps=120))
+    cfg = {**CFG, "train": {"batch_size": 16, "epochs": 1, "lr": 0.01}}
+    net = Network.from_config(cfg, 14, backend="triton").to("cuda")
+    trainer = Trainer(net, store["train"], None, device="cuda", report_every=1000)
+    assert trainer.loader.placement == "resident"
+    batches = iter(trainer.loader.epoch(0))
+    first = next(batches)  # the first batch uploads the split's events
+    net.backward_pass(first.spikes, first.labels, validate=False, check_finite=False)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in batches:
+            res = net.backward_pass(batch.spikes, batch.labels, validate=False, check_finite=False)
+            trainer.optimizer.step(res.grads, 1e-3)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    net.check_finite()
