@@ -59,7 +59,8 @@ from hm2bp.loader import DEFAULT_BUFFER, SpikeLoader, resolve_device
 from hm2bp.metrics import confusion_matrix, plot_learning_curve, write_metrics
 from hm2bp.optim import make_optimizer
 from hm2bp.schedule import learning_rate
-from hm2bp.splits import VALID_SPLIT_NAMES, SplitSource, SubsetSplit, stratified_holdout
+from hm2bp.splits import VALID_SPLIT_NAMES, SplitSource, SubsetSplit, holdout
+from spikedata.splits import stratified_subset
 
 LAST, BEST = "last.pt", "best.pt"
 METRICS, CURVE, RUN_INFO = "metrics.jsonl", "learning_curve.png", "run.json"
@@ -537,19 +538,28 @@ def validation_split(store, train: SplitSource, valid_split: str | None, val_fra
                      test_split: str | None = None) -> tuple[SplitSource, SplitSource | None, int | None, dict | None]:
     """The training and validation samples of a run: `(train, valid, max_train for the loader, description)`.
 
-    `val_fraction` F holds out a seeded (`seed`), stratified fraction F of the first `max_train` training samples
-    (`hm2bp.splits.stratified_holdout`); the rest is trained on. Otherwise `valid_split` names a split of the store
+    `max_train` N trains on a seeded (`seed`), stratified subset of N training samples (`spikedata.splits`).
+    `val_fraction` F holds out a seeded, stratified fraction F of those (`hm2bp.splits.holdout`); the rest is trained
+    on. Otherwise `valid_split` names a split of the store
     ("auto": the store's own validation split, `hm2bp.splits.VALID_SPLIT_NAMES`, when it has one; None: none).
     The description (None without validation) goes into the checkpoints, so that a resumed run uses the same."""
     own = next((name for name in VALID_SPLIT_NAMES if name in store.splits and name not in (train.name, test_split)),
                None)
+    if max_train is not None and max_train < len(train):
+        # a seeded, stratified subset, not the first samples (a store sorted by speaker or class would give a few
+        # speakers or classes only)
+        keep = stratified_subset(np.asarray(train.labels), [str(i) for i in range(len(train))], max_train, seed)
+        train, max_train = SubsetSplit(train, keep, train.name), None
     if val_fraction is not None:
         if valid_split not in ("auto", None) or (valid_split == "auto" and own is not None):
             name = own if valid_split == "auto" else valid_split
             raise SetupError(f"{store.path}: the store has its own validation split {name!r}; give either "
                              "`val_fraction` or a validation split, not both")
         n = len(train) if max_train is None else min(max_train, len(train))
-        kept, held = stratified_holdout(np.asarray(train.labels[:n]), float(val_fraction), seed)
+        try:
+            kept, held = holdout(train, n, float(val_fraction), seed)
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
         if len(kept) == 0 or len(held) == 0:
             raise SetupError(f"`val_fraction` {val_fraction:g} of {n} training samples leaves "
                              f"{len(kept)} to train on and {len(held)} to validate on")

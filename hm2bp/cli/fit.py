@@ -97,7 +97,8 @@ def fit(
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<store>-<preset|config>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that --out already holds."),
-    max_train: int | None = typer.Option(None, "--max-train", min=1, help="Use only the first N train samples."),
+    max_train: int | None = typer.Option(None, "--max-train", min=1,
+                                         help="Train on a seeded, stratified subset of N train samples."),
     max_test: int | None = typer.Option(None, "--max-test", min=1, help="Test on only the first N test samples."),
     shuffle_buffer: int = typer.Option(
         4096, "--shuffle-buffer", min=1,  # = hm2bp.loader.DEFAULT_BUFFER (not imported here: keeps --help fast)
