@@ -288,3 +288,32 @@ def test_classes_must_agree_between_files(tmp_path):
     write_heidelberg(tmp_path / "shd_test.h5", t, u, lab, spk, keys=SHD_KEYS[10:] + SHD_KEYS[:10])
     r = encode("shd", "--source", str(tmp_path), "--out", str(tmp_path / "x.zarr"), "--quiet")
     assert r.exit_code == 1 and "shd_test.h5: extra/keys" in r.output and "differ from" in r.output
+
+
+def _crash(path, where):
+    import os
+
+    os.abort()  # what libhdf5 does to a process on some damaged files
+
+
+def test_a_reader_crash_is_an_error_naming_the_file(tmp_path):
+    from spikedata.datasets.heidelberg import vet_file
+
+    path = tmp_path / "shd_train.h5"
+    path.write_bytes(b"not used by the crashing reader")
+    with pytest.raises(DatasetError, match="shd_train.h5: the HDF5 library crashed while reading it"):
+        vet_file(path, str(path), reader=_crash)
+
+
+def _loop(path, where):
+    while True:  # what libhdf5 does with some damaged files
+        pass
+
+
+def test_a_reader_that_never_ends_is_an_error_naming_the_file(tmp_path):
+    from spikedata.datasets.heidelberg import vet_file
+
+    path = tmp_path / "shd_test.h5"
+    path.write_bytes(b"not used by the looping reader")
+    with pytest.raises(DatasetError, match="shd_test.h5: reading it did not finish within 1 s"):
+        vet_file(path, str(path), reader=_loop, timeout_s=1)
