@@ -1,6 +1,6 @@
 """The layer kinds of an HM2-BP network: each owns its weights, its forward pass (docs/algorithm.md §1) and its
-HM2-BP backward pass (§3.2-§3.7, §3.16 for conv and pool), written once. Every operation on spikes goes through
-the network's kernel set (`hm2bp.kernels`), chosen when the network is built.
+HM2-BP backward pass (docs/algorithm.md §3.2-§3.7, §3.16 for conv and pool), written once. Every operation on
+spikes goes through the network's kernel set (`hm2bp.kernels`), chosen when the network is built.
 
 Neurons of a conv / pool layer `[C, H, W]` are flattened channel-major (`c*H*W + x*W + y`), so a dense layer after
 them sees exactly the reference's order.

@@ -1,9 +1,9 @@
 """`Network`: dense, conv and pool spiking layers (`hm2bp.layers`) with the reference LIF forward
 (docs/algorithm.md §1) and the HM2-BP gradient (§3; §3.16 for conv / pool).
 
-One layer walk for every backend: the forward goes up the layers, the output stage (§3.2-1..5) computes the errors,
-the backward goes down the layers, each layer calling the kernel set chosen when the network was built
-(`hm2bp.kernels`: numba on CPU, fused Triton kernels on CUDA, plain torch as the reference anywhere).
+One layer walk for every backend: the forward goes up the layers, the output stage (docs/algorithm.md §3.2-1..5)
+computes the errors, the backward goes down the layers, each layer calling the kernel set chosen when the network was
+built (`hm2bp.kernels`: numba on CPU, fused Triton kernels on CUDA, plain torch as the reference anywhere).
 """
 
 from __future__ import annotations

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 import zlib
@@ -278,7 +280,12 @@ def _read_all(path: str, where: str) -> float:
 _VETTED: dict[tuple[str, float], float] = {}
 
 
-def _vet_child(reader, path: str, where: str, conn) -> None:
+def _vet_child(reader, path: str, where: str, conn, limit_s: float) -> None:
+    # the child ends itself shortly after the parent's limit: a parent killed while it waits (Ctrl-C twice, the
+    # OOM killer) must not leave a process looping in libhdf5 behind. SIGALRM's default action ends the process
+    # even inside a C loop that never returns to Python.
+    if hasattr(signal, "alarm"):
+        signal.alarm(int(math.ceil(limit_s)) + 5)
     try:
         conn.send(("ok", reader(path, where)))
     except DatasetError as exc:
@@ -308,7 +315,7 @@ def vet_file(path: str | os.PathLike, where: str | None = None, reader=_read_all
     # threads of its own while it vets)
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_vet_child, args=(reader, str(path), where, send), daemon=True)
+    child = ctx.Process(target=_vet_child, args=(reader, str(path), where, send, limit), daemon=True)
     child.start()
     send.close()
     try:

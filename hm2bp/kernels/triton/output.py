@@ -6,7 +6,8 @@ sample, without reading anything back:
   `times`) and its count are written into the copies of the output trains and counts;
 * the logged cost with the (modified) counts: `sum (o' - y)^2 [|o' - y| > margin]`.
 
-And the lateral-inhibition factor `gamma` of the output layer (§3.6), from its read-out `K` and (modified) trains:
+And the lateral-inhibition factor `gamma` of the output layer (docs/algorithm.md §3.6), from its read-out `K` and
+(modified) trains:
 `E[l, j] = sum_tau K[tau, l] P[tau, j]` accumulated in float64, then the ratios and the sum over `l`.
 """
 
