@@ -36,8 +36,7 @@ STEPS, N_IN, N_HID, N_OUT = 400, 784, 800, 10
 
 def mnist_poisson(path: Path, n: int, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """First `n` MNIST images as Poisson rasters bool `[n, steps, 784]` (algorithm.md §2.1, seeded) and their labels
-    (from the
-    labels file beside the images; random digits if it is absent)."""
+    (from the labels file beside the images; random digits if it is absent)."""
     with gzip.open(path, "rb") as fh:
         raw = fh.read()
     if int.from_bytes(raw[:4], "big") != 2051:

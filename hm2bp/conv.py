@@ -38,7 +38,7 @@ from numba import njit
 
 from hm2bp import hm2bp_grad as rules
 from hm2bp.config import RegularizerSpec
-from hm2bp.lif import lif_scan, lif_scan_torch, spike_threshold
+from hm2bp.lif import lif_scan, lif_scan_torch
 from hm2bp.spsp import SILENT_POST_EFFECT
 
 Shape3 = tuple[int, int, int]
@@ -73,23 +73,6 @@ def as_input_shape(input_shape: tuple | None, n_inputs: int) -> Shape3:
     return shape  # type: ignore[return-value]
 
 
-def no_epsilon_threshold(vth: float) -> float:
-    """The `vth` argument for `hm2bp.lif.lif_scan_torch` that makes it fire iff `v > float32(vth)` (the conv rule,
-    no epsilon): the smallest float32 `g >= vth` with `spike_threshold(g) == float32(vth)`. ValueError when no such
-    value exists (just above some powers of two, e.g. vth = 1, the epsilon cannot be cancelled in float32)."""
-    target = np.float32(vth)
-    g = target
-    for _ in range(64):
-        thr = spike_threshold(float(g))
-        if thr == target:
-            return float(g)
-        if thr > target:
-            break
-        g = np.nextafter(g, np.float32(np.inf))
-    raise ValueError(f"conv threshold {vth!r}: the torch LIF scan cannot fire at exactly v > vth for this value "
-                     "(use the CPU/numba backend or a slightly different threshold)")
-
-
 def conv_lif_scan(current: np.ndarray, vth: float, tau_m: float, tau_s: float,
                   refractory: int) -> tuple[np.ndarray, np.ndarray]:
     """`hm2bp.lif.lif_scan` with the conv threshold `v > vth` (no epsilon, exact for every vth): float32
@@ -99,8 +82,8 @@ def conv_lif_scan(current: np.ndarray, vth: float, tau_m: float, tau_s: float,
 
 def conv_lif_scan_torch(current: torch.Tensor, vth: float, tau_m: float, tau_s: float,
                         refractory: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`hm2bp.lif.lif_scan_torch` with the conv threshold `v > vth` (see `no_epsilon_threshold`)."""
-    return lif_scan_torch(current, no_epsilon_threshold(vth), tau_m, tau_s, refractory)
+    """`hm2bp.lif.lif_scan_torch` with the conv threshold `v > vth` (no epsilon, exact for every vth)."""
+    return lif_scan_torch(current, vth, tau_m, tau_s, refractory, epsilon=False)
 
 
 # ------------------------------------------------------------------------------------------- forward current
@@ -350,30 +333,36 @@ def conv_plain_error(delta: torch.Tensor, weight: torch.Tensor, in_shape: Shape3
     return _transpose_conv(delta, weight, conv_output_shape(in_shape, weight.shape[0], weight.shape[2]))
 
 
-def pool_error(k: torch.Tensor, delta: torch.Tensor, pre: torch.Tensor, post_counts: torch.Tensor,
-               pre_counts: torch.Tensor, in_shape: Shape3, window: int, effect_ratio: bool = True) -> torch.Tensor:
-    """Error passed through a pool layer (algorithm.md §3.16, any device): float64 `[A, C*H*W]`,
-    `delta_p = delta_q / w^2 * e_{q|p} / o_p` (1 instead of the ratio if `o_q = 0` or `o_p = 0`).
+def _pool_up(x: torch.Tensor, in_shape: Shape3, window: int) -> torch.Tensor:
+    """`[..., C*ho*wo] -> [..., C*H*W]`: every child of a pool neuron gets its parent's value."""
+    c, h, w = in_shape
+    _, ho, wo = pool_output_shape(in_shape, window)
+    lead = x.shape[:-1]
+    x = x.reshape(*lead, c, ho, 1, wo, 1).expand(*lead, c, ho, window, wo, window)
+    return x.reshape(*lead, c * h * w)
 
-    `k [A, T, n_pool]` read-out of the pool trains, `delta [A, n_pool]` the error arriving at the pool neurons
-    (no division by the pool's vth), `pre [A, T, C*H*W]` the pooled layer's spikes, counts `[A, n]`.
-    `effect_ratio = False` passes `delta_q / w^2` to every child."""
+
+def pool_effect(k: torch.Tensor, pre: torch.Tensor, in_shape: Shape3, window: int) -> torch.Tensor:
+    """`e_{q|p} = sum_tau K[tau, q] P[tau, p]` for every child p of pool neuron q, float64 `[A, C*H*W]` (any device;
+    without the silent-post fallback, which gets ratio 1 anyway). `k [A, T, n_pool]`, `pre [A, T, C*H*W]` spikes.
+    The products are exact (P is 0/1); the sum over time runs in float64."""
     c, h, w = in_shape
     _, ho, wo = pool_output_shape(in_shape, window)
     n, steps = k.shape[:2]
+    kk = k.reshape(n, steps, c, ho, 1, wo, 1).to(torch.float64)
+    pp = pre.reshape(n, steps, c, ho, window, wo, window).to(torch.float64)
+    return (kk * pp).sum(1).reshape(n, c * h * w)
 
-    def up(x: torch.Tensor) -> torch.Tensor:  # [..., C*ho*wo] -> [..., C*H*W], every child gets its parent's value
-        lead = x.shape[:-1]
-        x = x.reshape(*lead, c, ho, 1, wo, 1).expand(*lead, c, ho, window, wo, window)
-        return x.reshape(*lead, c * h * w)
 
-    share = up(delta.to(torch.float64)) / float(window * window)
-    if not effect_ratio:
+def pool_error(effect: torch.Tensor | None, delta: torch.Tensor, post_counts: torch.Tensor,
+               pre_counts: torch.Tensor, in_shape: Shape3, window: int) -> torch.Tensor:
+    """Error passed through a pool layer (algorithm.md §3.16, any device): float64 `[A, C*H*W]`,
+    `delta_p = delta_q / w^2 * e_{q|p} / o_p` (1 instead of the ratio if `o_q = 0` or `o_p = 0`).
+
+    `effect` = `pool_effect(...)` (None: `effect_ratio = false`, every child gets `delta_q / w^2`), `delta
+    [A, n_pool]` the error arriving at the pool neurons (no division by the pool's vth), counts `[A, n]`."""
+    share = _pool_up(delta.to(torch.float64), in_shape, window) / float(window * window)
+    if effect is None:
         return share
-    # e_{q|p} = sum_tau K[tau, q] P[tau, p] (without the silent-post fallback, which gets ratio 1 anyway); the
-    # products are exact (P is 0/1), the sum over time runs in k's dtype
-    kk = k.reshape(n, steps, c, ho, 1, wo, 1)
-    pp = pre.reshape(n, steps, c, ho, window, wo, window).to(k.dtype)
-    e = (kk * pp).sum(1).reshape(n, c * h * w).to(torch.float64)
-    both = (up(post_counts) > 0) & (pre_counts > 0)
-    return share * torch.where(both, e / pre_counts.clamp(min=1).to(torch.float64), 1.0)
+    both = (_pool_up(post_counts, in_shape, window) > 0) & (pre_counts > 0)
+    return share * torch.where(both, effect / pre_counts.clamp(min=1).to(torch.float64), 1.0)

@@ -300,14 +300,15 @@ def finish_gradient(g_t: np.ndarray | None, weight_t: np.ndarray, sumsq: np.ndar
 
 
 def weight_gradient_torch(k: torch.Tensor, coef: torch.Tensor, pre: torch.Tensor, post_counts: torch.Tensor,
-                          pre_counts: torch.Tensor) -> torch.Tensor:
-    """`weight_gradient` with dense tensors on any device: `pre [A, T, n_pre]` spikes of the same samples as `k`."""
+                          pre_counts: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """`weight_gradient` with dense tensors on any device: `pre [A, T, n_pre]` spikes of the same samples as `k`;
+    `[n_post, n_pre]`, summed in float64, returned as `dtype`."""
     scaled = (coef.to(torch.float32).unsqueeze(1) * k).reshape(-1, k.shape[2])  # [A*T, n_post]
     g = scaled.T.to(torch.float64) @ pre.reshape(-1, pre.shape[2]).to(torch.float64)
     silent = (post_counts == 0).to(torch.float64)
     active = (pre_counts > 0).to(torch.float64)
     g = g + SILENT_POST_EFFECT * (coef.to(torch.float64) * silent).T @ active
-    return g.to(torch.float32)
+    return g.to(dtype)
 
 
 # ------------------------------------------------------------------------------------ back-propagated error

@@ -213,16 +213,16 @@ def lif_scan_csr(current: np.ndarray, vth: float, tau_m: float, tau_s: float, re
 
 
 def lif_scan_torch(current: torch.Tensor, vth: float, tau_m: float, tau_s: float, refractory: int,
-                   lateral: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """`lif_scan` with torch ops on any device (a Python loop over steps); bit-equal to the numba kernel on CPU.
-    Returns (spikes bool `[B, T, n]`, counts int64 `[B, n]`)."""
+                   lateral: float = 0.0, epsilon: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """`lif_scan` with torch ops on any device (a Python loop over steps: the readable reference, not fast);
+    bit-equal to the numba kernel on CPU. Returns (spikes bool `[B, T, n]`, counts int64 `[B, n]`)."""
     batch, steps, n = current.shape
     dev = current.device
     f32 = torch.float32
     # Divisors as full tensors: a division by a Python scalar may be turned into a reciprocal multiply.
     tm = torch.full((batch, n), float(np.float32(tau_m)), dtype=f32, device=dev)
     ts = torch.full((batch, n), float(np.float32(tau_s)), dtype=f32, device=dev)
-    thr = torch.tensor(float(spike_threshold(vth)), dtype=f32, device=dev)
+    thr = torch.tensor(float(spike_threshold(vth) if epsilon else np.float32(vth)), dtype=f32, device=dev)
     w0 = torch.tensor(float(np.float32(lateral)), dtype=f32, device=dev)
     v = torch.zeros(batch, n, dtype=f32, device=dev)
     ep = torch.zeros_like(v)

@@ -19,8 +19,18 @@ cuts it into global batches of `world_size * batch_size` samples; this rank's ba
 `rank_bounds(len(global batch), rank, world_size)`. Every rank yields the same number of batches (at the end of an
 epoch possibly an empty one), so N ranks at batch B see, batch by batch, the samples one process at N*B sees.
 
-Prefetching: a background thread reads the next blocks and builds the next `prefetch` batches (dense tensors
-already on the device) while the caller trains on the current one.
+Prefetching: a background thread reads the next blocks and builds the next `prefetch` batches while the caller
+trains on the current one.
+
+Where the events live (`placement`):
+* "host" (CPU training): the thread builds the dense batches in host memory;
+* "resident" (CUDA, when the split's events fit in `resident_fraction` of the device's free memory): the split's
+  events are uploaded once and each batch is densified on the device from them (`hm2bp.device_data`); the host
+  only slices the epoch's order, so nothing limits the GPU but the GPU;
+* "stream" (CUDA otherwise): the thread gathers each batch's events into pinned host memory (one numba pass), the
+  consumer copies them on a side stream without waiting and densifies them on the device.
+"auto" picks "host" on CPU and "resident" or "stream" on CUDA. With `events=False` (training on augmented images
+instead of the stored trains) no batch is densified at all: batches carry labels and indices only.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hm2bp import device_data
 from hm2bp.distributed import rank_bounds
 from hm2bp.splits import SplitSource
 
@@ -42,15 +53,31 @@ DEFAULT_BUFFER = 4096
 
 @dataclass
 class Batch:
-    """One batch. `spikes` bool [B, T, N] and `labels` int64 [B] on the device; `indices` int64 [B] (host numpy):
-    the samples' indices in the split (for per-sample state such as boost weights)."""
+    """One batch. `spikes` bool [B, T, N] (None when the loader serves no events) and `labels` int64 [B] on the
+    device; `indices` int64 [B] (host numpy): the samples' indices in the split (for per-sample state such as boost
+    weights), `index_tensor` the same on the device."""
 
-    spikes: torch.Tensor
+    spikes: torch.Tensor | None
     labels: torch.Tensor
     indices: np.ndarray
+    index_tensor: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.index_tensor is None:
+            self.index_tensor = torch.from_numpy(self.indices).to(self.labels.device)
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+@dataclass
+class _HostEvents:
+    """A batch's events gathered on the host (pinned), on their way to the device (placement "stream")."""
+
+    indptr: torch.Tensor
+    times: torch.Tensor
+    units: torch.Tensor
+    indices: np.ndarray
 
 
 @dataclass
@@ -113,6 +140,9 @@ class SpikeLoader:
         prefetch: int = 2,
         rank: int = 0,
         world_size: int = 1,
+        placement: str = "auto",
+        resident_fraction: float = device_data.DEFAULT_RESIDENT_FRACTION,
+        events: bool = True,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -138,9 +168,33 @@ class SpikeLoader:
         self._blocks = [(k * self.block_size, min((k + 1) * self.block_size, self.n)) for k in range(n_blocks)]
         self._resident = n_blocks <= self.blocks_per_buffer  # whole split in one buffer: read once, keep it
         self._cache: _Events | None = None
+        self.events = bool(events)
+        if placement not in ("auto", "host", "resident", "stream"):
+            raise ValueError(f"`placement` must be auto, host, resident or stream; got {placement!r}")
+        self.resident_fraction = float(resident_fraction)
+        self.placement = self._choose_placement(placement)
+        self._device_events: device_data.DeviceEvents | None = None
+        self._labels_dev: torch.Tensor | None = None
+        self._side_stream = None
 
     def __len__(self) -> int:
         return -(-self.n // self.global_batch)
+
+    def _choose_placement(self, placement: str) -> str:
+        if placement != "auto":
+            return placement
+        if self.device.type != "cuda":
+            return "host"
+        n_events = self._n_events()
+        nbytes = device_data.event_bytes(n_events, self.n, self.n_steps, self.n_units)
+        return "resident" if device_data.fits_on_device(nbytes, self.device, self.resident_fraction) else "stream"
+
+    def _n_events(self) -> int:
+        """Events of the first `n` samples (from the split's `indptr` when it has one, else by reading)."""
+        indptr = getattr(self.split, "indptr", None)
+        if indptr is not None:
+            return int(indptr[self.n] - indptr[0])
+        return int(sum(self.split.read_range(a, b).indptr[-1] for a, b in self._blocks))
 
     # ---- order ------------------------------------------------------------------------------------------------
 
@@ -196,7 +250,7 @@ class SpikeLoader:
                 yield self._make_batch(pending, take)
                 n_pending -= take
 
-    def _make_batch(self, pending: list[tuple[_Events, np.ndarray]], take: int) -> Batch:
+    def _make_batch(self, pending: list[tuple[_Events, np.ndarray]], take: int) -> Batch | _HostEvents:
         pieces, got = [], 0
         while got < take:
             events, ids = pending[0]
@@ -209,23 +263,110 @@ class SpikeLoader:
                 pending[0] = (events, ids[len(use):])
         if self.world_size > 1:
             pieces = _keep_range(pieces, *rank_bounds(take, self.rank, self.world_size))
-        spikes = []
-        for events, ids in pieces:
-            # Sample ids -> positions in this buffer (ids are sorted there: contiguous blocks in ascending order).
-            positions = np.searchsorted(events.sample_ids, ids)
-            spikes.append(dense_from_events(events.indptr, events.times, events.units, positions,
-                                            self.n_steps, self.n_units, self.device))
+        indices = np.concatenate([ids for _, ids in pieces]).astype(np.int64) if pieces else np.zeros(0, np.int64)
+        # Sample ids -> positions in their buffer (ids are sorted there: contiguous blocks in ascending order).
+        located = [(events, np.searchsorted(events.sample_ids, ids)) for events, ids in pieces]
+        if self.events and self.placement == "stream":
+            parts = [device_data.gather_events(e.indptr, e.times, e.units, pos, pin=self.device.type == "cuda")
+                     for e, pos in located]
+            if len(parts) == 1:
+                return _HostEvents(*parts[0], indices)
+            sizes = [int(p[0][-1]) for p in parts]
+            shift = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            indptr = torch.cat([torch.zeros(1, dtype=torch.int64)] + [p[0][1:] + int(s) for p, s in
+                                                                       zip(parts, shift, strict=True)])
+            return _HostEvents(indptr, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]), indices)
+        labels = torch.from_numpy(self.labels[indices]).to(self.device)
+        if not self.events:
+            return Batch(None, labels, indices)
         if not pieces:  # this rank's share of a short last global batch is empty
             empty = torch.zeros((0, self.n_steps, self.n_units), dtype=torch.bool, device=self.device)
-            return Batch(empty, torch.zeros(0, dtype=torch.int64, device=self.device), np.zeros(0, np.int64))
-        indices = np.concatenate([ids for _, ids in pieces]).astype(np.int64)
-        labels = torch.from_numpy(self.labels[indices]).to(self.device)
+            return Batch(empty, labels, indices)
+        spikes = [dense_from_events(e.indptr, e.times, e.units, pos, self.n_steps, self.n_units, self.device)
+                  for e, pos in located]
         return Batch(spikes[0] if len(spikes) == 1 else torch.cat(spikes), labels, indices)
+
+    def _upload(self, host: _HostEvents) -> Batch:
+        """A streamed batch on the device: asynchronous copies on a side stream, densified on the current one."""
+        dev = self.device
+        if dev.type == "cuda":
+            if self._side_stream is None:
+                self._side_stream = torch.cuda.Stream(dev)
+            main = torch.cuda.current_stream(dev)
+            self._side_stream.wait_stream(main)  # the copy may not overwrite memory the step still reads
+            with torch.cuda.stream(self._side_stream):
+                parts = [t.to(dev, non_blocking=True) for t in (host.indptr, host.times, host.units)]
+                index = torch.from_numpy(host.indices).pin_memory().to(dev, non_blocking=True)
+            main.wait_stream(self._side_stream)
+            for t in (*parts, index):
+                t.record_stream(main)
+        else:
+            parts = [host.indptr, host.times, host.units]
+            index = torch.from_numpy(host.indices)
+        n = len(host.indices)
+        spikes = device_data.densify(*parts, torch.arange(n, device=dev), int(host.indptr[-1]), self.n_steps,
+                                     self.n_units)
+        return Batch(spikes, self._device_labels()[index], host.indices, index)
+
+    def _device_labels(self) -> torch.Tensor:
+        if self._labels_dev is None:
+            self._labels_dev = torch.from_numpy(self.labels).to(self.device)
+        return self._labels_dev
+
+    def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        """This rank's sample indices of every batch of `epoch` (consecutive global batches of `epoch_order`)."""
+        order = self.epoch_order(epoch)
+        out = []
+        for g in range(0, self.n, self.global_batch):
+            ids = order[g: g + self.global_batch]
+            out.append(ids[slice(*rank_bounds(len(ids), self.rank, self.world_size))])
+        return out
+
+    def _resident_batches(self, epoch: int) -> Iterator[Batch]:
+        """Batches densified on the device from the split's events uploaded once (placement "resident")."""
+        dev = self.device
+        if self._device_events is None:
+            events = self._read(self._blocks) if self._resident else self._read_all()
+            self._device_events = device_data.DeviceEvents.upload(events.indptr, events.times, events.units,
+                                                                  self.n_steps, self.n_units, dev)
+            self._host_counts = np.diff(events.indptr)
+        per_batch = self.batch_indices(epoch)
+        everything = np.concatenate(per_batch) if per_batch else np.zeros(0, np.int64)
+        order = torch.from_numpy(everything)
+        order = (order.pin_memory() if dev.type == "cuda" else order).to(dev, non_blocking=True)
+        labels = self._device_labels()
+        ev = self._device_events
+        start = 0
+        for ids in per_batch:
+            pos = order[start: start + len(ids)]
+            start += len(ids)
+            spikes = None
+            if self.events:
+                total = int(self._host_counts[ids].sum())
+                spikes = device_data.densify(ev.indptr, ev.times, ev.units, pos, total, self.n_steps, self.n_units)
+            yield Batch(spikes, labels[pos], ids, pos)
+
+    def _read_all(self) -> _Events:
+        """Every sample's events, read block by block (the resident upload of a split larger than one buffer)."""
+        parts = [self.split.read_range(a, b) for a, b in self._blocks]
+        sizes = np.array([p.indptr[-1] for p in parts], dtype=np.int64)
+        shift = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        indptr = np.concatenate([[0]] + [p.indptr[1:] + s for p, s in zip(parts, shift, strict=True)])
+        return _Events(np.arange(self.n), indptr.astype(np.int64), np.concatenate([p.times for p in parts]),
+                       np.concatenate([p.units for p in parts]))
 
     # ---- iteration --------------------------------------------------------------------------------------------
 
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
-        """The batches of `epoch` (its order depends only on seed and epoch), prefetched in a thread."""
+        """The batches of `epoch` (its order depends only on seed and epoch), prefetched in a thread (resident
+        events need none: every batch is made by device operations the host only enqueues)."""
+        if self.placement == "resident":
+            yield from self._resident_batches(epoch)
+            return
+        for item in self._prefetched(epoch):
+            yield self._upload(item) if isinstance(item, _HostEvents) else item
+
+    def _prefetched(self, epoch: int) -> Iterator[Batch | _HostEvents]:
         if self.prefetch <= 0:
             yield from self._batches(epoch)
             return

@@ -17,8 +17,11 @@ written below (no fused multiply-add), the scalars rounded to float32 as in a fl
     m' = 0.9 m + 0.1 g,   v' = 0.999 v + (0.001 g) g,   w' = w - (lr (m' / (1 - b1t))) / (sqrt(v' / (1 - b2t)) + 1e-8)
     SGD: u' = mu u + lr g,   w' = w - u'
 
-Other tensors (CUDA, non-contiguous, other dtypes) take torch ops of the same formulas; they agree to about an ulp
-(torch may fuse the multiply-adds, and its vectorised float32 square root is not always correctly rounded).
+With the `triton` backend (the CUDA path) the same update is one fused Triton kernel per layer, with the same
+float32 operation order (correctly rounded division and square root, no fused multiply-add): bit-equal to the
+numba kernel. Other tensors (non-contiguous, other dtypes, the `torch` backend) take torch ops of the same formulas;
+they agree to about an ulp (torch may fuse the multiply-adds, and its vectorised float32 square root is not always
+correctly rounded). No update reads a value back from the device.
 """
 
 from __future__ import annotations
@@ -54,15 +57,15 @@ def _sgd_kernel(w, g, u, mu, lr):
         w[k] = w[k] - uk
 
 
-def _flat_cpu32(*tensors: torch.Tensor) -> list[np.ndarray] | None:
-    """Flat float32 numpy views of the memory of `tensors` (all in the same element order), or None unless all are
-    float32 CPU tensors that are contiguous or, all alike, transposed-contiguous 2-D views (a dense layer's
-    `weight` is the transposed view of its `[n_pre, n_post]` storage). The updates are elementwise, so storage order
-    is as good as any."""
+def _flat32(*tensors: torch.Tensor) -> list[torch.Tensor] | None:
+    """Flat float32 views of the memory of `tensors` (all in the same element order), or None unless all are
+    float32 tensors on one device that are contiguous or, all alike, transposed-contiguous 2-D views (a dense
+    layer's `weight` is the transposed view of its `[n_pre, n_post]` storage). The updates are elementwise, so
+    storage order is as good as any."""
     out = []
     transposed = None
     for t in tensors:
-        if t.device.type != "cpu" or t.dtype != torch.float32:
+        if t.dtype != torch.float32 or t.device != tensors[0].device:
             return None
         if t.is_contiguous():
             flip = False
@@ -74,8 +77,26 @@ def _flat_cpu32(*tensors: torch.Tensor) -> list[np.ndarray] | None:
             transposed = flip
         elif flip != transposed:
             return None
-        out.append((t.detach().T if flip else t.detach()).numpy().reshape(-1))
+        out.append((t.detach().T if flip else t.detach()).reshape(-1))
     return out
+
+
+def resolve_optimizer_backend(backend: str, device: torch.device) -> str:
+    """"auto" -> numba for CPU weights, triton for CUDA weights when Triton can be imported, else torch."""
+    if backend == "auto":
+        from hm2bp.kernels import resolve_backend
+
+        return resolve_backend("auto", device)
+    if backend not in ("numba", "triton", "torch"):
+        raise ValueError(f"optimizer backend must be auto, numba, triton or torch; got {backend!r}")
+    return backend
+
+
+def _launch_elementwise(kernel, n: int, *args) -> None:
+    from hm2bp.kernels.triton.launch import launch
+
+    block = 1024
+    launch(kernel, (-(-n // block),), *args, BLOCK=block)
 
 
 def _mark_modified(*tensors: torch.Tensor) -> None:
@@ -99,11 +120,12 @@ class Optimizer:
 
     kind = "base"
 
-    def __init__(self, weights: Mapping[str, torch.Tensor]):
+    def __init__(self, weights: Mapping[str, torch.Tensor], backend: str = "auto"):
         if not weights:
             raise ValueError("optimiser needs at least one trainable weight")
         self.weights = dict(weights)
         self.steps = 0
+        self.backend = resolve_optimizer_backend(backend, next(iter(self.weights.values())).device)
 
     def _check(self, grads: Mapping[str, torch.Tensor]) -> None:
         missing = set(self.weights) - set(grads)
@@ -145,8 +167,8 @@ class Adam(Optimizer):
 
     kind = "adam"
 
-    def __init__(self, weights: Mapping[str, torch.Tensor], lr: float = 1e-3):
-        super().__init__(weights)
+    def __init__(self, weights: Mapping[str, torch.Tensor], lr: float = 1e-3, backend: str = "auto"):
+        super().__init__(weights, backend)
         self.lr = lr
         self.m = {k: torch.zeros_like(w) for k, w in self.weights.items()}
         self.v = {k: torch.zeros_like(w) for k, w in self.weights.items()}
@@ -163,12 +185,17 @@ class Adam(Optimizer):
             g = _like(grads[name], w)
             m, v = self.m[name], self.v[name]
             c1, c2 = 1.0 - self.beta1_power[name], 1.0 - self.beta2_power[name]
-            flat = _flat_cpu32(w, g, m, v)
-            if flat is not None:
-                f32 = np.float32
-                _adam_kernel(*flat, f32(ADAM_BETA1), f32(1.0 - ADAM_BETA1), f32(ADAM_BETA2), f32(1.0 - ADAM_BETA2),
-                             f32(lr), f32(c1), f32(c2), f32(ADAM_EPS))
+            flat = _flat32(w, g, m, v) if self.backend != "torch" else None
+            f32 = np.float32
+            scalars = (f32(ADAM_BETA1), f32(1.0 - ADAM_BETA1), f32(ADAM_BETA2), f32(1.0 - ADAM_BETA2), f32(lr),
+                       f32(c1), f32(c2), f32(ADAM_EPS))
+            if flat is not None and self.backend == "numba" and w.device.type == "cpu":
+                _adam_kernel(*(t.numpy() for t in flat), *scalars)
                 _mark_modified(w, m, v)
+            elif flat is not None and self.backend == "triton":
+                from hm2bp.kernels.triton.optim import adam_kernel
+
+                _launch_elementwise(adam_kernel, flat[0].numel(), *flat, flat[0].numel(), *map(float, scalars))
             else:
                 _adam_torch(w, g, m, v, lr, c1, c2)
             self.beta1_power[name] *= ADAM_BETA1
@@ -208,8 +235,9 @@ class SGD(Optimizer):
 
     kind = "sgd"
 
-    def __init__(self, weights: Mapping[str, torch.Tensor], lr: float = 1e-3, momentum: float = 0.9):
-        super().__init__(weights)
+    def __init__(self, weights: Mapping[str, torch.Tensor], lr: float = 1e-3, momentum: float = 0.9,
+                 backend: str = "auto"):
+        super().__init__(weights, backend)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must lie in [0, 1); got {momentum}")
         self.lr = lr
@@ -223,10 +251,15 @@ class SGD(Optimizer):
         for name, w in self.weights.items():
             u = self.velocity[name]
             g = _like(grads[name], w)
-            flat = _flat_cpu32(w, g, u)
-            if flat is not None:
-                _sgd_kernel(*flat, np.float32(self.momentum), np.float32(lr))
+            flat = _flat32(w, g, u) if self.backend != "torch" else None
+            if flat is not None and self.backend == "numba" and w.device.type == "cpu":
+                _sgd_kernel(*(t.numpy() for t in flat), np.float32(self.momentum), np.float32(lr))
                 _mark_modified(w, u)
+            elif flat is not None and self.backend == "triton":
+                from hm2bp.kernels.triton.optim import sgd_kernel
+
+                _launch_elementwise(sgd_kernel, flat[0].numel(), *flat, flat[0].numel(),
+                                    float(np.float32(self.momentum)), float(np.float32(lr)))
             else:
                 _sgd_torch(w, g, u, self.momentum, lr)
         self.steps += 1
@@ -250,10 +283,12 @@ def _sgd_torch(w: torch.Tensor, g: torch.Tensor, u: torch.Tensor, momentum: floa
     w.sub_(u)
 
 
-def make_optimizer(kind: str, weights: Mapping[str, torch.Tensor], lr: float, momentum: float = 0.9) -> Optimizer:
-    """The optimiser named by `TrainSpec.optimizer` ("adam" or "sgd")."""
+def make_optimizer(kind: str, weights: Mapping[str, torch.Tensor], lr: float, momentum: float = 0.9,
+                   backend: str = "auto") -> Optimizer:
+    """The optimiser named by `TrainSpec.optimizer` ("adam" or "sgd"); `backend` picks its fused update (a
+    network's `kernels.optimizer_backend`)."""
     if kind == "adam":
-        return Adam(weights, lr)
+        return Adam(weights, lr, backend)
     if kind == "sgd":
-        return SGD(weights, lr, momentum)
+        return SGD(weights, lr, momentum, backend)
     raise ValueError(f"unknown optimizer {kind!r}; known: adam, sgd")

@@ -1,4 +1,5 @@
-"""What hm2bp needs of a split of samples (`SplitSource`), and a seeded, stratified hold-out of a split.
+"""What hm2bp needs of a split of samples (`SplitSource`), and a seeded, stratified hold-out of a split
+(`spikedata.splits`).
 
 The loader, the trainer and the data-parallel shard read a split only through `SplitSource`: a store split
 (`spikedata.store.Split`), a contiguous shard of one (`hm2bp.distributed.SplitShard`) or a selection of its
@@ -12,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from spikedata.splits import stratified_split
 from spikedata.store import EventBlock
 
 #: Split names that a store uses for its own validation split, in order of preference.
@@ -38,26 +40,15 @@ class SplitSource(Protocol):
     def read_range(self, start: int, stop: int) -> EventBlock: ...
 
 
-def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded, stratified hold-out: (kept, held) sample indices, each sorted int64.
-
-    Every class c with n_c samples gives `round(fraction * n_c)` of them to `held`, at least one when n_c >= 2
-    and at most n_c - 1, chosen by a permutation that depends only on (seed, class). `fraction` in (0, 1).
-    """
+def holdout(split: SplitSource, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, stratified hold-out of the first `n` samples of `split`: (kept, held) sample indices, each sorted
+    int64, `round(fraction * n)` held out, class proportions kept. The one split mechanism of the project
+    (`spikedata.splits.stratified_split`), keyed by the sample index in the split, so it is the same on every
+    machine."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"`val_fraction` must lie in (0, 1); got {fraction!r}")
-    labels = np.asarray(labels, dtype=np.int64)
-    held = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        n = len(members)
-        k = min(max(int(round(fraction * n)), 1 if n >= 2 else 0), n - 1)
-        order = np.random.default_rng([int(seed), int(c)]).permutation(n)
-        held.append(members[order[:k]])
-    held_idx = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
-    kept = np.ones(len(labels), dtype=bool)
-    kept[held_idx] = False
-    return np.flatnonzero(kept), held_idx
+    labels = np.asarray(split.labels[:n], dtype=np.int64)
+    return stratified_split(labels, [str(i) for i in range(n)], fraction, seed)
 
 
 class SubsetSplit:

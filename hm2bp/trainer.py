@@ -52,12 +52,15 @@ from hm2bp.checkpoint import (
     save_checkpoint,
 )
 from hm2bp.config import ConfigError, NetworkConfig, load_config
+from hm2bp.device_data import DEFAULT_RESIDENT_FRACTION
 from hm2bp.errors import Hm2bpError
+from hm2bp.kernels import resolve_backend
 from hm2bp.loader import DEFAULT_BUFFER, SpikeLoader, resolve_device
 from hm2bp.metrics import confusion_matrix, plot_learning_curve, write_metrics
 from hm2bp.optim import make_optimizer
 from hm2bp.schedule import learning_rate
-from hm2bp.splits import VALID_SPLIT_NAMES, SplitSource, SubsetSplit, stratified_holdout
+from hm2bp.splits import VALID_SPLIT_NAMES, SplitSource, SubsetSplit, holdout
+from spikedata.splits import stratified_subset
 
 LAST, BEST = "last.pt", "best.pt"
 METRICS, CURVE, RUN_INFO = "metrics.jsonl", "learning_curve.png", "run.json"
@@ -156,10 +159,11 @@ def evaluate_loader(network, loader: SpikeLoader, progress: Progress | None = No
     labels, preds, indices = [], [], []
     for batch in loader.epoch(0):
         p, _ = network.predict(batch.spikes)
-        preds.append(p.cpu().numpy())
-        labels.append(batch.labels.cpu().numpy())
+        preds.append(p)
+        labels.append(batch.labels)
         indices.append(batch.indices)
-    return EvalResult(np.concatenate(labels).astype(np.int64), np.concatenate(preds).astype(np.int64),
+    # One read-back per pass: the predictions stay on the device until every batch is enqueued.
+    return EvalResult(torch.cat(labels).cpu().numpy().astype(np.int64), torch.cat(preds).cpu().numpy().astype(np.int64),
                       np.concatenate(indices), time.perf_counter() - t0)
 
 
@@ -209,6 +213,8 @@ class Trainer:
         eval_batch_size: int | None = None,
         shuffle_buffer: int = DEFAULT_BUFFER,
         world: dp.World | None = None,
+        report_every: int | None = None,
+        resident_fraction: float = DEFAULT_RESIDENT_FRACTION,
     ):
         self.net = network
         self.config: NetworkConfig = network.config
@@ -216,9 +222,20 @@ class Trainer:
         self.device = resolve_device(device)
         self.train_split, self.test_split = train_split, test_split
         self.world = world or dp.SINGLE
+        augmenting = self.config.augment.enabled
         self.loader = SpikeLoader(train_split, self.train.batch_size, device=self.device, shuffle=True,
                                   seed=self.train.seed, limit=max_train, buffer_samples=shuffle_buffer,
-                                  rank=self.world.rank, world_size=self.world.world_size)
+                                  rank=self.world.rank, world_size=self.world.world_size,
+                                  resident_fraction=resident_fraction, events=not augmenting)
+        self.n_classes = int(self.config.layers[-1].size)
+        bad = (self.loader.labels < 0) | (self.loader.labels >= self.n_classes)
+        if bad.any():  # checked once here, so that the training step need not read labels back from the device
+            raise SetupError(f"split {getattr(train_split, 'name', '?')!r}: {int(bad.sum())} labels outside "
+                             f"[0, {self.n_classes - 1}] (first at sample {int(np.flatnonzero(bad)[0])})")
+        #: Steps between read-backs of the running loss and accuracy (and the deferred finiteness check): every
+        #: step on CPU, where reading costs nothing; every 50 on a GPU, whose queue must never drain.
+        self.report_every = max(1, int(report_every if report_every is not None
+                                       else (1 if self.device.type == "cpu" else 50)))
         # The optimiser steps once per global batch: the batch scaling of the learning rate uses its size.
         self.lr_spec = dataclasses.replace(self.train, batch_size=self.loader.global_batch)
         # Kept for the whole run: an evaluation split that fits in one buffer is read from the store only once.
@@ -233,12 +250,12 @@ class Trainer:
         # [augment] enabled: the training batches are the split's images, augmented and re-encoded every epoch
         self.augment = training_images(self.config.augment, train_split, self.loader.n, self.config.steps,
                                        self.train.seed, self.train.batch_size, self.device)
-        self.optimizer = make_optimizer(self.train.optimizer, network.weights(), self.train.lr, self.train.momentum)
+        self.optimizer = make_optimizer(self.train.optimizer, network.weights(), self.train.lr, self.train.momentum,
+                                        network.kernels.optimizer_backend)
         self.boost = boost_mod.initial_weights(self.loader.n)
         self.state = RunState()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.store_info = dict(store_info or {})
-        self.n_classes = int(self.config.layers[-1].size)
 
     def _eval_loader(self, split: SplitSource | None, limit: int | None, batch: int,
                      buffer: int) -> tuple[SpikeLoader | None, dp.SplitShard | None]:
@@ -290,7 +307,7 @@ class Trainer:
             state = RunState.from_checkpoint(ckpt)
             self.net.load_weights({k: v.to(self.device) for k, v in ckpt["weights"].items()})
             self.optimizer = make_optimizer(self.train.optimizer, self.net.weights(), self.train.lr,
-                                            self.train.momentum)
+                                            self.train.momentum, self.net.kernels.optimizer_backend)
             self.optimizer.load_state_dict(ckpt["optimizer"])
             torch.set_rng_state(ckpt["rng"]["torch"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -308,63 +325,94 @@ class Trainer:
     # ---- one epoch --------------------------------------------------------------------------------------------
 
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> dict[str, Any]:
-        """Train one epoch; returns its metric record (without the test accuracy)."""
+        """Train one epoch; returns its metric record (without the test accuracy).
+
+        Single process: labels, counts, errors, boost weights, correctness flags and the running loss stay on the
+        device; the loss and accuracy are read back every `report_every` steps (for the progress bar, together
+        with the deferred finiteness check of the gradients) and once at the end of the epoch. Under torchrun each
+        step all-reduces its gradient and metrics (`hm2bp.distributed`)."""
         progress = progress or Progress()
         lr = learning_rate(self.lr_spec, epoch)
         progress.epoch_start(epoch, self.train.epochs, self.loader.n, lr)
         t0 = time.perf_counter()
-        correct = np.zeros(self.loader.n, dtype=bool)
-        loss_sum = 0.0
-        use_boost = self.train.boost
+        dev = self.device
+        distributed = self.world.is_distributed
+        boost = torch.from_numpy(self.boost).to(dev) if self.train.boost else None  # float64, one copy per epoch
+        correct = torch.zeros(self.loader.n, dtype=torch.bool, device=dev)
+        running = torch.zeros(2, dtype=torch.float64, device=dev)  # loss sum, correct count since the last report
+        loss_sum, unreported, first = 0.0, 0, 0
         for k, batch in enumerate(self.loader.epoch(epoch)):
-            weights = None
-            if use_boost:
-                weights = torch.from_numpy(self.boost[batch.indices]).to(self.device)  # float64, as the boost
+            weights = boost[batch.index_tensor] if boost is not None else None
             try:
                 spikes = batch.spikes if self.augment is None else self.augment.spikes(batch.indices, epoch)
-                result = self.net.backward_pass(spikes, batch.labels, sample_weights=weights)
+                result = self.net.backward_pass(spikes, batch.labels, sample_weights=weights, validate=False,
+                                                check_finite=distributed)
             except FloatingPointError as exc:
                 raise TrainingError(self._nan_message(str(exc), epoch, k, batch.indices)) from exc
             hit = result.predictions == batch.labels
-            batch_loss = float(result.cost.detach().to(torch.float64).sum())
-            # Gradient of the global batch (with its loss and correct count) over all ranks; as is for one process.
-            grads, n_global, (batch_loss, n_correct) = dp.reduce_step(
-                result.grads, len(batch), self.world, (batch_loss, float(hit.sum())))
-            # backward_pass raises on a non-finite gradient of its own; only the mean over ranks is checked here
-            # (a full pass over every weight, ~1 ms per step for 784-800-10 at batch 1 if done always).
-            n_layers = len(grads) if self.world.is_distributed else 0
-            flags = [torch.isfinite(g).all() for g in grads.values()] if n_layers else []
-            # One host sync per batch: finiteness flags and correctness together.
-            parts = ([torch.stack(flags).to(torch.float64)] if flags else []) + [hit.to(torch.float64)]
-            summary = torch.cat(parts).cpu().numpy()
-            if not summary[:n_layers].all():
-                bad = [name for name, ok in zip(grads, summary[:n_layers], strict=True) if not ok][0]
-                raise TrainingError(self._nan_message(f"non-finite gradient in layer {bad!r}", epoch, k,
-                                                      batch.indices))
-            self.optimizer.step(grads, lr)
-            ok = summary[n_layers:].astype(bool)
-            correct[batch.indices] = ok
-            loss_sum += batch_loss
-            progress.batch_end(n_global, batch_loss, int(round(n_correct)))
-        correct = dp.gather_flags(correct, self.world)  # every rank needs all flags for the boost update
+            correct[batch.index_tensor] = hit
+            if distributed:
+                loss_sum += self._distributed_step(result, hit, len(batch), lr, epoch, k, batch.indices, progress)
+                continue
+            running += torch.stack([result.cost.sum().to(torch.float64), hit.sum().to(torch.float64)])
+            self.optimizer.step(result.grads, lr)
+            unreported += len(batch)
+            if (k + 1) % self.report_every == 0:
+                loss_sum += self._report(running, unreported, epoch, first, k, progress)
+                unreported, first = 0, k + 1
+        if not distributed and unreported:
+            loss_sum += self._report(running, unreported, epoch, first, first + max(0, unreported - 1), progress)
+        flags = correct.cpu().numpy()
+        flags = dp.gather_flags(flags, self.world)  # every rank needs all flags for the boost update
         seconds = time.perf_counter() - t0
-        if use_boost:
-            self.boost = boost_mod.update_boost(self.boost, self.loader.labels, correct, self.n_classes)
+        if self.train.boost:
+            self.boost = boost_mod.update_boost(self.boost, self.loader.labels, flags, self.n_classes)
         return {
             "epoch": epoch,
             "lr": lr,
             "train_loss": loss_sum / self.loader.n,
-            "train_accuracy": float(correct.mean()),
+            "train_accuracy": float(flags.mean()),
             "test_accuracy": None,
             "seconds": seconds,
             "samples_per_s": self.loader.n / seconds if seconds > 0 else None,
         }
 
-    def _nan_message(self, what: str, epoch: int, k: int, indices: np.ndarray) -> str:
+    def _report(self, running: torch.Tensor, n: int, epoch: int, first: int, last: int, progress: Progress) -> float:
+        """Read the running loss and correct count back (one host synchronisation), check the gradients of the steps
+        since the last report for non-finite values, update the progress bar; returns the loss sum."""
+        loss, hits = (float(v) for v in running.cpu())
+        running.zero_()
+        try:
+            self.net.check_finite()
+        except FloatingPointError as exc:
+            raise TrainingError(f"{exc} in batches {first}..{last} of epoch {epoch}; the weights are no longer "
+                                f"finite{self._last_good()}; try a lower `lr`") from exc
+        progress.batch_end(n, loss, int(round(hits)))
+        return loss
+
+    def _distributed_step(self, result, hit: torch.Tensor, n_local: int, lr: float, epoch: int, k: int,
+                          indices: np.ndarray, progress: Progress) -> float:
+        """One data-parallel step: gradient, loss and correct count of the global batch reduced over the ranks
+        (backward_pass already checked this rank's gradient; the mean is checked here)."""
+        batch_loss = float(result.cost.detach().to(torch.float64).sum())
+        grads, n_global, (batch_loss, n_correct) = dp.reduce_step(result.grads, n_local, self.world,
+                                                                  (batch_loss, float(hit.sum())))
+        ok = torch.stack([torch.isfinite(g).all() for g in grads.values()]).cpu().numpy()
+        if not ok.all():
+            bad = [name for name, good in zip(grads, ok, strict=True) if not good][0]
+            raise TrainingError(self._nan_message(f"non-finite gradient in layer {bad!r}", epoch, k, indices))
+        self.optimizer.step(grads, lr)
+        progress.batch_end(n_global, batch_loss, int(round(n_correct)))
+        return batch_loss
+
+    def _last_good(self) -> str:
         ckpt = self.run_dir / LAST if self.run_dir is not None else None
-        last = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.is_file() else ""
+        return f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.is_file() else ""
+
+    def _nan_message(self, what: str, epoch: int, k: int, indices: np.ndarray) -> str:
         more = "..." if len(indices) > 4 else ""
-        return f"{what} at epoch {epoch}, batch {k} (samples {indices[:4].tolist()}{more}){last}; try a lower `lr`"
+        return (f"{what} at epoch {epoch}, batch {k} (samples {indices[:4].tolist()}{more}){self._last_good()}; "
+                "try a lower `lr`")
 
     # ---- the loop ---------------------------------------------------------------------------------------------
 
@@ -490,19 +538,28 @@ def validation_split(store, train: SplitSource, valid_split: str | None, val_fra
                      test_split: str | None = None) -> tuple[SplitSource, SplitSource | None, int | None, dict | None]:
     """The training and validation samples of a run: `(train, valid, max_train for the loader, description)`.
 
-    `val_fraction` F holds out a seeded (`seed`), stratified fraction F of the first `max_train` training samples
-    (`hm2bp.splits.stratified_holdout`); the rest is trained on. Otherwise `valid_split` names a split of the store
+    `max_train` N trains on a seeded (`seed`), stratified subset of N training samples (`spikedata.splits`).
+    `val_fraction` F holds out a seeded, stratified fraction F of those (`hm2bp.splits.holdout`); the rest is trained
+    on. Otherwise `valid_split` names a split of the store
     ("auto": the store's own validation split, `hm2bp.splits.VALID_SPLIT_NAMES`, when it has one; None: none).
     The description (None without validation) goes into the checkpoints, so that a resumed run uses the same."""
     own = next((name for name in VALID_SPLIT_NAMES if name in store.splits and name not in (train.name, test_split)),
                None)
+    if max_train is not None and max_train < len(train):
+        # a seeded, stratified subset, not the first samples (a store sorted by speaker or class would give a few
+        # speakers or classes only)
+        keep = stratified_subset(np.asarray(train.labels), [str(i) for i in range(len(train))], max_train, seed)
+        train, max_train = SubsetSplit(train, keep, train.name), None
     if val_fraction is not None:
         if valid_split not in ("auto", None) or (valid_split == "auto" and own is not None):
             name = own if valid_split == "auto" else valid_split
             raise SetupError(f"{store.path}: the store has its own validation split {name!r}; give either "
                              "`val_fraction` or a validation split, not both")
         n = len(train) if max_train is None else min(max_train, len(train))
-        kept, held = stratified_holdout(np.asarray(train.labels[:n]), float(val_fraction), seed)
+        try:
+            kept, held = holdout(train, n, float(val_fraction), seed)
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
         if len(kept) == 0 or len(held) == 0:
             raise SetupError(f"`val_fraction` {val_fraction:g} of {n} training samples leaves "
                              f"{len(kept)} to train on and {len(held)} to validate on")
@@ -538,6 +595,9 @@ def prepare_run(
     val_fraction: float | None = None,
     command: str = "",
     world: dp.World | None = None,
+    backend: str = "auto",
+    resident_fraction: float = DEFAULT_RESIDENT_FRACTION,
+    report_every: int | None = None,
 ) -> Trainer:
     """Open the splits, check them against `config`, build the network and the trainer, handle `resume`.
 
@@ -546,6 +606,8 @@ def prepare_run(
     `overwrite` starts a new run in a directory that holds one (its run files are deleted first).
     Data-parallel (`world`): rank 0 alone reads the checkpoint and writes the run directory; the other ranks get the
     checkpoint (or rank 0's error) from it. `resume` needs the same global batch (world size x batch size).
+    `backend`: the network's kernel set (`hm2bp.kernels`); `resident_fraction`: the share of the GPU's free memory
+    the training events may take to stay on it (`hm2bp.loader`); `report_every`: steps between read-backs.
     """
     world = world or dp.SINGLE
     run_dir = Path(run_dir)
@@ -557,6 +619,10 @@ def prepare_run(
     if max_train is not None and max_train < 1:
         raise SetupError(f"`max_train` must be >= 1; got {max_train}")
     dev = resolve_device(device)
+    try:
+        resolve_backend(backend, dev)
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None
     last = run_dir / LAST
     if resume and overwrite:
         raise SetupError("`resume` and `overwrite` exclude each other")
@@ -575,7 +641,8 @@ def prepare_run(
     try:
         ckpt = dp.on_main(locked_checkpoint, world, "checkpoint")
         trainer = _build_trainer(store, config, train, test, valid, validation, config_source, run_dir, dev,
-                                 loader_max_train, max_test, shuffle_buffer, train_split, world)
+                                 loader_max_train, max_test, shuffle_buffer, train_split, world, backend,
+                                 resident_fraction, report_every)
         if ckpt is not None:
             trainer.restore(ckpt, last)
     except BaseException:
@@ -596,21 +663,25 @@ def prepare_run(
             "command": command, "store": info, "device": str(dev), "config": config.to_dict(),
             "max_train": max_train, "max_test": max_test, "shuffle_buffer": shuffle_buffer,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "world_size": world.world_size,
+            "backend": trainer.net.backend,
         }, indent=2) + "\n")
     return trainer
 
 
 def _build_trainer(store, config: NetworkConfig, train, test, valid, validation, config_source: str, run_dir: Path,
-                   dev, max_train, max_test, shuffle_buffer: int, train_split: str, world: dp.World) -> Trainer:
+                   dev, max_train, max_test, shuffle_buffer: int, train_split: str, world: dp.World, backend: str,
+                   resident_fraction: float, report_every: int | None) -> Trainer:
     network_cls = _network_class()
     generator = torch.Generator().manual_seed(config.train.seed)
-    net = network_cls.from_config(config, train.n_units, tuple(train.unit_shape), generator=generator).to(dev)
+    net = network_cls.from_config(config, train.n_units, tuple(train.unit_shape), generator=generator,
+                                  backend=backend).to(dev)
     info = {"path": str(store.path), "fingerprint": store.fingerprint, "train_split": train_split,
             "test_split": test.name if test is not None else None, "validation": validation}
     store_name = str(store.path).rstrip("/").rsplit("/", 1)[-1]
     return Trainer(net, train, test, valid_split=valid, device=dev, run_dir=run_dir, max_train=max_train,
                    max_test=max_test, store_info=info, shuffle_buffer=shuffle_buffer, world=world,
-                   run_title=f"{config_source}, store {store_name}")
+                   run_title=f"{config_source}, store {store_name}", resident_fraction=resident_fraction,
+                   report_every=report_every)
 
 
 class _RunLock:
@@ -644,16 +715,16 @@ class _RunLock:
 
 
 def load_network_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu",
-                                 path: str | Path = "checkpoint"):
-    """Rebuild the trained network of a checkpoint (on `device`); CheckpointError when its config, input size or
-    weights do not fit together."""
+                                 path: str | Path = "checkpoint", backend: str = "auto"):
+    """Rebuild the trained network of a checkpoint (on `device`, with the kernel set `backend`); CheckpointError
+    when its config, input size or weights do not fit together."""
     try:
         config = load_config(ckpt["config"])
-        net = _network_class().from_config(config, int(ckpt["n_inputs"]), tuple(ckpt["input_shape"]))
+        net = _network_class().from_config(config, int(ckpt["n_inputs"]), tuple(ckpt["input_shape"]),
+                                           backend=backend)
     except (ConfigError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: its network config does not build ({exc})") from exc
     check_against_network(ckpt, path, net.weights())
     net.load_weights({k: v for k, v in ckpt["weights"].items()})
-    moved = net.to(resolve_device(device))
-    return moved if moved is not None else net
+    return net.to(resolve_device(device))
 

@@ -5,6 +5,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Without a GPU, Triton kernels run on CPU tensors under Triton's interpreter, which must be switched on before
+# Triton is first imported (hm2bp.kernels.triton does the same for library users).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = Path(os.environ.get("SPIKEDATA_SAMPLE_DATA", REPO.parent / "shared" / "data"))

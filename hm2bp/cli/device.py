@@ -1,4 +1,5 @@
-"""`--device` of `hm2bp fit` and `hm2bp eval`: the option and its validation (`auto`, `cpu`, `cuda`, `cuda:K`)."""
+"""`--device` and `--backend` of `hm2bp fit` and `hm2bp eval`: the options and the validation of the device
+(`auto`, `cpu`, `cuda`, `cuda:K`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import typer
 from spikedata.cli.common import fail
 
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:K (the K-th GPU).")
+
+BACKEND = typer.Option(
+    "auto", "--backend",
+    help="Kernel set: auto (numba on CPU, triton on CUDA when Triton is installed, else torch), numba, triton or "
+         "torch (the plain reference, any device).",
+)
 
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
 
@@ -32,3 +39,11 @@ def check_device(device: str) -> str:
         if index >= count:
             fail(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     return device
+
+
+def check_backend(backend: str) -> str:
+    """`backend` if it is a kernel set's name (the device pairing is checked when the network is built)."""
+    names = ("auto", "numba", "triton", "torch")
+    if backend not in names:
+        raise typer.BadParameter(f"--backend must be one of {', '.join(names)}; got {backend!r}")
+    return backend

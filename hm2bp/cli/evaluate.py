@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from hm2bp.cli.app import app as hm2bp_app
-from hm2bp.cli.device import DEVICE, check_device
+from hm2bp.cli.device import BACKEND, DEVICE, check_backend, check_device
 from spikedata.cli.common import error_text, fail, warn
 from spikedata.errors import PicklableError
 
@@ -20,6 +20,7 @@ def evaluate_cmd(
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Samples per forward pass."),
     device: str = DEVICE,
+    backend: str = BACKEND,
     max_n: int | None = typer.Option(None, "--max-n", min=1, help="Evaluate only the first N samples."),
     plot: Path | None = typer.Option(None, "--plot", help="Confusion-matrix PNG (default: beside the checkpoint)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write accuracy and confusion matrix as JSON."),
@@ -31,6 +32,7 @@ def evaluate_cmd(
     from spikedata.store import open_store
 
     device = check_device(device)
+    backend = check_backend(backend)
     try:
         ckpt = load_checkpoint(checkpoint)
         st = open_store(store)
@@ -39,7 +41,7 @@ def evaluate_cmd(
         data = st[split]
         if len(data) == 0:
             fail(f"{store}: split {split!r} is empty (0 samples)")
-        net = load_network_from_checkpoint(ckpt, _device(device), checkpoint)  # checks config and weights
+        net = load_network_from_checkpoint(ckpt, _device(device), checkpoint, backend)  # checks config and weights
         check_compatible(net.config, data, int(ckpt["n_inputs"]), f"checkpoint {checkpoint}")
         if ckpt["store"].get("fingerprint") != st.fingerprint:
             warn(f"{store} is not the store {checkpoint} was trained on ({ckpt['store'].get('path')}; "

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hm2bp.cli.app import app as hm2bp_app
-from hm2bp.cli.device import DEVICE, check_device
+from hm2bp.cli.device import BACKEND, DEVICE, check_backend, check_device
 from spikedata.cli.common import console, echo, error_text, fail, note, note_first_compilation, say
 from spikedata.errors import PicklableError
 
@@ -97,7 +97,8 @@ def fit(
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<store>-<preset|config>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that --out already holds."),
-    max_train: int | None = typer.Option(None, "--max-train", min=1, help="Use only the first N train samples."),
+    max_train: int | None = typer.Option(None, "--max-train", min=1,
+                                         help="Train on a seeded, stratified subset of N train samples."),
     max_test: int | None = typer.Option(None, "--max-test", min=1, help="Test on only the first N test samples."),
     shuffle_buffer: int = typer.Option(
         4096, "--shuffle-buffer", min=1,  # = hm2bp.loader.DEFAULT_BUFFER (not imported here: keeps --help fast)
@@ -119,6 +120,15 @@ def fit(
         help="Validation split of the store ('auto': its own valid/val split if it has one; 'none': none).",
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (epoch summaries only)."),
+    backend: str = BACKEND,
+    device_data: float = typer.Option(
+        0.25, "--device-data", min=0.0, max=1.0,  # = hm2bp.device_data.DEFAULT_RESIDENT_FRACTION
+        help="On CUDA: share of the GPU's free memory the training events may take to stay on it (0: stream them).",
+    ),
+    report_every: int | None = typer.Option(
+        None, "--report-every", min=1,
+        help="Steps between read-backs of loss and accuracy for the progress bar (default: 1 on CPU, 50 on CUDA).",
+    ),
     dist_timeout: float | None = typer.Option(
         None, "--dist-timeout", min=1.0,
         help="Under torchrun: seconds a rank waits for the others before failing (default $HM2BP_DIST_TIMEOUT or 300).",
@@ -130,6 +140,7 @@ def fit(
     from spikedata.store import is_url, open_store
 
     device = check_device(device)
+    backend = check_backend(backend)
     try:
         world, dev = init_world(device, dist_timeout)  # joins torchrun's process group when launched by it
     except DistributedError as exc:
@@ -156,7 +167,8 @@ def fit(
             shuffle_buffer=shuffle_buffer,
             test_split=None if test_split.lower() == "none" else test_split,
             valid_split=None if valid_split.lower() == "none" else valid_split, val_fraction=val_fraction,
-            command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world,
+            command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world, backend=backend,
+            resident_fraction=device_data, report_every=report_every,
         )
     except (PicklableError, KeyError, ValueError, OSError) as exc:  # every project error, and bad files
         fail_rank(error_text(exc))
@@ -169,7 +181,8 @@ def fit(
         echo(
             f"{source}: {' -> '.join([str(trainer.train_split.n_units)] + [s.describe() for s in cfg.layers])}, "
             f"T {cfg.steps}, {t.optimizer} lr {t.lr:g} ({t.lr_schedule}, batch scaling {t.lr_batch_scaling}), "
-            f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device}, run dir {run_dir}"
+            f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device} "
+            f"({trainer.net.backend} kernels), run dir {run_dir}"
             + ranks + (f", resuming at epoch {first + 1}/{t.epochs}" if resume else ""))
     if main and trainer.device.type == "cpu":
         from hm2bp import conv, hm2bp_grad, lif, optim, spsp

@@ -160,11 +160,13 @@ def encode_fsdd(
 
 def _steps(text: str | None, dataset: str, plain: dict, dt_us: int, where: dict) -> int:
     """--steps: an integer, `auto` (the longest sample of every file) or absent (the manifest's cut-off)."""
-    from spikedata.datasets.heidelberg import default_steps, longest_time_us
+    from spikedata.datasets.heidelberg import default_steps, longest_time_us, vet_file
 
     if text is None:
         return default_steps(dataset)
     if text.strip().lower() == "auto":
+        for s, p in plain.items():
+            vet_file(p, str(where[s]))  # a damaged file crashes a child process, not this one
         latest = max(longest_time_us(p, str(where[s])) for s, p in plain.items())
         return int(latest // dt_us) + 1
     try:

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import os
 import shutil
+import signal
 import tempfile
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +127,7 @@ def unpacked(path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None) 
         try:
             with gzip.open(path, "rb") as src, open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise DatasetError(f"{path}: cannot decompress ({exc}); the download is truncated or corrupt") from None
         _kind(tmp)  # the gzip must hold an HDF5 file
         yield tmp
@@ -261,6 +264,83 @@ def longest_time_us(path: str | os.PathLike, where: str | None = None) -> float:
     return latest
 
 
+def _read_all(path: str, where: str) -> float:
+    """Read every sample's spikes (the values are checked later, by the encoder); the latest finite time in µs."""
+    latest = 0.0
+    with _open(Path(path), where) as f:
+        n = _check_layout(f, where).n_samples
+        for start in range(0, n, _SCAN_BLOCK):
+            _, t, _ = _read_block(f, start, min(n, start + _SCAN_BLOCK), where)
+            t = t[np.isfinite(t)]
+            if len(t):
+                latest = max(latest, float(t.max()) * 1e6)
+    return latest
+
+
+_VETTED: dict[tuple[str, float], float] = {}
+
+
+def _vet_child(reader, path: str, where: str, conn, limit_s: float) -> None:
+    # the child ends itself shortly after the parent's limit: a parent killed while it waits (Ctrl-C twice, the
+    # OOM killer) must not leave a process looping in libhdf5 behind. SIGALRM's default action ends the process
+    # even inside a C loop that never returns to Python.
+    if hasattr(signal, "alarm"):
+        signal.alarm(int(math.ceil(limit_s)) + 5)
+    try:
+        conn.send(("ok", reader(path, where)))
+    except DatasetError as exc:
+        conn.send(("error", exc))
+    except Exception as exc:  # noqa: BLE001  (h5py's many error types on damaged files)
+        conn.send(("error", DatasetError(f"{where}: cannot read it ({type(exc).__name__}: {exc})")))
+
+
+def vet_file(path: str | os.PathLike, where: str | None = None, reader=_read_all,
+             timeout_s: float | None = None) -> float:
+    """Read every sample of a plain HDF5 file once in a child process; returns its latest finite spike time (µs).
+
+    libhdf5 can crash the process (a segmentation fault) or loop on some damaged files instead of raising an error;
+    a crash of the child, or a read that does not end within `timeout_s` (default: 30 s + 1 s per 10 MB), becomes a
+    `DatasetError` naming the file here, so a damaged download never takes the encoder down with it. Errors the
+    reading raises come back as `DatasetError`s. Once per file and modification. `reader(path, where)` is what the
+    child runs (an importable function)."""
+    import multiprocessing
+
+    where = where or str(path)
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_mtime)
+    if key in _VETTED:
+        return _VETTED[key]
+    limit = timeout_s if timeout_s is not None else 30.0 + stat.st_size / 10e6
+    # fork where there is one: no re-import of the program in the child (fast, and safe: this process runs no
+    # threads of its own while it vets)
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_vet_child, args=(reader, str(path), where, send, limit), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(limit):
+            child.kill()
+            raise DatasetError(f"{where}: reading it did not finish within {limit:.0f} s: the file is damaged "
+                               "(download it again)")
+        try:
+            kind, value = receive.recv()
+        except EOFError:  # the child died without an answer
+            kind, value = "crash", None
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+        receive.close()
+    if kind == "crash":
+        raise DatasetError(f"{where}: the HDF5 library crashed while reading it (exit status {child.exitcode}): "
+                           "the file is damaged (download it again)")
+    if kind == "error":
+        raise value
+    _VETTED[key] = value
+    return value
+
+
 @dataclass(frozen=True)
 class HeidelbergRange:
     """Picklable `encode_range` for the pipeline: reads and bins samples [start, stop) of one plain HDF5 file.
@@ -338,6 +418,7 @@ def heidelberg_jobs(
 
     infos = {}
     for split, path in plain.items():
+        vet_file(path, str(files[split]))  # a damaged file crashes a child process, not this one
         with _open(path, str(files[split])) as f:
             infos[split] = _check_layout(f, str(files[split]))
     named = {split: info.classes for split, info in infos.items() if info.classes is not None}

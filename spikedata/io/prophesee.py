@@ -28,7 +28,7 @@ EVT 3.0 (little-endian 16-bit words, type in bits 15-12, state carried between w
 
 Time is the 12-bit TIME_HIGH joined with the 12-bit TIME_LOW: the TIME_LOW counter wraps every 4096 µs and the
 encoder sends the next TIME_HIGH before it does, so the time base is never advanced from a TIME_LOW decrease
-(small TIME_LOW steps back do occur in real recordings and are kept in file order). The 24-bit (EVT 3) /
+(small TIME_LOW steps back do occur in real recordings; the check below sorts them and says so). The 24-bit (EVT 3) /
 34-bit (EVT 2) time itself loops: a TIME_HIGH that falls back by nearly the whole range starts the next loop
 (Metavision's rule). Events before the first TIME_HIGH have no time and are skipped (and counted), as
 Metavision does. A word of a type the format does not define is an error.
@@ -37,9 +37,11 @@ DAT (``% Version 2``): after the header one byte event type (0 = 2-D events) and
 8-byte events: uint32 time (µs; its 32-bit wrap is unwrapped) and uint32 with x in bits 13-0, y in bits 27-14,
 polarity in bit 28.
 
-Every reader then checks what it decoded (`check_plausible`): time monotone within `TIME_TOLERANCE_US`,
-coordinates inside the header's geometry, polarity 0 / 1; a violation raises `EventFileError` naming the file,
-the format and the byte offset of the word that produced the first offending event.
+Every reader then checks what it decoded with the readers' shared rules (`spikedata.io.validate.check_events`,
+one numba pass): polarity 0 / 1, coordinates inside the header's geometry (else the caller's sensor size), no
+zero-filled or repeated run, time monotone (steps back within `TIME_TOLERANCE_US` repaired by a stable sort and
+reported in `EventFileInfo.repairs`, larger ones refused); a violation raises `EventFileError` naming the file, the
+format and the byte offset of the word that produced the first offending event.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import numba
 import numpy as np
 
 from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
-from spikedata.io.validate import check_sensor_size
+from spikedata.io.validate import check_events, check_sensor_size
 
 FORMATS = ("evt2", "evt3", "dat")
 #: A decoded event may lie at most this far (µs) before the latest earlier event; real recordings step back by a
@@ -223,11 +225,9 @@ def _evt2_word_of_event(words, first, k):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True)
-def _evt3_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no cover - numba
-    """Decode into the output fields; returns (events, suspect). `suspect` is raised when the time falls back by
-    more than `tolerance` at a TIME_HIGH / TIME_LOW word, and the largest x / y are returned, so that the exact
-    per-event check (`check_plausible`) only runs on files that may fail it (a per-event check here would cost
-    as much as the decoding)."""
+def _evt3_decode(words, t_out, x_out, y_out, p_out):  # pragma: no cover - numba
+    """Decode into the output fields; returns the number of events (checked afterwards by
+    `spikedata.io.validate.check_events`, one numba pass)."""
     max_base = ((1 << 12) - 1) << 12
     loop = 1 << 24
     threshold = 10 << 12
@@ -239,19 +239,14 @@ def _evt3_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no co
     t = np.int64(0)
     loops = np.int64(0)
     have_time = False
-    suspect = False
-    max_x = 0
-    max_y = 0
     for i in range(words.shape[0]):
         w = np.int64(words[i])
         typ = w >> 12
         if typ == 0x0:
             y = w & 0x7FF
-            max_y = max(max_y, y)
         elif typ == 0x2:
             if have_time:
                 x = w & 0x7FF
-                max_x = max(max_x, x)
                 t_out[n] = t
                 x_out[n] = x
                 y_out[n] = y
@@ -264,7 +259,6 @@ def _evt3_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no co
             span = 12 if typ == 0x4 else 8
             mask = w & ((1 << span) - 1)
             if have_time and mask:
-                top = 0
                 for b in range(span):
                     if (mask >> b) & 1:
                         t_out[n] = t
@@ -272,32 +266,24 @@ def _evt3_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no co
                         y_out[n] = y
                         p_out[n] = pol
                         n += 1
-                        top = b
-                max_x = max(max_x, base_x + top)
             base_x += span
         elif typ == 0x6:
-            new_t = base + (w & 0xFFF)
-            if new_t < t - tolerance:
-                suspect = True
-            t = new_t
+            t = base + (w & 0xFFF)
         elif typ == 0x8:
             new_base = ((w & 0xFFF) << 12) + loops * loop
             if have_time and base > new_base and base - new_base >= max_base - threshold:
                 new_base += loop
                 loops += 1
-            if new_base < t - tolerance:
-                suspect = True
             base = new_base
             t = base
             have_time = True
-    return n, suspect, max_x, max_y
+    return n
 
 
 @numba.njit(cache=True)
-def _evt2_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no cover - numba
-    """One pass, one output slot per word: (events, suspect, max x, max y, first word of an undefined type or
-    -1, skipped [ext_trigger, others, continued, before_first_time_high]); `suspect` as in `_evt3_decode`
-    (within one TIME_HIGH period the time can fall back by at most 63 µs)."""
+def _evt2_decode(words, t_out, x_out, y_out, p_out):  # pragma: no cover - numba
+    """One pass, one output slot per word: (events, first word of an undefined type or -1, skipped
+    [ext_trigger, others, continued, before_first_time_high])."""
     skipped = np.zeros(4, np.int64)
     max_base = ((np.int64(1) << 28) - 1) << 6
     loop = np.int64(1) << 34
@@ -306,9 +292,6 @@ def _evt2_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no co
     base = np.int64(0)
     loops = np.int64(0)
     have_time = False
-    suspect = False
-    max_x = 0
-    max_y = 0
     for i in range(words.shape[0]):
         w = np.int64(words[i])
         typ = w >> 28
@@ -318,8 +301,6 @@ def _evt2_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no co
                 continue
             x = (w >> 11) & 0x7FF
             y = w & 0x7FF
-            max_x = max(max_x, x)
-            max_y = max(max_y, y)
             t_out[n] = base + ((w >> 22) & 0x3F)
             x_out[n] = x
             y_out[n] = y
@@ -330,8 +311,6 @@ def _evt2_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no co
             if have_time and base > new_base and base - new_base >= max_base - threshold:
                 new_base += loop
                 loops += 1
-            if have_time and new_base + 63 < base - tolerance:
-                suspect = True
             base = new_base
             have_time = True
         elif typ == 0xA:
@@ -341,8 +320,8 @@ def _evt2_decode(words, t_out, x_out, y_out, p_out, tolerance):  # pragma: no co
         elif typ == 0xF:
             skipped[2] += 1
         else:
-            return n, suspect, max_x, max_y, i, skipped
-    return n, suspect or tolerance < 63, max_x, max_y, -1, skipped
+            return n, i, skipped
+    return n, -1, skipped
 
 
 @numba.njit(cache=True)
@@ -361,67 +340,6 @@ def _dat_decode(ts, data, t_out, x_out, y_out, p_out):  # pragma: no cover - num
         p_out[i] = (d >> 28) & 1
 
 
-@numba.njit(cache=True)
-def _first_implausible(t, x, y, p, width, height, tolerance):  # pragma: no cover - numba
-    """(index, reason) of the first implausible event: 1 time step back, 2 x, 3 y, 4 polarity; (-1, 0) if none."""
-    latest = np.int64(-(1 << 62))
-    for i in range(t.shape[0]):
-        ti = t[i]
-        if ti < latest - tolerance:
-            return i, 1
-        if ti > latest:
-            latest = ti
-        if width > 0 and (x[i] < 0 or x[i] >= width):
-            return i, 2
-        if height > 0 and (y[i] < 0 or y[i] >= height):
-            return i, 3
-        if p[i] != 0 and p[i] != 1:
-            return i, 4
-    return -1, 0
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Readers
-
-
-def check_plausible(
-    events: np.ndarray,
-    path: str | os.PathLike,
-    fmt: str,
-    sensor_size: tuple[int, int] | None,
-    offset_of,
-    tolerance_us: int = TIME_TOLERANCE_US,
-) -> None:
-    """Raise `EventFileError` at the first event that steps back in time by more than `tolerance_us`, lies
-    outside `sensor_size` (width, height; unchecked when None) or has a polarity other than 0 / 1.
-    `offset_of(k)` gives the byte offset of the data that produced event k. The EVT decoders gather the maxima and
-    the time steps while decoding and call this only when those say the file may fail it."""
-    w, h = sensor_size if sensor_size is not None else (0, 0)
-    i, reason = _first_implausible(events["t"], events["x"], events["y"], events["p"], w, h, int(tolerance_us))
-    _raise_implausible(events, int(i), int(reason), path, fmt, sensor_size, offset_of, tolerance_us)
-
-
-def _raise_implausible(events, i, reason, path, fmt, sensor_size, offset_of, tolerance_us) -> None:
-    if i < 0:
-        return
-    w, h = sensor_size if sensor_size is not None else (0, 0)
-    e = events[i]
-    if reason == 1:
-        latest = int(events["t"][:i].max())
-        what = (f"time steps back at event {i}: {int(e['t'])} µs after {latest} µs (more than the "
-                f"{tolerance_us} µs tolerated); the file is corrupt or not {fmt}")  # fmt: skip
-    elif reason in (2, 3):
-        what = (f"event {i} at (x {int(e['x'])}, y {int(e['y'])}) lies outside the {w} x {h} sensor the header "
-                f"states; the file is corrupt or not {fmt}")  # fmt: skip
-    else:
-        what = f"event {i} has polarity {int(e['p'])} (0 or 1 expected)"
-    raise EventFileError(path, fmt, int(offset_of(i)), what)
-
-
-def _needs_check(suspect: bool, max_x: int, max_y: int, size: tuple[int, int] | None) -> bool:
-    return bool(suspect) or (size is not None and (max_x >= size[0] or max_y >= size[1]))
-
-
 def _header_or_fail(data: bytes, path, fmt: str) -> tuple[int, list[tuple[str, str]]]:
     parsed = parse_header(data)
     if parsed is None:
@@ -429,9 +347,9 @@ def _header_or_fail(data: bytes, path, fmt: str) -> tuple[int, list[tuple[str, s
     return parsed
 
 
-def _info(path, fmt, n, size, skipped: dict[str, int], entries) -> EventFileInfo:
+def _info(path, fmt, n, size, skipped: dict[str, int], entries, repairs: dict[str, int]) -> EventFileInfo:
     total, by_type = skipped_info(skipped)
-    return EventFileInfo(str(path), fmt, int(n), size, total, by_type, None, None, dict(entries))
+    return EventFileInfo(str(path), fmt, int(n), size, total, by_type, None, None, dict(entries), repairs=repairs)
 
 
 def _words_or_fail(data: bytes, start: int, itemsize: int, dtype: str, path, fmt: str) -> np.ndarray:
@@ -475,15 +393,12 @@ def read_evt3(
     n, before, hist = _evt3_histogram(words, _POPCOUNT12, first)
     _check_types(words, hist, _EVT3_TYPES, 12, start, 2, path, fmt)
     events = np.empty(int(n), dtype=EVENT_DTYPE)
-    _, suspect, max_x, max_y = _evt3_decode(words, events["t"], events["x"], events["y"], events["p"],
-                                            int(time_tolerance_us))  # fmt: skip
-    if _needs_check(suspect, max_x, max_y, size):
-        check_plausible(events, path, fmt, size,
-                        lambda k: start + 2 * int(_evt3_word_of_event(words, _POPCOUNT12, first, k)),
-                        time_tolerance_us)  # fmt: skip
+    _evt3_decode(words, events["t"], events["x"], events["y"], events["p"])
+    events, repairs = check_events(events, path, fmt, size, tolerance_us=time_tolerance_us,
+                                   offsets=lambda k: start + 2 * int(_evt3_word_of_event(words, _POPCOUNT12, first, k)))
     skipped = {"ext_trigger": hist[0xA], "others": hist[0xE], "continued": hist[0x7],
                "before_first_time_high": before}  # fmt: skip
-    return events, _info(path, fmt, n, size, skipped, entries)
+    return events, _info(path, fmt, n, size, skipped, entries, repairs)
 
 
 def read_evt2(
@@ -498,19 +413,17 @@ def read_evt2(
     words = _words_or_fail(data, start, 4, "<u4", path, fmt)
     # Nearly every EVT 2.0 word is an event: decode in one pass into one slot per word, then shrink in place.
     events = np.empty(words.shape[0], dtype=EVENT_DTYPE)
-    n, suspect, max_x, max_y, unknown, counts = _evt2_decode(words, events["t"], events["x"], events["y"],
-                                                             events["p"], int(time_tolerance_us))  # fmt: skip
+    n, unknown, counts = _evt2_decode(words, events["t"], events["x"], events["y"], events["p"])
     if unknown >= 0:
         _check_types(words[: unknown + 1], np.bincount(words[: unknown + 1] >> 28, minlength=16), _EVT2_TYPES, 28,
                      start, 4, path, fmt)  # fmt: skip
     events.resize(int(n), refcheck=False)
-    if _needs_check(suspect, max_x, max_y, size):
-        first = _first_of_type(words, 28, 0x8)
-        check_plausible(events, path, fmt, size, lambda k: start + 4 * int(_evt2_word_of_event(words, first, k)),
-                        time_tolerance_us)  # fmt: skip
+    first = _first_of_type(words, 28, 0x8)
+    events, repairs = check_events(events, path, fmt, size, tolerance_us=time_tolerance_us,
+                                   offsets=lambda k: start + 4 * int(_evt2_word_of_event(words, first, k)))
     skipped = dict(zip(("ext_trigger", "others", "continued", "before_first_time_high"), counts.tolist(),
                        strict=True))  # fmt: skip
-    return events, _info(path, fmt, n, size, skipped, entries)
+    return events, _info(path, fmt, n, size, skipped, entries, repairs)
 
 
 def read_dat(
@@ -542,5 +455,6 @@ def read_dat(
     size = _bound(entries, sensor_size, path, fmt)
     events = np.empty(pairs.shape[0], dtype=EVENT_DTYPE)
     _dat_decode(pairs[:, 0], pairs[:, 1], events["t"], events["x"], events["y"], events["p"])
-    check_plausible(events, path, fmt, size, lambda k: body + 8 * int(k), time_tolerance_us)
-    return events, _info(path, fmt, len(events), size, {}, entries)
+    events, repairs = check_events(events, path, fmt, size, tolerance_us=time_tolerance_us,
+                                   offsets=lambda k: body + 8 * int(k))
+    return events, _info(path, fmt, len(events), size, {}, entries, repairs)

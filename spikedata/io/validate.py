@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 
+import numba
 import numpy as np
 
 from spikedata.io.events import EventFileError
@@ -78,8 +79,11 @@ def check_sensor_size(size, path: str | os.PathLike, fmt: str, offset: int | Non
     return w, h
 
 
-def _where(offsets: np.ndarray | None, index: int) -> int | None:
-    return int(offsets[index]) if offsets is not None else None
+def _where(offsets, index: int) -> int | None:
+    """Byte offset of event `index`: `offsets` is None, an array of offsets, or a function of the index."""
+    if offsets is None:
+        return None
+    return int(offsets(index)) if callable(offsets) else int(offsets[index])
 
 
 def check_events(
@@ -88,7 +92,7 @@ def check_events(
     fmt: str,
     sensor_size: tuple[int, int] | None = None,
     *,
-    offsets: np.ndarray | None = None,
+    offsets=None,
     tolerance_us: int = TIME_TOLERANCE_US,
     max_repeats: int = MAX_REPEATS,
 ) -> tuple[np.ndarray, dict[str, int]]:
@@ -101,49 +105,65 @@ def check_events(
     n = events.shape[0]
     if n == 0:
         return events, repairs
-    p = events["p"]
-    bad = np.flatnonzero((p != 0) & (p != 1))
-    if bad.size:
-        i = int(bad[0])
-        raise EventFileError(path, fmt, _where(offsets, i), f"event {i}: polarity {int(p[i])} (must be 0 or 1)")
-    x, y = events["x"], events["y"]
-    w, h = sensor_size if sensor_size is not None else (None, None)
-    outside = (x < 0) | (y < 0)
-    if w is not None:
-        outside |= (x >= w) | (y >= h)
-    bad = np.flatnonzero(outside)
-    if bad.size:
-        i = int(bad[0])
-        box = f"[0, {w}) x [0, {h})" if w is not None else "x, y >= 0"
-        raise EventFileError(path, fmt, _where(offsets, i), f"event {i} at (x {int(x[i])}, y {int(y[i])}) lies "
-                             f"outside the sensor {box}; {bad.size} event(s) outside in all")
-    _check_repeats(events, path, fmt, offsets, max_repeats)
-    t = events["t"]
-    step = np.diff(t)
-    back = np.flatnonzero(step < 0)
-    if back.size:
-        worst = int(back[np.argmin(step[back])])
-        if -int(step[worst]) > tolerance_us:
-            i = worst + 1
+    w, h = sensor_size if sensor_size is not None else (-1, -1)
+    bad_p, outside, n_outside, run_start, run_len, worst, worst_step, any_back = _scan(
+        events["t"], events["x"], events["y"], events["p"], int(w), int(h))
+    if bad_p >= 0:
+        i = bad_p
+        raise EventFileError(path, fmt, _where(offsets, i), f"event {i}: polarity {int(events['p'][i])} (must be 0 "
+                             "or 1)")
+    if outside >= 0:
+        i = outside
+        box = f"[0, {w}) x [0, {h})" if sensor_size is not None else "x, y >= 0"
+        raise EventFileError(path, fmt, _where(offsets, i), f"event {i} at (x {int(events['x'][i])}, y "
+                             f"{int(events['y'][i])}) lies outside the sensor {box}; {n_outside} event(s) outside "
+                             "in all")
+    if run_len > max_repeats:
+        first = run_start
+        raise EventFileError(path, fmt, _where(offsets, first), f"{run_len} identical events in a row from event "
+                             f"{first} (t {int(events['t'][first])} µs, x {int(events['x'][first])}, y "
+                             f"{int(events['y'][first])}): a zero-filled or repeated region, not sensor data")
+    if any_back:
+        if worst_step > tolerance_us:
+            i = worst
+            t = events["t"]
             raise EventFileError(path, fmt, _where(offsets, i), f"time runs backwards at event {i} ({int(t[i - 1])} "
                                  f"-> {int(t[i])} µs, more than the tolerated {tolerance_us} µs)")
-        order = np.argsort(t, kind="stable")
+        order = np.argsort(events["t"], kind="stable")
         repairs["time_reordered"] = int(np.count_nonzero(order != np.arange(n)))
         events = events[order]
     return events, repairs
 
 
-def _check_repeats(events: np.ndarray, path, fmt: str, offsets: np.ndarray | None, max_repeats: int) -> None:
-    same = events[1:] == events[:-1]
-    if not same.any():
-        return
-    # Length of the run of identical events ending at each position: cumulative count reset at every change.
-    idx = np.arange(1, same.size + 1)
-    last_change = np.maximum.accumulate(np.where(same, 0, idx))
-    run = idx - last_change  # identical predecessors of event k (k = 1..n-1)
-    worst = int(np.argmax(run))
-    if run[worst] >= max_repeats:
-        first = worst + 1 - int(run[worst])
-        raise EventFileError(path, fmt, _where(offsets, first), f"{int(run[worst]) + 1} identical events in a row "
-                             f"from event {first} (t {int(events['t'][first])} µs, x {int(events['x'][first])}, "
-                             f"y {int(events['y'][first])}): a zero-filled or repeated region, not sensor data")
+@numba.njit(cache=True, nogil=True)
+def _scan(t, x, y, p, w, h):  # pragma: no cover - numba
+    # One pass over the events: first bad polarity, first event outside the sensor (and how many), the longest run
+    # of identical consecutive events (start, length), the largest backward time step (event, size), any step back.
+    n = t.shape[0]
+    bad_p = -1
+    outside = -1
+    n_outside = 0
+    run_start, run_len = 0, 1
+    best_start, best_len = 0, 1
+    worst, worst_step = -1, np.int64(0)
+    any_back = False
+    for i in range(n):
+        if bad_p < 0 and p[i] != 0 and p[i] != 1:
+            bad_p = i
+        if x[i] < 0 or y[i] < 0 or (w >= 0 and (x[i] >= w or y[i] >= h)):
+            n_outside += 1
+            if outside < 0:
+                outside = i
+        if i:
+            if t[i] == t[i - 1] and x[i] == x[i - 1] and y[i] == y[i - 1] and p[i] == p[i - 1]:
+                run_len += 1
+                if run_len > best_len:
+                    best_start, best_len = run_start, run_len
+            else:
+                run_start, run_len = i, 1
+            step = np.int64(t[i - 1]) - np.int64(t[i])
+            if step > 0:
+                any_back = True
+                if step > worst_step:
+                    worst, worst_step = i, step
+    return bad_p, outside, n_outside, best_start, best_len, worst, worst_step, any_back

@@ -261,3 +261,24 @@ def test_progress_bar_counts_epochs_from_one_and_fits_80_columns():
     assert len(lines) == 1 and lines[0].startswith("epoch 10/200 valid"), lines
     assert "32/60000" in lines[0] and "acc  93.8%" in lines[0]
     assert len(lines[0].rstrip()) <= 80
+
+
+def test_backend_option(run_dir, stores, config):
+    """`--backend` picks the kernel set; every backend evaluates a checkpoint to the same accuracy; a pairing the
+    device cannot run is one error line."""
+    accs = set()
+    for backend in ("numba", "torch"):
+        result = runner.invoke(hm2bp_app, ["eval", str(stores["tiny"]), "--checkpoint", str(run_dir / "best.pt"),
+                                           "--device", "cpu", "--backend", backend, "--plot",
+                                           str(stores["root"] / f"cm-{backend}.png")])
+        assert result.exit_code == 0, result.output
+        accs.add(result.output.split("accuracy ")[1].split(" %")[0])
+    assert len(accs) == 1
+    out = stores["root"] / "run-torch"
+    result = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(out),
+                                       "--device", "cpu", "--backend", "torch", "--epochs", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "(torch kernels)" in result.output
+    assert json.loads((out / "run.json").read_text())["backend"] == "torch"
+    bad = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--backend", "cupy"])
+    assert bad.exit_code != 0 and "--backend must be one of" in bad.output

@@ -540,6 +540,84 @@ def names_config(message: str, path: Path) -> bool:
     return str(path) in message or message.startswith(("layers", "layer "))
 
 
+# ------------------------------------------------------------------------------------------ audio
+
+
+def check_audio(path: Path, seed: Path, context: dict, op: str) -> str:
+    """Read an audio file as the speech encoders do; the header must agree with the samples returned."""
+    import numpy as np
+
+    from spikedata.io.audio import probe_audio, read_audio_with_info
+
+    header = probe_audio(path)
+    samples, info = read_audio_with_info(path, mono=False)
+    frames = samples.shape[0]
+    channels = samples.shape[1] if samples.ndim == 2 else 1
+    assert (info.sample_rate, info.channels, info.frames) == (header.sample_rate, header.channels, header.frames)
+    assert frames == info.frames >= 1 and channels == info.channels >= 1, "samples disagree with the header"
+    assert 1000 <= info.sample_rate <= 768_000, f"implausible sample rate {info.sample_rate}"
+    assert np.isfinite(samples).all(), "non-finite samples"
+    return f"{info.format} {info.sample_rate} Hz x {info.channels}, {info.frames} frames"
+
+
+def write_sphere(folder: Path) -> Seed:
+    from tests.spikedata.test_audio import sphere_bytes
+
+    rng = np.random.default_rng(13)
+    path = folder / "written.sph"
+    path.write_bytes(sphere_bytes(rng.integers(-3000, 3000, 4000)))
+    return Seed(path, {})
+
+
+def write_sphere_big_endian(folder: Path) -> Seed:
+    from tests.spikedata.test_audio import sphere_bytes
+
+    rng = np.random.default_rng(14)
+    path = folder / "written_be.wav"  # TI46's CD copies: SPHERE behind a .wav suffix
+    path.write_bytes(sphere_bytes(rng.integers(-3000, 3000, 3000), byte_format="10"))
+    return Seed(path, {})
+
+
+def write_wav(folder: Path) -> Seed:
+    import soundfile
+
+    rng = np.random.default_rng(15)
+    path = folder / "written_pcm16.wav"
+    soundfile.write(path, (rng.standard_normal(4000) * 0.1).astype(np.float32), 8000, subtype="PCM_16")
+    return Seed(path, {})
+
+
+# ------------------------------------------------------------------------------------------ Heidelberg HDF5
+
+
+def check_heidelberg(path: Path, seed: Path, context: dict, op: str) -> str:
+    """Vet the file in a child process (libhdf5 may crash on damaged files), then bin every sample as
+    `spikedata encode shd` does; every spike lands inside the raster."""
+    from spikedata.datasets.heidelberg import HeidelbergRange, probe_heidelberg, unpacked, vet_file
+
+    info = probe_heidelberg(path)
+    with unpacked(path) as plain:
+        vet_file(plain, str(path), timeout_s=10)  # the harness gives a case 30 s
+        block = HeidelbergRange(str(plain), str(path), 1000, 1400, 20, info.has_speaker)(0, info.n_samples)
+    assert len(block.labels) == info.n_samples and block.indptr[-1] == len(block.times) == len(block.units)
+    assert (np.asarray(block.times) < 1400).all() and (np.asarray(block.units) < 700).all(), "spike outside"
+    return f"{info.n_samples} samples, {int(block.indptr[-1])} spikes"
+
+
+def write_shd(folder: Path) -> Seed:
+    from tests.spikedata.test_heidelberg import make_samples, write_heidelberg
+
+    times, units, labels, speakers = make_samples(12, seed=3)
+    return Seed(write_heidelberg(folder / "shd_train.h5", times, units, labels, speakers), {})
+
+
+def write_shd_gz(folder: Path) -> Seed:
+    from tests.spikedata.test_heidelberg import make_samples, write_heidelberg
+
+    times, units, labels, speakers = make_samples(8, seed=4)
+    return Seed(write_heidelberg(folder / "shd_test.h5.gz", times, units, labels, speakers, gz=True), {})
+
+
 # ------------------------------------------------------------------------------------------ the table
 
 _TABLE = [
@@ -553,6 +631,17 @@ _TABLE = [
     Format("aedat3", _written(write_aedat31, write_aedat31_large), check_event_file, notes="AEDAT 3.1"),
     Format("aedat4", _real(("dvs/sample.aedat4", {})), check_event_file, needs_sample_data=True,
            notes="the aedat decoder behind the structure check"),
+    Format("evt2", _real(("dvs/prophesee_evt2_sample.raw", {})), check_event_file, needs_sample_data=True,
+           notes="Prophesee EVT 2.0 .raw"),
+    Format("evt3", _real(("dvs/prophesee_evt3_sample.raw", {})), check_event_file, needs_sample_data=True,
+           notes="Prophesee EVT 3.0 .raw"),
+    Format("dat", _real(("dvs/ncars_sample.dat", {"sensor_size": [120, 100]})), check_event_file,
+           needs_sample_data=True, notes="Prophesee DAT (N-CARS); sensor from the encoder"),
+    Format("sphere", _written(write_sphere, write_sphere_big_endian), check_audio, notes="NIST SPHERE (TI46)"),
+    Format("wav", _both(_written(write_wav), _real(("speech/fsdd/0_george_0.wav", {}))), check_audio,
+           notes="soundfile behind the header checks"),
+    Format("shd", _written(write_shd, write_shd_gz), check_heidelberg,
+           notes="HDF5 (h5py), plain and gzipped; read vetted in a child process"),
     Format("idx-gz", _both(_written(write_idx_gz), _real(("mnist/t10k-labels-idx1-ubyte.gz", {}),
                                                          ("mnist/t10k-images-idx3-ubyte.gz", {}))),
            check_idx, mutants=idx_gz_mutants, notes="incl. decompression bombs"),

@@ -18,7 +18,7 @@ T = 60
 LOSS = {"desired": 8, "undesired": 2, "margin": 1}
 REG = {"lambda": 2.0, "beta": 0.5, "weight_limit": 2.0}
 
-# 1x8x8 -> 2C3 -> P2 -> dense 4 with lateral inhibition (the example)
+# 1x8x8 -> 2C3 -> P2 -> dense 4 with lateral inhibition: every layer kind, small enough for brute force
 SMALL = {"steps": T, "neuron": {"tau_m": 64.0, "tau_s": 8.0, "refractory": 2}, "loss": LOSS, "regularizer": REG,
          "layers": [
              {"name": "conv1", "type": "conv", "channels": 2, "kernel": 3, "threshold": 1.5, "init": {"scale": 1.0}},

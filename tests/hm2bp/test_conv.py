@@ -71,11 +71,19 @@ def conv_forward(pre: np.ndarray, w: np.ndarray):
 
 
 # ---------------------------------------------------------------------------------------------- forward
-def test_no_epsilon_threshold():
-    for vth in (0.5, 2.0, 4.0, 5.0, 12.0, 3.7):
-        assert spike_threshold(conv.no_epsilon_threshold(vth)) == F32(vth)
-    with pytest.raises(ValueError, match="conv threshold 1.0"):
-        conv.no_epsilon_threshold(1.0)
+@pytest.mark.parametrize("vth", [1.0, 5.0, 3.7])
+def test_conv_threshold_has_no_epsilon_on_every_backend(vth):
+    # One step of input current 8 * vth makes v = ep / tau_s = vth exactly (tau_s = 8): the dense rule
+    # (v > vth - 1e-6) fires, the conv rule (v > vth) does not; vth = 1.0 is where the epsilon cannot be undone
+    # by nudging the threshold in float32.
+    cur = np.zeros((1, 4, 2), np.float32)
+    cur[0, 0, 0] = F32(8.0 * vth)
+    cur[0, 0, 1] = np.nextafter(F32(8.0 * vth), F32(np.inf))
+    spk, _ = conv.conv_lif_scan(cur, vth, 64.0, 8.0, 2)
+    dense, _ = lif_scan(cur, vth, 64.0, 8.0, 2)
+    assert spk[0, 1].tolist() == [0, 1] and dense[0, 1].tolist() == [1, 1]
+    spk_t, _ = conv.conv_lif_scan_torch(torch.from_numpy(cur), vth, 64.0, 8.0, 2)
+    np.testing.assert_array_equal(spk_t.numpy(), spk.astype(bool))
 
 
 def test_shapes_and_errors():
@@ -100,8 +108,6 @@ def test_conv_forward_matches_plain_loops(seed):
         ref = plain_lif_from_current(ref_cur, F32(VTH_CONV))
         np.testing.assert_array_equal(spk[b], ref)
     assert 0 < (cnt > 0).mean() < 1  # some fire, some stay silent: both paths of algorithm.md §3.16 run
-    # the threshold has no epsilon: the same current with the dense rule (vth - 1e-6) is a different function
-    assert conv.no_epsilon_threshold(VTH_CONV) != VTH_CONV
     # torch twin, bit-equal
     cur_t = conv.conv_current_torch(torch.from_numpy(pre).bool(), torch.from_numpy(w), IN_SHAPE)
     np.testing.assert_array_equal(cur_t.numpy(), cur)
@@ -237,10 +243,11 @@ def test_pool_error_matches_brute_force():
     kmat, _ = spsp_readout(post, cur, np.arange(2), T_R, TAU_M, TAU_S)
     delta = rng.normal(size=cnt.shape)
     pre_counts = pre.sum(1).astype(np.int64)
-    got = conv.pool_error(torch.from_numpy(kmat), torch.from_numpy(delta), torch.from_numpy(pre),
-                          torch.from_numpy(cnt), torch.from_numpy(pre_counts), shape, window)
-    plain = conv.pool_error(torch.from_numpy(kmat), torch.from_numpy(delta), torch.from_numpy(pre),
-                            torch.from_numpy(cnt), torch.from_numpy(pre_counts), shape, window, effect_ratio=False)
+    effect = conv.pool_effect(torch.from_numpy(kmat), torch.from_numpy(pre), shape, window)
+    got = conv.pool_error(effect, torch.from_numpy(delta), torch.from_numpy(cnt), torch.from_numpy(pre_counts),
+                          shape, window)
+    plain = conv.pool_error(None, torch.from_numpy(delta), torch.from_numpy(cnt), torch.from_numpy(pre_counts),
+                            shape, window)
     for b in range(2):
         post_t, pre_t = times_of(post[b]), times_of(pre[b])
         ref = np.zeros(n_in)

@@ -26,7 +26,7 @@ from hm2bp.cli import app as hm2bp_app
 from hm2bp.config import load_config
 from hm2bp.loader import SpikeLoader
 from hm2bp.metrics import read_metrics
-from hm2bp.trainer import LAST, RUN_INFO, Trainer
+from hm2bp.trainer import LAST, RUN_INFO, Trainer, validation_split
 from spikedata.store import open_store
 from tests.hm2bp._synthetic import make_store
 
@@ -214,7 +214,9 @@ def _single_process_run(store_path: Path, config_path: Path, batch_size: int, ep
     cfg = load_config(config_path).replace_train(batch_size=batch_size, epochs=epochs)
     store = open_store(store_path)
     net = Network.from_config(cfg, 40, (40,), generator=torch.Generator().manual_seed(cfg.train.seed))
-    trainer = Trainer(net, store["train"], store["test"], device="cpu", max_train=max_train)
+    # the training samples `hm2bp fit --max-train N` uses: a seeded, stratified subset of N
+    train, _, loader_max, _ = validation_split(store, store["train"], None, None, max_train, cfg.train.seed)
+    trainer = Trainer(net, train, store["test"], device="cpu", max_train=loader_max)
     trainer.fit()
     return trainer
 

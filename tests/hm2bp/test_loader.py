@@ -77,3 +77,29 @@ def test_empty_split_is_a_clear_error(tmp_path):
     store = open_store(make_store(tmp_path / "e.zarr", n_train=0, n_test=5, empty_train=True))
     with pytest.raises(ValueError, match="no samples"):
         SpikeLoader(store["train"], 4)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("world", [1, 2])
+def test_device_placements_serve_the_same_batches(split, layout, world):
+    """Events resident on the device or streamed through (pinned) host buffers give the batches of the host path:
+    same order, same rank shares, same rasters (the device code runs on CPU tensors here)."""
+    for rank in range(world):
+        kw = dict(shuffle=True, seed=3, rank=rank, world_size=world, **layout)
+        host = _epoch(SpikeLoader(split, 16, placement="host", **kw), 1)
+        for placement in ("resident", "stream"):
+            other = _epoch(SpikeLoader(split, 16, placement=placement, **kw), 1)
+            assert len(other) == len(host)
+            for a, b in zip(host, other, strict=True):
+                np.testing.assert_array_equal(a.indices, b.indices)
+                assert torch.equal(a.labels, b.labels) and torch.equal(a.spikes, b.spikes)
+                assert torch.equal(b.index_tensor, torch.from_numpy(a.indices))
+
+
+def test_loader_without_events_serves_labels_only(split):
+    for placement in ("host", "resident"):
+        batches = _epoch(SpikeLoader(split, 40, shuffle=True, seed=1, events=False, placement=placement), 0)
+        assert all(b.spikes is None for b in batches)
+        order = np.concatenate([b.indices for b in batches])
+        np.testing.assert_array_equal(np.sort(order), np.arange(150))
+        np.testing.assert_array_equal(np.concatenate([b.labels.numpy() for b in batches]), split.labels[order])

@@ -5,7 +5,7 @@ import pytest
 
 from hm2bp import distributed as dp
 from hm2bp.loader import SpikeLoader
-from hm2bp.splits import SplitSource, SubsetSplit, stratified_holdout
+from hm2bp.splits import SplitSource, SubsetSplit, holdout
 from spikedata.store import open_store
 from tests.hm2bp._synthetic import make_store
 
@@ -15,19 +15,27 @@ def split(tmp_path_factory):
     return open_store(make_store(tmp_path_factory.mktemp("splits") / "s.zarr", n_train=90, n_test=10))["train"]
 
 
+class _Labels:
+    def __init__(self, labels):
+        self.labels = labels
+
+
 def test_holdout_is_stratified_disjoint_and_seeded():
     labels = np.repeat(np.arange(4), [40, 20, 10, 1])
-    kept, held = stratified_holdout(labels, 0.25, seed=3)
+    src = _Labels(labels)
+    kept, held = holdout(src, len(labels), 0.25, seed=3)
     assert np.array_equal(np.sort(np.concatenate([kept, held])), np.arange(len(labels)))
-    assert np.bincount(labels[held], minlength=4).tolist() == [10, 5, 2, 0]  # round(0.25 n_c); a lone sample stays
+    # round(0.25 * 71) = 18 held out, by class in proportion (largest remainder): 10 + 5 + 3 + 0 or 10 + 5 + 2 + 1
+    assert len(held) == 18 and np.bincount(labels[held], minlength=4)[:2].tolist() == [10, 5]
     assert np.all(np.diff(held) > 0) and np.all(np.diff(kept) > 0)
-    again_kept, again_held = stratified_holdout(labels, 0.25, seed=3)
+    again_kept, again_held = holdout(src, len(labels), 0.25, seed=3)
     assert np.array_equal(held, again_held) and np.array_equal(kept, again_kept)
-    assert not np.array_equal(held, stratified_holdout(labels, 0.25, seed=4)[1])
-    assert np.bincount(labels[stratified_holdout(labels, 0.01, seed=0)[1]], minlength=4).tolist() == [1, 1, 1, 0]
+    assert not np.array_equal(held, holdout(src, len(labels), 0.25, seed=4)[1])
+    first = holdout(src, 60, 0.25, seed=3)  # the first 60 samples only
+    assert first[0].max() < 60 and len(first[1]) == 15
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(ValueError, match="`val_fraction` must lie in"):
-            stratified_holdout(labels, bad, seed=0)
+            holdout(src, len(labels), bad, seed=0)
 
 
 def test_subset_reads_exactly_its_samples(split):

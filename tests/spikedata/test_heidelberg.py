@@ -2,7 +2,13 @@
 gzipped and unpacked, encoded and compared with a brute-force binning; every kind of bad file."""
 
 import gzip
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,6 +20,8 @@ from spikedata.datasets.heidelberg import find_files, probe_heidelberg
 from spikedata.encoders.event_binning import bin_unit_events
 from spikedata.errors import DatasetError
 from spikedata.store import open_store
+
+REPO = Path(__file__).resolve().parents[2]
 
 SHD_KEYS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
             "null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun"]
@@ -288,3 +296,83 @@ def test_classes_must_agree_between_files(tmp_path):
     write_heidelberg(tmp_path / "shd_test.h5", t, u, lab, spk, keys=SHD_KEYS[10:] + SHD_KEYS[:10])
     r = encode("shd", "--source", str(tmp_path), "--out", str(tmp_path / "x.zarr"), "--quiet")
     assert r.exit_code == 1 and "shd_test.h5: extra/keys" in r.output and "differ from" in r.output
+
+
+def _crash(path, where):
+    import os
+
+    os.abort()  # what libhdf5 does to a process on some damaged files
+
+
+def test_a_reader_crash_is_an_error_naming_the_file(tmp_path):
+    from spikedata.datasets.heidelberg import vet_file
+
+    path = tmp_path / "shd_train.h5"
+    path.write_bytes(b"not used by the crashing reader")
+    with pytest.raises(DatasetError, match="shd_train.h5: the HDF5 library crashed while reading it"):
+        vet_file(path, str(path), reader=_crash)
+
+
+def _loop(path, where):
+    while True:  # what libhdf5 does with some damaged files
+        pass
+
+
+def test_a_reader_that_never_ends_is_an_error_naming_the_file(tmp_path):
+    from spikedata.datasets.heidelberg import vet_file
+
+    path = tmp_path / "shd_test.h5"
+    path.write_bytes(b"not used by the looping reader")
+    with pytest.raises(DatasetError, match="shd_test.h5: reading it did not finish within 1 s"):
+        vet_file(path, str(path), reader=_loop, timeout_s=1)
+
+
+def _loop_telling_pid(path, where):
+    import os
+    from pathlib import Path
+
+    Path(path).with_suffix(".pid").write_text(str(os.getpid()))
+    while True:
+        pass
+
+
+def _ended(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in status  # ended, not yet reaped by whoever adopted it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_vetting_child_ends_itself_when_its_parent_is_killed(tmp_path):
+    """A parent killed while it waits (the OOM killer, kill -9) must not leave a process looping in libhdf5."""
+    path = tmp_path / "shd_test.h5"
+    path.write_bytes(b"not used by the looping reader")
+    script = (
+        "import os, signal, sys, threading, time\n"
+        "from pathlib import Path\n"
+        "from spikedata.datasets.heidelberg import vet_file\n"
+        "from tests.spikedata.test_heidelberg import _loop_telling_pid\n"
+        f"pid_file = Path({str(path.with_suffix('.pid'))!r})\n"
+        "def die():\n"
+        "    while not pid_file.exists():\n"
+        "        time.sleep(0.05)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "threading.Thread(target=die, daemon=True).start()\n"
+        f"vet_file({str(path)!r}, reader=_loop_telling_pid, timeout_s=1)\n"
+    )
+    log = tmp_path / "parent.log"  # not a pipe: an orphaned child would hold it open
+    with log.open("wb") as out:
+        parent = subprocess.run([sys.executable, "-c", script], cwd=REPO, stdout=out, stderr=out, timeout=120)
+    assert parent.returncode == -signal.SIGKILL, log.read_text()[-2000:]
+    child = int(path.with_suffix(".pid").read_text())
+    deadline = time.monotonic() + 30
+    while not _ended(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ended = _ended(child)
+    if not ended:
+        os.kill(child, signal.SIGKILL)
+    assert ended, "the vetting child outlived its parent by 30 s"

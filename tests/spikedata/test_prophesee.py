@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from spikedata.io.events import EVENT_DTYPE, EventFileError, detect_format, read_events_bytes, read_events_with_info
-from spikedata.io.prophesee import check_plausible, header_sensor_size, parse_header
+from spikedata.io.prophesee import header_sensor_size, parse_header
+from spikedata.io.validate import check_events
 
 
 def _body(data: bytes) -> bytes:
@@ -171,7 +172,9 @@ def test_evt2_written_from_spec():
              0x80000000 | 1001, cd(0, 2, 5, 6), 0xE0000000]  # fmt: skip
     events, info = read_events_bytes(evt2_file(words), "x.raw")
     assert info.sensor_size == (640, 480)
-    assert _tuples(events) == [((1000 << 6) + 63, 639, 479, 1), (1000 << 6, 0, 0, 0), ((1001 << 6) + 2, 5, 6, 0)]
+    # the event 63 µs into TIME_HIGH 1000 precedes one at its start in the file: a small step back, sorted (and said)
+    assert _tuples(events) == [(1000 << 6, 0, 0, 0), ((1000 << 6) + 63, 639, 479, 1), ((1001 << 6) + 2, 5, 6, 0)]
+    assert info.repairs == {"time_reordered": 2}
     assert info.skipped_by_type == {"before_first_time_high": 1, "ext_trigger": 1, "others": 1}
 
 
@@ -193,9 +196,11 @@ def test_errors_name_file_format_and_offset(tmp_path):
     cases = [
         (evt3_file([TH(1), TL(1), Y(1)], header) + b"\x01", "truncated", start + 6),
         (evt3_file([TH(1), TL(1), 0x9000], header), "type 0x9", start + 4),  # undefined word type
-        (evt3_file([TH(1), TL(1), Y(1), X(5, 0), Y(720), X(5, 1)], header), "outside the 1280 x 720", start + 10),
-        (evt3_file([TH(3), TL(100), Y(1), X(5, 0), TH(1), X(6, 0)], header), "time steps back", start + 10),
-        (evt2_file([0x80000001, (1 << 28) | (640 << 11)]), "outside the 640 x 480", len(EVT2_HEADER) + 4),
+        (evt3_file([TH(1), TL(1), Y(1), X(5, 0), Y(720), X(5, 1)], header), r"sensor \[0, 1280\) x \[0, 720\)",
+         start + 10),
+        (evt3_file([TH(3), TL(100), Y(1), X(5, 0), TH(1), X(6, 0)], header), "time runs backwards", start + 10),
+        (evt2_file([0x80000001, (1 << 28) | (640 << 11)]), r"sensor \[0, 640\) x \[0, 480\)",
+         len(EVT2_HEADER) + 4),
     ]
     for k, (data, message, offset) in enumerate(cases):
         path = tmp_path / f"bad{k}.raw"
@@ -217,16 +222,17 @@ def test_dat_written_and_broken(tmp_path):
     with pytest.raises(EventFileError, match="type 12 of size 8"):
         read_events_bytes(head + b"\x0c\x08" + body, "c.dat")
     outside = head + b"\x00\x08" + struct.pack("<II", 5, 304)
-    with pytest.raises(EventFileError, match="outside the 304 x 240") as err:
+    with pytest.raises(EventFileError, match=r"outside the sensor \[0, 304\) x \[0, 240\)") as err:
         read_events_bytes(outside, "d.dat")
     assert err.value.offset == len(head) + 2
 
 
-def test_check_plausible_polarity():
+def test_check_names_the_byte_offset_of_the_offending_word():
     ev = np.zeros(3, EVENT_DTYPE)
     ev["p"] = [0, 1, 2]
+    ev["t"] = [0, 1, 2]
     with pytest.raises(EventFileError, match="polarity 2") as err:
-        check_plausible(ev, "m.raw", "evt3", (10, 10), lambda k: 100 + k)
+        check_events(ev, "m.raw", "evt3", (10, 10), offsets=lambda k: 100 + k)
     assert err.value.offset == 102
 
 
