@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from hm2bp.errors import Hm2bpError
+from spikedata.durable import fsync_dir
 
 FORMAT = "hm2bp.checkpoint"
 FORMAT_VERSION = 2
@@ -68,26 +69,13 @@ def atomic_write_bytes(path: str | Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Atomically replace a text file (UTF-8)."""
     atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename durable; not supported on every platform/filesystem, hence best effort.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

@@ -48,6 +48,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
+from spikedata.durable import fsync_dir
 from spikedata.errors import SpikedataError
 from spikedata.locking import PathLock
 
@@ -869,18 +870,6 @@ def clean_leftovers(path: str | os.PathLike) -> list[str]:
     return done
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 class StoreWriter:
     """Writes a new store atomically, as the only writer of its path. Use as a context manager::
@@ -983,7 +972,7 @@ class StoreWriter:
         open_store(self._tmp)
         if self.path.exists():
             if exchange_paths(self._tmp, self.path):  # the old store is now at self._tmp
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
                 shutil.rmtree(self._tmp, ignore_errors=True)
                 return
             # No atomic swap here: two renames. A kill between them leaves `.NAME.old-*`, which the next writer
@@ -991,11 +980,11 @@ class StoreWriter:
             trash = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(self.path, trash)
             os.replace(self._tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(self._tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
 
 def _json_default(obj: Any) -> Any:

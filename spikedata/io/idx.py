@@ -87,11 +87,8 @@ def _check_size(header: IdxHeader, path: Path, limit: int | None, what: str) -> 
         raise IdxError(str(exc)) from None
 
 
-def _read_raw(f, path: Path) -> bytes:
-    size = os.fstat(f.fileno()).st_size
-    head = f.read(4 + 4 * 255)
-    header = parse_idx_header(head, str(path))
-    body = size - header.header_bytes
+def _check_body(header: IdxHeader, body: int, path: Path | str) -> None:
+    """The `body` bytes after the header hold exactly the declared array."""
     if body < header.data_bytes:
         raise IdxError(
             f"{path}: truncated: header declares shape {list(header.shape)} ({header.data_bytes} data bytes) "
@@ -102,6 +99,14 @@ def _read_raw(f, path: Path) -> bytes:
             f"{path}: {body - header.data_bytes} unexpected bytes after the {header.data_bytes} data bytes of "
             f"shape {list(header.shape)}"
         )
+
+
+def _read_raw(f, path: Path) -> bytes:
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(4 + 4 * 255)
+    header = parse_idx_header(head, str(path))
+    body = size - header.header_bytes
+    _check_body(header, body, path)
     _check_size(header, path, None, "")
     f.seek(0)
     return f.read()
@@ -185,16 +190,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     data = read_idx_bytes(path)
     header = parse_idx_header(data, str(path))
     body = len(data) - header.header_bytes
-    if body < header.data_bytes:
-        raise IdxError(
-            f"{path}: truncated: header declares shape {list(header.shape)} ({header.data_bytes} data bytes) "
-            f"but only {body} bytes follow the header"
-        )
-    if body > header.data_bytes:
-        raise IdxError(
-            f"{path}: {body - header.data_bytes} unexpected bytes after the {header.data_bytes} data bytes of "
-            f"shape {list(header.shape)}"
-        )
+    _check_body(header, body, path)
     arr = np.frombuffer(data, dtype=header.dtype, count=math.prod(header.shape), offset=header.header_bytes)
     return arr.reshape(header.shape).astype(header.dtype.newbyteorder("="), copy=True)
 
