@@ -9,6 +9,7 @@ from hm2bp.checkpoint import load_checkpoint
 from hm2bp.cli import app as hm2bp_app
 from hm2bp.metrics import read_metrics
 from tests.hm2bp._synthetic import make_store
+from tests.messages import message_lines
 
 runner = CliRunner()
 
@@ -58,7 +59,7 @@ def config(stores):
 def _one_line_error(result, *fragments):
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    lines = message_lines(result.output)
     assert lines[-1].startswith("error:"), result.output
     assert len(lines) == 1, result.output  # a single-line message, nothing before it
     for fragment in fragments:

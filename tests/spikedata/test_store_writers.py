@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from spikedata.locking import LockError, PathLock
 from spikedata.pipeline import SplitJob, dense_to_block, encode_to_store
 from spikedata.store import StoreError, StoreWriter, open_store
+from tests.messages import message_lines
 
 REPO = Path(__file__).resolve().parents[2]
 N_UNITS, N_STEPS = 12, 30
@@ -158,7 +159,7 @@ def test_event_error_in_a_worker_is_one_clean_line(tmp_path):
                                       "--sensor-size", "34,34", "--steps", "10", "--workers", "2", "--chunk", "2",
                                       "--quiet"])
     assert result.exit_code == 1
-    lines = result.output.strip().splitlines()
+    lines = message_lines(result.output)
     assert len(lines) == 1, result.output
     # the declared-sensor check of the encode step: which file, how many events, their extent
     assert lines[0].startswith("error: ") and "bad.bin: 1 of 50 events lie outside the declared" in lines[0]
