@@ -310,3 +310,38 @@ def test_split_indexing_dataloader_tonic_and_dimension_names(caltech_dir, tmp_pa
                        ("indptr", ["sample_boundary"])):  # fmt: skip
         meta = json.loads((Path(out) / "train" / name / "zarr.json").read_text())
         assert meta["dimension_names"] == dims
+
+
+# ------------------------------------------------------------------------------------------------ presets
+
+
+@pytest.mark.parametrize("dataset", ["dvsgesture", "cifar10dvs", "ncars"])
+def test_event_presets_fit_the_default_encoding(dataset):
+    """NAME-mlp simulates exactly the steps and takes exactly the units `spikedata encode NAME` writes by default."""
+    from hm2bp.config import load_config
+    from hm2bp.presets import load_preset, preset_meta
+    from spikedata.manifest import load_manifest
+
+    manifest = load_manifest(dataset)
+    layout = manifest.layout
+    opts = BinningOptions(sensor_size=tuple(layout["sensor_size"]), dt_us=layout["dt_us"], n_steps=layout["n_steps"],
+                          downsample=layout.get("downsample", 1))  # fmt: skip
+    cfg = load_config(load_preset(f"{dataset}-mlp"))
+    assert preset_meta(f"{dataset}-mlp")["inputs"] == opts.n_units
+    assert cfg.steps == opts.n_steps and [s.size for s in cfg.layers] == [800, len(manifest.classes)]
+
+
+def test_gesture_tree_to_trained_network(gesture_dir, tmp_path):
+    """DVS Gesture layout -> `encode dvsgesture` with its defaults -> `fit --preset dvsgesture-mlp` (one epoch)."""
+    from hm2bp.cli import app as hm2bp_app
+
+    source, _, _ = gesture_dir
+    store = tmp_path / "g.zarr"
+    _ok("dvsgesture", "--source", str(source), "--out", str(store))
+    assert open_store(store).attrs["unit_shape"] == [2, 32, 32]
+    out = tmp_path / "run"
+    r = runner.invoke(hm2bp_app, ["fit", str(store), "--preset", "dvsgesture-mlp", "--epochs", "1", "--batch-size",
+                                  "2", "--out", str(out), "--device", "cpu", "--quiet"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 1 and 0.0 <= metrics[0]["test_accuracy"] <= 1.0
