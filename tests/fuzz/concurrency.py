@@ -4,7 +4,8 @@ A round starts 2-3 writer processes at once on one path (with or without an exis
 `overwrite`) and SIGKILLs one of them at a random moment in half the rounds. Afterwards: every writer either wrote,
 or was refused with a lock error naming another writer's PID or with "already exists", or was killed; the path
 holds an openable store (the previous one or one writer's, whole) whenever it held one before or any writer
-finished; and the next writer removes every leftover of the killed ones.
+finished (a writer killed after its store replaced the old one, but before it could say so, counts as one that
+wrote: the replacement is one atomic exchange of paths); and the next writer removes every leftover of the killed ones.
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ def run_rounds(rounds: int, workdir: Path, seed: int = 0) -> dict:
             else:
                 problems.append(f"round {k}: writer {n}: rc {p.returncode}: {out.strip()} {err[-300:]}")
         now = _samples(path)
+        whole = ([10] if existed else []) + wrote + ([sizes[killed]] if killed is not None else [])
         if existed or wrote:
-            if now is None or now not in ([10] if existed else []) + wrote:
+            if now is None or now not in whole:
                 problems.append(f"round {k}: path holds {now} samples; before {10 if existed else None}, wrote {wrote}")
             else:
                 counts["store openable after the round"] += 1
