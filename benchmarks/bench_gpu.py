@@ -19,7 +19,8 @@ silent label respects the refractory period and the fused read-out runs; below, 
 read-out).
 
 Without a GPU the timing part reports a model of the step time on one H200 built from those counts and from the
-float64 FLOPs and memory traffic of the step (`model_step`): the assumptions are printed with it.
+float64 FLOPs and memory traffic of the step (`model_step` for the MLP, `model_cnn_step` layer by layer for the
+CNN): the assumptions are in `H200`.
 """
 
 from __future__ import annotations
@@ -200,7 +201,11 @@ H200 = {"fp64_flops": 50e12,  # cuBLAS DGEMM sustained (67 TF peak on the tensor
         "l2_bytes": 10e12,  # gathers of W^T rows that stay in the 60 MB L2
         "launch_s": 4e-6,  # per kernel, of which a quarter shows when the queue is kept full (no host sync)
         "scan_step_s": 1.2e-6,  # one step of a time-loop kernel (a dependent load + ~50 instructions)
-        "lanes": 132 * 2048}  # resident threads
+        "lanes": 132 * 2048,  # resident threads
+        # CNN only: cuDNN float64 convolutions have no tensor-core path (~30 % of the 34 TF CUDA-core peak), and
+        # the Triton effect kernels are float64 FMAs on the CUDA cores (~45 %): the two least certain figures
+        "fp64_conv_flops": 10e12,
+        "fp64_simt_flops": 15e12}
 
 
 def model_step(batch: int, steps: int = 400, n_in: int = 784, n_hid: int = 800, n_out: int = 10,
@@ -221,6 +226,40 @@ def model_step(batch: int, steps: int = 400, n_in: int = 784, n_hid: int = 800, 
          + bytes_ / H200["hbm_bytes"] + scans)
     return {"step_ms": 1e3 * t, "samples_per_s": batch / t, "fp64_gflop": gemm / 1e9, "traffic_gb": bytes_ / 1e9,
             "scan_ms": 1e3 * scans}
+
+
+def model_cnn_step(net: Network, batch: int, steps: int, launches: int) -> dict:
+    """Modelled time of one step of the paper's CNN on the triton set on an H200, layer by layer from `net`'s
+    shapes: float64 convolutions (forward current and weight gradient, cuDNN), float64 products of the dense
+    layers (cuBLAS), the Triton effect kernels (T x footprint float64 FMAs per pre neuron), two time loops per layer
+    (LIF and S-PSP read-out) in waves of resident threads, `[B, T, n]` memory traffic and the launches."""
+    bt = batch * steps
+    conv = gemm = simt = bytes_ = 0.0
+    scans = 0.0
+    below = None
+    for name in net.layer_names:
+        layer = net.layer(name)
+        if layer.kind == "conv":
+            c_out, c_in, ks, _ = layer.weight_shape
+            conv += 2 * 2 * bt * layer.n_post * c_in * ks * ks  # forward current and weight gradient
+            if below is not None:  # the pre-synaptic effect, unless the layer below is the input
+                simt += 2 * bt * layer.n_pre * c_out * ks * ks
+        elif layer.kind == "dense":
+            gemm += 2 * 2 * bt * layer.n_pre * layer.n_post
+            if below is not None:
+                simt += 2 * bt * layer.n_pre * layer.n_post
+        else:  # pool: fixed weights, an effect sum over its window
+            simt += 2 * bt * layer.n_pre
+        bytes_ += bt * layer.n_post * (4 + 2 + 4 + 16)  # current, codes, K, float64 operands of the gradient
+        waves = max(1.0, batch * -(-layer.n_post // 128) * 128 / H200["lanes"])
+        scans += 2 * steps * H200["scan_step_s"] * waves
+        below = layer
+    bytes_ += bt * net.layer(net.layer_names[0]).n_pre * (1 + 8)  # input raster and its float64 copy
+    t = (launches * H200["launch_s"] * 0.25 + conv / H200["fp64_conv_flops"] + gemm / H200["fp64_flops"]
+         + simt / H200["fp64_simt_flops"] + bytes_ / H200["hbm_bytes"] + scans)
+    return {"step_ms": 1e3 * t, "samples_per_s": batch / t, "fp64_gflop": (conv + gemm + simt) / 1e9,
+            "conv_ms": 1e3 * conv / H200["fp64_conv_flops"], "effect_ms": 1e3 * simt / H200["fp64_simt_flops"],
+            "traffic_gb": bytes_ / 1e9, "scan_ms": 1e3 * scans}
 
 
 def main() -> None:
@@ -283,6 +322,13 @@ def main() -> None:
         m = model_step(batch, args.steps, launches=launches)
         report["model"].append({"batch": batch, **m})
         print(f"model (H200, {launches} launches): mlp batch {batch}: {m}", flush=True)
+    cnn_launches = max([r["kernels"] for r in report["launches"] if r["model"] == "cnn" and r["backend"] == "triton"]
+                       or [230])
+    cnn, _ = build("cnn", "torch", "cpu", args.steps)
+    for batch in (int(b) for b in args.cnn_batches.split(",")):
+        m = model_cnn_step(cnn, batch, args.steps, cnn_launches)
+        report["model"].append({"model": "cnn", "batch": batch, **m})
+        print(f"model (H200, {cnn_launches} launches): cnn batch {batch}: {m}", flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
 
