@@ -66,14 +66,14 @@ def _grid(events: np.ndarray) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Filters
-
-
-# The record kernels below write each output record field by field and advance the output position by the
-# keep condition instead of branching on it: the kept/dropped pattern of real recordings is close to random, and a
-# branch per event costs more than the copy. An output buffer therefore holds one spare record, which the returned
-# view leaves out. numpy's own structured-array copies and boolean indexing of the packed 13-byte records are
-# 10-20x slower than these loops.
+# Record kernels
+#
+# The kernels of this module take and write whole records, field by field (numba indexes strided field views
+# separately, which is about twice as slow). Those that select write every record and advance the output position
+# by the keep condition instead of branching on it: the kept/dropped pattern of real recordings is close to
+# random, and a branch per event costs more than the copy, so their output buffer holds one spare record, which
+# the returned view leaves out. numpy's boolean indexing and copies of the packed 13-byte records are 10-20x
+# slower than these loops.
 
 
 @numba.njit(cache=True)
@@ -92,6 +92,10 @@ def _select(events: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """events[keep] for a bool mask [n], in order."""
     out = np.empty(int(np.count_nonzero(keep)) + 1, dtype=EVENT_DTYPE)
     return out[: _select_kernel(events, keep, out)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Filters
 
 
 @numba.njit(cache=True)
