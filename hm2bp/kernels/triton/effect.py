@@ -16,6 +16,21 @@ import triton.language as tl
 
 
 @triton.jit
+def _post_tile(delta_ptr, post_count_ptr, w_ptr, w_stride_i, w_stride_j, r64, rm, jo, jm, i0, n_post,
+               BI: tl.constexpr):
+    # post neurons i0 .. i0 + BI of a dense layer's tile: (their indices [BI], the [SB, BI] mask, delta, whether
+    # each fired (o_i > 0), and W[i, j] for the tile's pre neurons, float64 [BI, BJ])
+    io = i0 + tl.arange(0, BI)
+    im = io < n_post
+    um = rm[:, None] & im[None, :]
+    d = tl.load(delta_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0.0)
+    active = tl.load(post_count_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0) > 0
+    w = tl.load(w_ptr + io[:, None] * w_stride_i + jo[None, :] * w_stride_j, mask=im[:, None] & jm[None, :],
+                other=0.0).to(tl.float64)
+    return io, um, d, active, w
+
+
+@triton.jit
 def dense_effect_kernel(k_ptr, delta_ptr, post_count_ptr, pre_count_ptr, w_ptr, w_stride_i, w_stride_j, pre_ptr,
                         out_ptr, batch, steps, n_post, n_pre, SB: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr):
     # preDelta of a dense layer with effect ratios (algorithm.md §3.2-8), the whole rule in one pass:
@@ -34,28 +49,18 @@ def dense_effect_kernel(k_ptr, delta_ptr, post_count_ptr, pre_count_ptr, w_ptr, 
         if tl.max(tl.max(p.to(tl.int32), axis=1), axis=0) > 0:
             m = tl.zeros([SB, BJ], dtype=tl.float64)
             for i0 in range(0, n_post, BI):
-                io = i0 + tl.arange(0, BI)
-                im = io < n_post
-                um = rm[:, None] & im[None, :]
-                d = tl.load(delta_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0.0)
-                active = tl.load(post_count_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0) > 0
+                io, um, d, active, w = _post_tile(delta_ptr, post_count_ptr, w_ptr, w_stride_i, w_stride_j, r64, rm,
+                                                  jo, jm, i0, n_post, BI)
                 u = tl.where(active, d, 0.0) * \
                     tl.load(k_ptr + row[:, None] * n_post + io[None, :], mask=um, other=0.0).to(tl.float64)
-                w = tl.load(w_ptr + io[:, None] * w_stride_i + jo[None, :] * w_stride_j,
-                            mask=im[:, None] & jm[None, :], other=0.0).to(tl.float64)
                 m += tl.sum(u[:, :, None] * w[None, :, :], axis=1)
             acc += tl.where(p, m, 0.0)
     # the plain (ratio 1) parts: silent post neurons, and every post neuron of a silent pre neuron
     plain_silent = tl.zeros([SB, BJ], dtype=tl.float64)
     plain_active = tl.zeros([SB, BJ], dtype=tl.float64)
     for i0 in range(0, n_post, BI):
-        io = i0 + tl.arange(0, BI)
-        im = io < n_post
-        um = rm[:, None] & im[None, :]
-        d = tl.load(delta_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0.0)
-        active = tl.load(post_count_ptr + r64[:, None] * n_post + io[None, :], mask=um, other=0) > 0
-        w = tl.load(w_ptr + io[:, None] * w_stride_i + jo[None, :] * w_stride_j, mask=im[:, None] & jm[None, :],
-                    other=0.0).to(tl.float64)
+        _, _, d, active, w = _post_tile(delta_ptr, post_count_ptr, w_ptr, w_stride_i, w_stride_j, r64, rm, jo, jm, i0,
+                                        n_post, BI)
         plain_silent += tl.sum(tl.where(active, 0.0, d)[:, :, None] * w[None, :, :], axis=1)
         plain_active += tl.sum(tl.where(active, d, 0.0)[:, :, None] * w[None, :, :], axis=1)
     o_pre = tl.load(pre_count_ptr + r64[:, None] * n_pre + jo[None, :], mask=mask, other=0)
