@@ -46,6 +46,7 @@ import torch
 from hm2bp import device_data
 from hm2bp.distributed import rank_bounds
 from hm2bp.splits import SplitSource
+from spikedata.raster import dense_from_csr
 
 DEFAULT_BLOCK = 256
 DEFAULT_BUFFER = 4096
@@ -104,19 +105,16 @@ def dense_from_events(
     indptr: np.ndarray, times: np.ndarray, units: np.ndarray, positions: np.ndarray, n_steps: int, n_units: int,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """bool [len(positions), n_steps, n_units]: row b holds the events of local sample `positions[b]`."""
-    positions = np.asarray(positions, dtype=np.int64)
-    starts = indptr[positions]
-    counts = indptr[positions + 1] - starts
-    total = int(counts.sum())
-    # Gather index of every event of the selected samples, and the batch row it goes to (vectorised, no loop).
-    offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
-    rows = np.repeat(np.arange(len(positions), dtype=np.int64), counts)
-    flat = (rows * n_steps + times[offsets].astype(np.int64)) * n_units + units[offsets].astype(np.int64)
-    out = torch.zeros(len(positions) * n_steps * n_units, dtype=torch.bool, device=device)
-    if total:
-        out[torch.from_numpy(flat).to(device, non_blocking=True)] = True
-    return out.view(len(positions), n_steps, n_units)
+    """bool [len(positions), n_steps, n_units]: row b holds the events of local sample `positions[b]`. Made on the
+    host by spikedata's CSR scatter for a CPU device; on another device the selected events are copied there and
+    scattered by `device_data.densify`."""
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return torch.from_numpy(dense_from_csr(indptr, times, units, positions, n_steps, n_units))
+    ptr, t, u = device_data.gather_events(indptr, times, units, positions)
+    total = int(ptr[-1])
+    ptr, t, u = (x.to(dev, non_blocking=True) for x in (ptr, t, u))
+    return device_data.densify(ptr, t, u, torch.arange(len(positions), device=dev), total, n_steps, n_units)
 
 
 class SpikeLoader:

@@ -51,6 +51,7 @@ from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 from spikedata.durable import fsync_dir
 from spikedata.errors import SpikedataError
 from spikedata.locking import PathLock
+from spikedata.raster import scatter_dense
 
 FORMAT = "spikedata.store"
 FORMAT_VERSION = 2
@@ -337,7 +338,7 @@ class Split:
         for run in np.split(np.arange(len(idx)), breaks):
             first, last = int(sorted_idx[run[0]]), int(sorted_idx[run[-1]])
             block = self.read_range(first, last + 1)
-            _scatter_dense(block.indptr, block.times, block.units, sorted_idx[run] - first, order[run], out)
+            scatter_dense(block.indptr, block.times, block.units, sorted_idx[run] - first, order[run], out)
         return out
 
     def extra(self, name: str) -> np.ndarray:
@@ -442,15 +443,6 @@ def _open_array(where: str, group: zarr.Group, name: str, manifest: dict[str, An
     if problems:
         raise StoreError(f"{where}: array {name!r} does not match its manifest: {'; '.join(problems)}")
     return arr
-
-
-@numba.njit(cache=True)
-def _scatter_dense(indptr, times, units, local, dest, out):  # pragma: no cover - numba
-    for k in range(len(local)):
-        s = local[k]
-        b = dest[k]
-        for e in range(indptr[s], indptr[s + 1]):
-            out[b, times[e], units[e]] = True
 
 
 class SpikeStore:

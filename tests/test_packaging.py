@@ -61,6 +61,26 @@ def test_wheel_has_only_the_two_packages_at_the_top_level(wheel):
     assert "spikedata = spikedata.cli:main" in scripts and "hm2bp = hm2bp.cli:main" in scripts
 
 
+def _installed_name(rel: Path) -> str:
+    """Where a source file of the repository lands in the wheel (`cli/X/...` installs as `X/cli/...`)."""
+    parts = rel.parts
+    if parts[0] == "cli":
+        parts = (parts[1], "cli", *parts[2:])
+    return "/".join(parts)
+
+
+def test_wheel_holds_every_module_of_the_source_tree(wheel):
+    # The package list in pyproject.toml is written out (the cli/ mapping needs it): a new sub-package that is not
+    # added to it would be missing from installs while the editable checkout still imports it.
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+    sources = [p.relative_to(REPO) for top in ("spikedata", "hm2bp", "cli") for p in (REPO / top).rglob("*.py")
+               if "__pycache__" not in p.parts]
+    missing = sorted(str(rel) for rel in sources if _installed_name(rel) not in names)
+    assert not missing, f"not in the wheel (add their packages to pyproject.toml): {missing}"
+    assert not any(n.startswith("cli/") for n in names)
+
+
 @pytest.mark.slow
 def test_clean_install_runs_both_command_lines(wheel, tmp_path):
     env_dir = tmp_path / "env"
