@@ -28,7 +28,8 @@ import os
 
 import numpy as np
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, chip_sensor_size, skipped_info
+from spikedata.io.chips import chip_sensor_size
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
 from spikedata.io.validate import check_events, check_payload, check_sensor_size
 
 FORMAT = "aedat2"

@@ -27,7 +27,8 @@ import re
 
 import numpy as np
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, chip_sensor_size, skipped_info
+from spikedata.io.chips import chip_sensor_size
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
 from spikedata.io.validate import check_events, check_magic, check_sensor_size
 
 FORMAT = "aedat3"

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
 from spikedata.io.validate import check_events, check_magic, check_sensor_size
 from spikedata.resources import ResourceError, format_bytes, require_memory
 

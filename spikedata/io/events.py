@@ -1,7 +1,7 @@
-"""Event-camera recordings -> one event type: a numpy structured array of (t µs, x, y, p).
+"""Event-camera recordings -> one event type: detect a file's format from its content and dispatch to its reader.
 
 `read_events(path)` detects the format from the file's content (never its name) and dispatches to one module per
-format:
+format (`READERS`):
 
 * ``atis40``  -- the 40-bit ATIS layout of N-MNIST / N-Caltech101 ``.bin`` files (`spikedata.io.atis`);
 * ``aedat2``  -- jAER AEDAT 2.0 (and its 16-bit predecessor 1.0) (`spikedata.io.aedat2`);
@@ -15,22 +15,32 @@ it, records that were not polarity events and were skipped, repairs). A truncate
 foreign file raises `EventFileError`, whose message names the file, the format and the byte offset where reading
 failed. Every reader checks what it decoded with `spikedata.io.validate` (exact magic and version, coordinates
 inside the sensor, polarity 0/1, monotone time within 1 ms, no zero-filled runs) before returning it.
+
+The event type and the reader's error live below this module, in `spikedata.io.event_types`; a new format is a
+reader module built on them, one entry in `READERS` and its rule in `detect_format`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from spikedata.errors import SpikedataError
+from spikedata.io.event_types import EventFileError, EventFileInfo
 
-#: The one event type of `spikedata`: time in µs, pixel coordinates from 0, polarity 1 = ON, 0 = OFF.
-EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
-
-FORMATS = ("atis40", "aedat2", "aedat3", "aedat4", "evt2", "evt3", "dat")
+#: Format name -> (reader module, reader function `read(data, path, **options) -> (events, EventFileInfo)`).
+READERS = {
+    "atis40": ("spikedata.io.atis", "read_atis"),
+    "aedat2": ("spikedata.io.aedat2", "read_aedat2"),
+    "aedat3": ("spikedata.io.aedat3", "read_aedat3"),
+    "aedat4": ("spikedata.io.aedat4", "read_aedat4"),
+    "evt2": ("spikedata.io.prophesee", "read_evt2"),
+    "evt3": ("spikedata.io.prophesee", "read_evt3"),
+    "dat": ("spikedata.io.prophesee", "read_dat"),
+}
+FORMATS = tuple(READERS)
 
 #: The exact version lines of the AEDAT versions read here -> format name.
 AEDAT_VERSION_LINES = {
@@ -55,55 +65,6 @@ _FOREIGN_MAGIC = {
     b"\x28\xb5\x2f\xfd": "zstd",
     b"\x04\x22\x4d\x18": "LZ4 frame",
 }
-
-
-class EventFileError(SpikedataError, ValueError):
-    """An event file cannot be read: message names the file, the format tried and the byte offset."""
-
-    def __init__(self, path: str | os.PathLike, fmt: str, offset: int | None, message: str):
-        self.path = str(path)
-        self.format = fmt
-        self.offset = offset
-        where = f"byte offset {offset}" if offset is not None else "byte offset unknown"
-        super().__init__(f"{self.path}: {fmt}: {message} ({where})")
-
-
-@dataclass(frozen=True)
-class EventFileInfo:
-    """What a reader learnt about a file besides its events.
-
-    `sensor_size` is (width, height) in pixels where the file states it (AEDAT chip / source name or stream
-    size), else None. `skipped_records` counts records that are not polarity events (APS frame samples, IMU
-    samples, special/trigger events, invalid events, timestamp-overflow markers); `skipped_by_type` breaks it down.
-    """
-
-    path: str
-    format: str
-    n_events: int
-    sensor_size: tuple[int, int] | None = None
-    skipped_records: int = 0
-    skipped_by_type: dict[str, int] = field(default_factory=dict)
-    chip: str | None = None
-    address_layout: str | None = None
-    header: dict[str, str] = field(default_factory=dict)
-    repairs: dict[str, int] = field(default_factory=dict)
-
-
-def make_events(t, x, y, p) -> np.ndarray:
-    """Structured event array [n] (`EVENT_DTYPE`) from four equally long 1-d arrays."""
-    t = np.asarray(t)
-    out = np.empty(t.shape[0], dtype=EVENT_DTYPE)
-    out["t"] = t
-    out["x"] = x
-    out["y"] = y
-    out["p"] = p
-    return out
-
-
-def skipped_info(counts: dict[str, int]) -> tuple[int, dict[str, int]]:
-    """(total, non-zero counts) of skipped records by type."""
-    nonzero = {k: int(v) for k, v in counts.items() if v}
-    return sum(nonzero.values()), nonzero
 
 
 def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>") -> str:
@@ -192,27 +153,10 @@ def read_events_bytes(
     """As `read_events_with_info` for the bytes of a file already in memory (e.g. a zip member); `path` is
     only used in messages (and, for AEDAT 4, to hand the bytes to the `aedat` decoder)."""
     fmt = format or detect_format(data, path)
-    if fmt == "atis40":
-        from spikedata.io.atis import read_atis
-
-        return read_atis(data, path, **options)
-    if fmt == "aedat2":
-        from spikedata.io.aedat2 import read_aedat2
-
-        return read_aedat2(data, path, **options)
-    if fmt == "aedat3":
-        from spikedata.io.aedat3 import read_aedat3
-
-        return read_aedat3(data, path, **options)
-    if fmt == "aedat4":
-        from spikedata.io.aedat4 import read_aedat4
-
-        return read_aedat4(data, path, **options)
-    if fmt in ("evt2", "evt3", "dat"):
-        from spikedata.io import prophesee
-
-        return getattr(prophesee, f"read_{fmt}")(data, path, **options)
-    raise ValueError(f"unknown event format {fmt!r}; known: {', '.join(FORMATS)}")
+    if fmt not in READERS:
+        raise ValueError(f"unknown event format {fmt!r}; known: {', '.join(FORMATS)}")
+    module, function = READERS[fmt]
+    return getattr(importlib.import_module(module), function)(data, path, **options)
 
 
 def read_events(path: str | os.PathLike, format: str | None = None, **options) -> np.ndarray:
@@ -222,30 +166,3 @@ def read_events(path: str | os.PathLike, format: str | None = None, **options) -
     Use `read_events_with_info` for the sensor size and the count of skipped non-polarity records.
     """
     return read_events_with_info(path, format=format, **options)[0]
-
-
-# Sensor size (width, height) of the chips that AEDAT headers name, matched on the lower-cased chip / source name.
-_CHIP_SIZES = (
-    ("dvxplorer", (640, 480)),
-    ("davis640", (640, 480)),
-    ("rgbw640", (640, 480)),
-    ("davis346", (346, 260)),
-    ("davis240", (240, 180)),
-    ("dvs240", (240, 180)),
-    ("davis208", (208, 192)),
-    ("davis128", (128, 128)),
-    ("dvs128", (128, 128)),
-    ("tmpdiff128", (128, 128)),
-    ("edvs", (128, 128)),
-)
-
-
-def chip_sensor_size(chip: str | None) -> tuple[int, int] | None:
-    """(width, height) of a DVS / DAVIS chip from its class or source name (e.g. 'Davis346red'), else None."""
-    if not chip:
-        return None
-    name = chip.lower().replace("_", "").replace("-", "")
-    for key, size in _CHIP_SIZES:
-        if key in name:
-            return size
-    return None

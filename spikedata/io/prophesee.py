@@ -52,7 +52,7 @@ import re
 import numba
 import numpy as np
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
 from spikedata.io.validate import check_events, check_sensor_size
 
 FORMATS = ("evt2", "evt3", "dat")

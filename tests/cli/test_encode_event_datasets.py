@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from spikedata import open_store
 from spikedata.cli import app as spikedata_app
 from spikedata.encoders.event_binning import BinningOptions, bin_events
-from spikedata.io.events import make_events
+from spikedata.io.event_types import make_events
 from tests.spikedata.test_events_io import _aedat2, _aedat31, _polarity_packet
 
 runner = CliRunner()

@@ -92,7 +92,8 @@ class Format:
 
 def check_event_file(path: Path, seed: Path, context: dict, op: str) -> str:
     """Read an event file as `spikedata encode` does and re-check every event of the result."""
-    from spikedata.io.events import EVENT_DTYPE, EventFileError, read_events_with_info
+    from spikedata.io.event_types import EVENT_DTYPE, EventFileError
+    from spikedata.io.events import read_events_with_info
     from spikedata.io.validate import check_events
 
     sensor = tuple(context["sensor_size"]) if context.get("sensor_size") else None

@@ -16,7 +16,8 @@ from spikedata.encoders.event_binning import (
     bin_events,
     spikes_to_dense,
 )
-from spikedata.io.events import make_events, read_events
+from spikedata.io.event_types import make_events
+from spikedata.io.events import read_events
 
 NMNIST = ["nmnist/tonic_sample_nmnist.bin", "nmnist/slayer_NMNIST_1.bs2"]
 

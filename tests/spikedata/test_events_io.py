@@ -8,14 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from spikedata.io.events import (
-    EVENT_DTYPE,
-    EventFileError,
-    detect_format,
-    read_events,
-    read_events_bytes,
-    read_events_with_info,
-)
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError
+from spikedata.io.events import detect_format, read_events, read_events_bytes, read_events_with_info
 
 # path, format, events, (x min, max), (y min, max), (t min, max) µs, (OFF, ON) -- known properties of the samples
 REAL = [

@@ -9,7 +9,8 @@ import struct
 import numpy as np
 import pytest
 
-from spikedata.io.events import EventFileError, make_events, read_events_bytes, read_events_with_info
+from spikedata.io.event_types import EventFileError, make_events
+from spikedata.io.events import read_events_bytes, read_events_with_info
 from spikedata.io.idx import IdxError, read_idx
 from spikedata.io.validate import MAX_REPEATS, TIME_TOLERANCE_US, check_events, check_payload
 from tests.spikedata.test_events_io import _aedat2, _aedat31, _polarity_packet
@@ -50,9 +51,9 @@ def test_check_events_rules():
 
 
 def test_fast_clean_pass_never_hides_what_the_full_scan_reports():
-    """`_clean` (the branch-free common-case pass) may send a clean array to the full scan, never the reverse:
-    on random arrays with planted defects, whatever `_scan` would report makes `_clean` false."""
-    from spikedata.io.validate import _clean, _scan
+    """`events_look_clean` (the branch-free common-case pass) may send a clean array to the full scan, never the
+    reverse: on random arrays with planted defects, whatever `scan_events` would report makes it false."""
+    from spikedata.io.validate import events_look_clean, scan_events
 
     rng = np.random.default_rng(11)
     cleared = 0
@@ -72,9 +73,9 @@ def test_fast_clean_pass_never_hides_what_the_full_scan_reports():
             ev = np.concatenate([ev[:k], np.repeat(ev[k : k + 1], int(rng.integers(2, 20))), ev[k:]])
         w, h = (4, 3) if rng.random() < 0.7 else (-1, -1)
         for repeats in (2, 5, MAX_REPEATS):
-            bad_p, outside, _, _, run_len, _, _, back = _scan(ev, w, h)
+            bad_p, outside, _, _, run_len, _, _, back = scan_events(ev, w, h)
             reported = bad_p >= 0 or outside >= 0 or run_len > repeats or back
-            clean = _clean(ev, w, h, repeats)
+            clean = events_look_clean(ev, w, h, repeats)
             assert not (clean and reported), (ev.tolist(), w, h, repeats)
             cleared += clean
     assert cleared > 100  # the fast pass does take the common case

@@ -8,7 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, detect_format, read_events_bytes, read_events_with_info
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError
+from spikedata.io.events import detect_format, read_events_bytes, read_events_with_info
 from spikedata.io.prophesee import header_sensor_size, parse_header
 from spikedata.io.validate import check_events
 
