@@ -127,18 +127,18 @@ def write_atis(folder: Path) -> Seed:
 
 
 def write_aedat2(folder: Path) -> Seed:
-    from tests.spikedata.test_events_io import _aedat2
+    from tests.writers import aedat2_bytes
 
     rng = np.random.default_rng(12)
     recs = [((int(rng.integers(128)) << 8) | (int(rng.integers(128)) << 1) | int(rng.integers(2)), 1000 + 7 * i)
             for i in range(2000)]
     path = folder / "written_dvs128.aedat"
-    path.write_bytes(_aedat2(recs, "DVS128"))
+    path.write_bytes(aedat2_bytes(recs, "DVS128"))
     return Seed(path, {})
 
 
 def write_aedat2_davis(folder: Path) -> Seed:
-    from tests.spikedata.test_events_io import _aedat2
+    from tests.writers import aedat2_bytes
 
     rng = np.random.default_rng(13)
     recs = []
@@ -149,29 +149,29 @@ def write_aedat2_davis(folder: Path) -> Seed:
             x, y, p = int(rng.integers(346)), int(rng.integers(260)), int(rng.integers(2))
             recs.append(((y << 22) | (x << 12) | (p << 11), 500 + 5 * i))
     path = folder / "written_davis.aedat"
-    path.write_bytes(_aedat2(recs, "Davis346red"))
+    path.write_bytes(aedat2_bytes(recs, "Davis346red"))
     return Seed(path, {})
 
 
 def write_aedat31(folder: Path) -> Seed:
-    from tests.spikedata.test_events_io import _aedat31_sample
+    from tests.writers import aedat31_sample
 
     path = folder / "written.aedat"
-    path.write_bytes(_aedat31_sample()[0])
+    path.write_bytes(aedat31_sample()[0])
     return Seed(path, {})
 
 
 def write_aedat31_large(folder: Path) -> Seed:
-    from tests.spikedata.test_events_io import _aedat31, _imu6_packet, _polarity_packet
+    from tests.writers import aedat31_bytes, imu6_packet, polarity_packet
 
     rng = np.random.default_rng(14)
     packets = []
     for k in range(8):
         ev = [(int(rng.integers(128)), int(rng.integers(128)), int(rng.integers(2)), 10_000 * k + 3 * i, 1)
               for i in range(250)]
-        packets += [_polarity_packet(ev), _imu6_packet(3)]
+        packets += [polarity_packet(ev), imu6_packet(3)]
     path = folder / "written_large.aedat"
-    path.write_bytes(_aedat31(packets))
+    path.write_bytes(aedat31_bytes(packets))
     return Seed(path, {})
 
 
@@ -382,10 +382,8 @@ def _set(obj, keys, value) -> None:
 
 def write_checkpoint(folder: Path) -> Seed:
     """A real checkpoint of the trainer (tiny network on a synthetic store, one epoch trained)."""
+    from hm2bp import Network, Trainer, load_config
     from hm2bp.checkpoint import save_checkpoint
-    from hm2bp.config import load_config
-    from hm2bp.network import Network
-    from hm2bp.trainer import Trainer
     from spikedata.store import open_store
     from tests.hm2bp._synthetic import make_store
 
@@ -524,7 +522,7 @@ def config_mutants(seeds: list[Seed], rng, case_dir: Path, foreign: list[bytes])
 
 def check_config(path: Path, seed: Path, context: dict, op: str) -> str:
     """Load the config as `hm2bp fit --config` does and build its network (memory estimated first)."""
-    from hm2bp.network import Network
+    from hm2bp import Network
     from hm2bp.presets import load_config_file
 
     cfg, meta = load_config_file(path)
@@ -562,7 +560,7 @@ def check_audio(path: Path, seed: Path, context: dict, op: str) -> str:
 
 
 def write_sphere(folder: Path) -> Seed:
-    from tests.spikedata.test_audio import sphere_bytes
+    from tests.writers import sphere_bytes
 
     rng = np.random.default_rng(13)
     path = folder / "written.sph"
@@ -571,7 +569,7 @@ def write_sphere(folder: Path) -> Seed:
 
 
 def write_sphere_big_endian(folder: Path) -> Seed:
-    from tests.spikedata.test_audio import sphere_bytes
+    from tests.writers import sphere_bytes
 
     rng = np.random.default_rng(14)
     path = folder / "written_be.wav"  # TI46's CD copies: SPHERE behind a .wav suffix
@@ -606,14 +604,14 @@ def check_heidelberg(path: Path, seed: Path, context: dict, op: str) -> str:
 
 
 def write_shd(folder: Path) -> Seed:
-    from tests.spikedata.test_heidelberg import make_samples, write_heidelberg
+    from tests.writers import make_samples, write_heidelberg
 
     times, units, labels, speakers = make_samples(12, seed=3)
     return Seed(write_heidelberg(folder / "shd_train.h5", times, units, labels, speakers), {})
 
 
 def write_shd_gz(folder: Path) -> Seed:
-    from tests.spikedata.test_heidelberg import make_samples, write_heidelberg
+    from tests.writers import make_samples, write_heidelberg
 
     times, units, labels, speakers = make_samples(8, seed=4)
     return Seed(write_heidelberg(folder / "shd_test.h5.gz", times, units, labels, speakers, gz=True), {})
