@@ -40,7 +40,7 @@ STEPS = 400
 
 @lru_cache(maxsize=2)
 def _images(split: str) -> tuple[np.ndarray, np.ndarray]:
-    from spikedata.datasets.mnist import load_mnist_5k
+    from spikedata.datasets.mnist_5k import load_mnist_5k
     from spikedata.io.idx import read_idx
 
     if split == "train":
@@ -65,7 +65,7 @@ def build_store(path: Path) -> Path:
     if path.exists():
         return path
     from spikedata.checksum import files_sha256
-    from spikedata.datasets.mnist import mnist_5k_path
+    from spikedata.datasets.mnist_5k import mnist_5k_path
     from spikedata.encoders.poisson import DEFAULT_MAX_PROB
 
     jobs = {split: SplitJob(len(_images(split)[1]), partial(encode_range, split, seed), chunk=500)

@@ -16,28 +16,53 @@ One concept per module, every public name re-exported here:
 Stores are written under an exclusive lock into a hidden temporary sibling and swapped into place only after the
 content has been re-read and verified, so an interrupted encode never leaves anything `open_store` accepts, and
 `overwrite` never leaves the path without a store.
+
+Names are imported lazily (as in `spikedata`), so that a module that needs only the block type or the attribute
+helpers does not load zarr.
 """
 
-from spikedata.store.attributes import fingerprint_of
-from spikedata.store.format import (
-    EVENT_CHUNK,
-    FORMAT,
-    FORMAT_VERSION,
-    SAMPLE_CHUNK,
-    VERSION_HISTORY,
-    EventBlock,
-    StoreError,
-    fill_value_for,
-    index_dtype,
-)
-from spikedata.store.integrity import CHUNK_DIGEST, canonical_sha256, chunk_digest, chunk_digests
-from spikedata.store.reader import SpikeStore, Split, is_url, open_store, verify_store
-from spikedata.store.swap import clean_leftovers, exchange_paths
-from spikedata.store.writer import SplitWriter, StoreWriter
+from __future__ import annotations
 
-__all__ = [
-    "CHUNK_DIGEST", "EVENT_CHUNK", "FORMAT", "FORMAT_VERSION", "SAMPLE_CHUNK", "VERSION_HISTORY", "EventBlock",
-    "SpikeStore", "Split", "SplitWriter", "StoreError", "StoreWriter", "canonical_sha256", "chunk_digest",
-    "chunk_digests", "clean_leftovers", "exchange_paths", "fill_value_for", "fingerprint_of", "index_dtype", "is_url",
-    "open_store", "verify_store",
-]  # fmt: skip
+import importlib
+from typing import Any
+
+#: Public name -> the module of this package that defines it.
+_EXPORTS = {
+    "fingerprint_of": "spikedata.store.attributes",
+    "root_attributes": "spikedata.store.attributes",
+    "EVENT_CHUNK": "spikedata.store.format",
+    "FORMAT": "spikedata.store.format",
+    "FORMAT_VERSION": "spikedata.store.format",
+    "SAMPLE_CHUNK": "spikedata.store.format",
+    "VERSION_HISTORY": "spikedata.store.format",
+    "EventBlock": "spikedata.store.format",
+    "StoreError": "spikedata.store.format",
+    "fill_value_for": "spikedata.store.format",
+    "index_dtype": "spikedata.store.format",
+    "CHUNK_DIGEST": "spikedata.store.integrity",
+    "canonical_sha256": "spikedata.store.integrity",
+    "chunk_digest": "spikedata.store.integrity",
+    "chunk_digests": "spikedata.store.integrity",
+    "SpikeStore": "spikedata.store.reader",
+    "Split": "spikedata.store.reader",
+    "is_url": "spikedata.store.reader",
+    "open_store": "spikedata.store.reader",
+    "verify_store": "spikedata.store.reader",
+    "clean_leftovers": "spikedata.store.swap",
+    "exchange_paths": "spikedata.store.swap",
+    "SplitWriter": "spikedata.store.writer",
+    "StoreWriter": "spikedata.store.writer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spikedata.store' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "attributes", "format", "integrity", "reader", "swap", "writer"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from spikedata.store.format import FORMAT_VERSION, REQUIRED_ROOT_ATTRS, VERSION_HISTORY, StoreError, is_int
@@ -77,3 +78,14 @@ def fingerprint_of(attrs: dict[str, Any]) -> str:
     """sha256 over the root attributes that define the encoding and every split's content hash."""
     keep = {k: attrs[k] for k in (*REQUIRED_ROOT_ATTRS, "split_sha256") if k in attrs}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
+
+
+def root_attributes(dataset: str, encoder: str, params: dict[str, Any], unit_shape: Sequence[int], n_steps: int,
+                    dt_us: float, classes: Sequence[str], seed: int, source: dict[str, Any],
+                    **more: Any) -> dict[str, Any]:
+    """The root attributes an encoder gives `StoreWriter` (docs/store.md), in their order: `dataset`, `encoder`
+    {name, params}, `n_units` (the product of `unit_shape`), `unit_shape`, `n_steps`, `dt_us` (µs per step),
+    `classes`, `seed`, `source`, then `more` (e.g. the split record)."""
+    return {"dataset": dataset, "encoder": {"name": encoder, "params": params}, "n_units": math.prod(unit_shape),
+            "unit_shape": list(unit_shape), "n_steps": n_steps, "dt_us": dt_us, "classes": list(classes),
+            "seed": seed, "source": source, **more}

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import google_crc32c
 import numpy as np
-import zarr
 
 from spikedata.store.format import CORE_ARRAYS, StoreError, is_int
+
+if TYPE_CHECKING:
+    import zarr
 
 #: Digest of the chunk manifest: crc32c (Castagnoli) of a chunk's decoded values, little-endian, C order.
 CHUNK_DIGEST = "crc32c"

@@ -131,7 +131,7 @@ def test_heidelberg_presets_fit_the_default_encoding():
     """shd-mlp / ssc-mlp simulate exactly the steps `spikedata encode shd|ssc` writes by default, on 700 inputs."""
     from hm2bp.config import load_config
     from hm2bp.presets import preset_meta
-    from spikedata.datasets.heidelberg import default_steps
+    from spikedata.datasets.shared.heidelberg import default_steps
     from spikedata.manifest import load_manifest
 
     for dataset, n_classes in (("shd", 20), ("ssc", 35)):

@@ -9,13 +9,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pytest
 
-from spikedata.encoders.event_binning import (
-    NMNIST_PLAIN,
-    NMNIST_REFERENCE,
-    BinningOptions,
-    bin_events,
-    spikes_to_dense,
-)
+from spikedata.datasets.nmnist import NMNIST_PLAIN, NMNIST_REFERENCE
+from spikedata.encoders.event_binning import BinningOptions, bin_events, spikes_to_dense
 from spikedata.io.event_types import make_events
 from spikedata.io.events import read_events
 

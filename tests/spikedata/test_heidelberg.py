@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spikedata.cli import app as spikedata_app
-from spikedata.datasets.heidelberg import find_files, probe_heidelberg
+from spikedata.datasets.shared.heidelberg import find_files, probe_heidelberg
 from spikedata.encoders.event_binning import bin_unit_events
 from spikedata.errors import DatasetError
 from spikedata.store import open_store
@@ -262,7 +262,7 @@ def _crash(path, where):
 
 
 def test_a_reader_crash_is_an_error_naming_the_file(tmp_path):
-    from spikedata.datasets.heidelberg import vet_file
+    from spikedata.datasets.shared.heidelberg import vet_file
 
     path = tmp_path / "shd_train.h5"
     path.write_bytes(b"not used by the crashing reader")
@@ -276,7 +276,7 @@ def _loop(path, where):
 
 
 def test_a_reader_that_never_ends_is_an_error_naming_the_file(tmp_path):
-    from spikedata.datasets.heidelberg import vet_file
+    from spikedata.datasets.shared.heidelberg import vet_file
 
     path = tmp_path / "shd_test.h5"
     path.write_bytes(b"not used by the looping reader")
@@ -311,7 +311,7 @@ def test_the_vetting_child_ends_itself_when_its_parent_is_killed(tmp_path):
     script = (
         "import os, signal, sys, threading, time\n"
         "from pathlib import Path\n"
-        "from spikedata.datasets.heidelberg import vet_file\n"
+        "from spikedata.datasets.shared.heidelberg import vet_file\n"
         "from tests.spikedata.test_heidelberg import loop_telling_pid\n"
         f"pid_file = Path({str(path.with_suffix('.pid'))!r})\n"
         "def die():\n"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spikedata.datasets.fsdd import FSDD_CLASSES, parse_fsdd_name, scan_fsdd
-from spikedata.datasets.speech import encode_utterances
+from spikedata.datasets.shared.speech import encode_utterances
 from spikedata.datasets.ti46 import expected_counts, parse_take, scan_ti46, ti46_classes
 from spikedata.encoders.speech import SpeechFrontEnd
 from spikedata.errors import DatasetError

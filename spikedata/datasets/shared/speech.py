@@ -1,9 +1,10 @@
 """Corpora of recordings (TI46, FSDD, ...): one :class:`Utterance` per file, encoded with a
 :class:`~spikedata.encoders.speech.SpeechFrontEnd` into a spike store (speaker and other per-recording facts kept
-as extra arrays)."""
+as extra arrays). `encode_speech` is the encode of every speech corpus once it has found its recordings."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,13 @@ from typing import Any
 import numpy as np
 
 from spikedata.checksum import files_sha256
+from spikedata.datasets.shared.declaration import EncodeRun
 from spikedata.encoders.lyon import design_lyon_filters
 from spikedata.encoders.speech import SpeechFrontEnd
 from spikedata.io.audio import read_audio_with_info
-from spikedata.store import EventBlock
+from spikedata.store import EventBlock, root_attributes
 
-__all__ = ["SPLITS", "Utterance", "encode_utterances", "speech_jobs"]
+__all__ = ["SPLITS", "Utterance", "encode_speech", "encode_utterances", "speech_jobs"]
 
 SPLITS = ("train", "test")
 
@@ -113,18 +115,38 @@ def speech_jobs(
         )
         jobs[split] = SplitJob(n_samples=len(rows), encode_range=fn, chunk=chunk)
     dt_us = front_end.dt_us
-    attrs = {
-        "dataset": dataset,
-        "encoder": {"name": "lyon+bsa", "params": front_end.params()},
-        "n_units": front_end.n_channels,
-        "unit_shape": [front_end.n_channels],
-        "n_steps": front_end.steps,
-        "dt_us": int(dt_us) if float(dt_us).is_integer() else dt_us,
-        "classes": list(classes),
-        "seed": 0,
-        "source": {"files": files_sha256([u.name for u in utterances], root)},
-        # unit u = Lyon channel u: pole centre frequency in Hz, highest first
-        "channel_cf_hz": [round(float(f), 3) for f in design_lyon_filters(
-            front_end.sample_rate, front_end.ear_q, front_end.step_factor)[1]],
-    }
+    # unit u = Lyon channel u: pole centre frequency in Hz, highest first
+    centres = design_lyon_filters(front_end.sample_rate, front_end.ear_q, front_end.step_factor)[1]
+    attrs = root_attributes(dataset, "lyon+bsa", front_end.params(), [front_end.n_channels], front_end.steps,
+                            int(dt_us) if float(dt_us).is_integer() else dt_us, classes, 0,
+                            {"files": files_sha256([u.name for u in utterances], root)},
+                            channel_cf_hz=[round(float(f), 3) for f in centres])
     return attrs, jobs
+
+
+def encode_speech(dataset: str, run: EncodeRun, root: Path, utterances: list[Utterance], classes: list[str],
+                  front_end: SpeechFrontEnd, extras: dict[str, list] | None = None,
+                  expected: dict[str, int] | None = None) -> Path:
+    """Encode the recordings `utterances` (found under `root`) into the store of `run` as dataset `dataset`;
+    `expected` recordings per split of the full corpus (a partial copy is pointed out)."""
+    from spikedata.encoders import bsa, lyon
+    from spikedata.pipeline import encode_to_store
+    from spikedata.store import format as store_format
+    from spikedata.store import open_store
+
+    run.report.compiling(lyon, bsa, store_format)
+    counts = {s: sum(u.split == s for u in utterances) for s in SPLITS}
+    run.report.say(f"{dataset}: {counts['train']} train + {counts['test']} test recordings, {len(classes)} classes, "
+                   f"{front_end.n_channels} channels, {front_end.steps} steps of {front_end.dt_us:g} µs")
+    for split, n in (expected or {}).items():
+        if counts.get(split) != n:
+            run.report.note(f"{split}: {counts.get(split)} recordings, the corpus has {n}")
+    started = time.perf_counter()
+    attrs, jobs = speech_jobs(dataset, root, utterances, classes, front_end, extras)
+    path = encode_to_store(run.out, attrs, jobs, workers=run.workers, progress=run.progress, overwrite=run.overwrite)
+    store = open_store(path)
+    assumed = sum(store[s].attrs["encode_stats"].get("byte_order_assumed", 0) for s in store.splits)
+    if assumed:
+        run.report.note(f"{assumed} SPHERE files state no sample_byte_format: read little-endian, as libsndfile does")
+    run.report.say(f"wrote {path} in {time.perf_counter() - started:.1f} s")
+    return path

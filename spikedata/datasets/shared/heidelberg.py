@@ -11,7 +11,7 @@ Layout of each file (read with h5py)::
 
 Files: SHD `shd_train.h5`, `shd_test.h5`; SSC `ssc_train.h5`, `ssc_valid.h5` (the store's `valid` split),
 `ssc_test.h5`. A gzipped file is decompressed once into a hidden temporary file beside the output (HDF5 needs
-random access) and removed afterwards, whatever happens.
+random access) and removed afterwards, whatever happens. `encode_heidelberg` is the encode of both datasets.
 
 Binning (:func:`spikedata.encoders.event_binning.bin_unit_events`): step = floor(t · 10^6 / dt_us); spikes at
 steps >= n_steps are dropped and counted (`dropped_time`, samples `truncated`); spikes of one channel within one
@@ -29,6 +29,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -38,13 +39,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from spikedata.datasets.shared.declaration import Dataset, EncodeRun, Option, OptionGroup
+from spikedata.datasets.shared.options import DT_US
 from spikedata.encoders.event_binning import bin_unit_events
-from spikedata.errors import DatasetError
-from spikedata.store import EventBlock
+from spikedata.errors import DatasetError, OptionError
+from spikedata.store import EventBlock, root_attributes
 
 __all__ = [
-    "DATASETS", "N_UNITS", "HeidelbergFile", "HeidelbergRange", "default_dt_us", "default_steps", "expected_counts",
-    "find_files", "heidelberg_jobs", "longest_time_us", "probe_heidelberg", "unpacked",
+    "DATASETS", "N_UNITS", "SPIKE_BINNING", "HeidelbergFile", "HeidelbergRange", "default_dt_us", "default_steps",
+    "encode_heidelberg", "expected_counts", "find_files", "heidelberg_jobs", "longest_time_us", "probe_heidelberg",
+    "unpacked",
 ]  # fmt: skip
 
 DATASETS = ("shd", "ssc")
@@ -442,20 +446,80 @@ def heidelberg_jobs(
         for split, info in infos.items()
     }
     digests = {split: file_digests(path, ("sha256", "md5")) for split, path in files.items()}
-    attrs = {
-        "dataset": dataset,
-        "encoder": {"name": "spike_binning", "params": {"dt_us": int(dt_us), "n_steps": int(n_steps),
-                                                        "rounding": "floor", "t_start_us": 0}},
-        "n_units": N_UNITS,
-        "unit_shape": [N_UNITS],
-        "n_steps": int(n_steps),
-        "dt_us": int(dt_us),
-        "classes": classes,
-        "seed": 0,
-        "source": {
-            "files": {files[s].name: d["sha256"] for s, d in digests.items()},
-            "md5": {files[s].name: d["md5"] for s, d in digests.items()},
-            "class_names_from": "extra/keys" if named else f"data_manifests/{dataset}.toml",
-        },
+    params = {"dt_us": int(dt_us), "n_steps": int(n_steps), "rounding": "floor", "t_start_us": 0}
+    source = {
+        "files": {files[s].name: d["sha256"] for s, d in digests.items()},
+        "md5": {files[s].name: d["md5"] for s, d in digests.items()},
+        "class_names_from": "extra/keys" if named else f"data_manifests/{dataset}.toml",
     }
+    attrs = root_attributes(dataset, "spike_binning", params, [N_UNITS], int(n_steps), int(dt_us), classes, 0, source)
     return attrs, jobs
+
+
+def _steps_value(text: str | None) -> int | str | None:
+    """--steps: a positive integer, "auto" or None (OptionError otherwise)."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        steps = int(text)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise OptionError(f"`steps` must be a positive integer or 'auto', got {text!r}")
+    return steps
+
+
+#: The bin and the length of the binned samples: --dt-us (default: the manifest's) and --steps (N, or "auto").
+SPIKE_BINNING = OptionGroup("binning", (
+    DT_US,
+    Option("steps", str, None, "Time steps per sample: N, or 'auto' for the longest sample (default: the "
+           "manifest's cut-off)."),
+), lambda values: {"dt_us": values["dt_us"], "steps": _steps_value(values["steps"])})
+
+
+def _resolve_steps(steps: int | str | None, dataset: str, plain: dict[str, Path], dt_us: int,
+                   files: dict[str, Path]) -> int:
+    """The manifest's cut-off (None), the longest sample of every file ("auto") or `steps`."""
+    if steps is None:
+        return default_steps(dataset)
+    if steps == "auto":
+        for s, p in plain.items():
+            vet_file(p, str(files[s]))  # a damaged file crashes a child process, not this one
+        latest = max(longest_time_us(p, str(files[s])) for s, p in plain.items())
+        return int(latest // dt_us) + 1
+    return int(steps)
+
+
+def encode_heidelberg(dataset: Dataset, run: EncodeRun, source: Path, binning: dict[str, Any], chunk: int) -> Path:
+    """Bin the split files of SHD or SSC under `source` into the store of `run` (`binning`: dt_us, steps)."""
+    from spikedata.pipeline import encode_to_store
+    from spikedata.store import open_store
+
+    name = dataset.name
+    started = time.perf_counter()
+    files, missing = find_files(source, name)
+    for split in missing:
+        run.report.note(f"no {name}_{split}.h5[.gz] in {source}: the store gets no {split!r} split")
+    dt = binning["dt_us"] or default_dt_us(name)
+    Path(run.out).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:  # temporary unpacked copies live beside the store until the end
+        plain = {s: stack.enter_context(unpacked(p, Path(run.out).parent)) for s, p in files.items()}
+        n_steps = _resolve_steps(binning["steps"], name, plain, dt, files)
+        attrs, jobs = heidelberg_jobs(name, files, plain, dt, n_steps, chunk=chunk)
+        run.report.say(f"{name}: {', '.join(f'{s} {j.n_samples}' for s, j in jobs.items())} samples, "
+                       f"{len(attrs['classes'])} classes, {N_UNITS} channels, {n_steps} steps of {dt} µs")
+        for split, n in expected_counts(name).items():
+            if split in jobs and jobs[split].n_samples != n:
+                run.report.note(f"{split}: {jobs[split].n_samples} samples, the published file has {n}")
+        path = encode_to_store(run.out, attrs, jobs, workers=run.workers, progress=run.progress,
+                               overwrite=run.overwrite)
+    store = open_store(path)
+    for split in store.splits:
+        st = store[split].attrs["encode_stats"]
+        if st["truncated"]:
+            run.report.note(f"{split}: {st['truncated']} samples outlast {n_steps} steps ({st['dropped_time']} spikes "
+                            "dropped); `steps` auto keeps every spike")
+        run.report.say(f"  {split}: {st['events_read']:,} spikes read, {st['spikes']:,} stored, {st['collapsed']:,} "
+                       "collapsed into an earlier spike of the same channel and step")
+    run.report.say(f"wrote {path} in {time.perf_counter() - started:.1f} s")
+    return path
