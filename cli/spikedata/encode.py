@@ -44,7 +44,8 @@ def _parameter(option: Option) -> inspect.Parameter:
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=option.kind)
 
 
-def _command(dataset: Dataset):
+def command_for(dataset: Dataset):
+    """The Typer command of `dataset`: its signature made of the declared options."""
     options = dataset.option_list()
     flags = {o.name: o.flag for o in options}
 
@@ -68,9 +69,9 @@ def _command(dataset: Dataset):
 def register() -> None:
     """Add one `spikedata encode NAME` command per declared dataset."""
     for name, dataset in all_datasets().items():
-        encode_app.command(name)(_command(dataset))
+        encode_app.command(name)(command_for(dataset))
 
 
 register()
 
-__all__ = ["register"]
+__all__ = ["command_for", "register"]
