@@ -6,8 +6,7 @@ Names are imported lazily so that `import spikedata` stays fast and never compil
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spikedata.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -46,15 +45,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'spikedata' has no attribute {name!r}")
-    if module == f"spikedata.{name}":
-        return importlib.import_module(module)
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -48,14 +48,11 @@ def find_cifar10dvs(source: str | os.PathLike) -> EventFolder:
 def encode(dataset: Dataset, run: EncodeRun, source: Path, binning: dict, events: EventChecks,
            splits: SplitSelection, chunk: int) -> Path:
     """Bin the CIFAR10-DVS recordings under `source` on the manifest's 128 x 128 sensor."""
-    from spikedata.datasets.shared.event_encoding import encode_event_folder, layout_binning, note_unsplit
+    from spikedata.datasets.shared.event_encoding import encode_with_layout, note_unsplit
 
     folder = find_cifar10dvs(source)
     note_unsplit(run, "CIFAR10-DVS", splits)
-    layout = dataset.layout()
-    size = tuple(layout["sensor_size"])
-    return encode_event_folder(dataset, run, folder, size, layout_binning(layout, size), binning, events, splits,
-                               chunk)
+    return encode_with_layout(dataset, run, folder, binning, events, splits, chunk)
 
 
 DATASET = Dataset(

@@ -118,16 +118,13 @@ def find_dvsgesture(source: str | os.PathLike, overlap: str = "keep") -> EventFo
 def encode(dataset: Dataset, run: EncodeRun, source: Path, overlap: str, binning: dict, events: EventChecks,
            splits: SplitSelection, chunk: int) -> Path:
     """Bin the labelled segments of the DVS128 Gesture recordings under `source` (published split)."""
-    from spikedata.datasets.shared.event_encoding import encode_event_folder, layout_binning
+    from spikedata.datasets.shared.event_encoding import encode_with_layout
 
     folder = find_dvsgesture(source, overlap=overlap)
     if folder.notes.get("overlapping_label_rows"):
         run.report.note(f"{folder.notes['overlapping_label_rows']} label row(s) overlap the next row of their file "
                         f"(`overlap` {overlap})")
-    layout = dataset.layout()
-    size = tuple(layout["sensor_size"])
-    return encode_event_folder(dataset, run, folder, size, layout_binning(layout, size), binning, events, splits,
-                               chunk, published=True)
+    return encode_with_layout(dataset, run, folder, binning, events, splits, chunk, published=True)
 
 
 DATASET = Dataset(

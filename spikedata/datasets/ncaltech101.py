@@ -62,7 +62,7 @@ def encode(dataset: Dataset, run: EncodeRun, source: Path, sensor_size: str | No
            events: EventChecks, splits: SplitSelection, chunk: int) -> Path:
     """Bin the N-Caltech101 recordings under `source` on the given sensor (WIDTH,HEIGHT), else on the largest
     extent of the files."""
-    from spikedata.datasets.shared.event_encoding import encode_event_folder, layout_binning, note_unsplit
+    from spikedata.datasets.shared.event_encoding import encode_with_layout, note_unsplit
 
     folder = find_ncaltech101(source)
     size = parse_ints(sensor_size, 2, "sensor_size")
@@ -72,8 +72,7 @@ def encode(dataset: Dataset, run: EncodeRun, source: Path, sensor_size: str | No
         run.report.say(f"sensor size from the data: {size[0]} x {size[1]}")
     folder = replace(folder, notes={**folder.notes, "sensor_size_observed": observed and list(observed)})
     note_unsplit(run, "N-Caltech101", splits)
-    return encode_event_folder(dataset, run, folder, size, layout_binning(dataset.layout(), size), binning, events,
-                               splits, chunk)
+    return encode_with_layout(dataset, run, folder, binning, events, splits, chunk, sensor_size=size)
 
 
 DATASET = Dataset(

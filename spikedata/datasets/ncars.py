@@ -50,13 +50,9 @@ def find_ncars(source: str | os.PathLike) -> EventFolder:
 def encode(dataset: Dataset, run: EncodeRun, source: Path, binning: dict, events: EventChecks,
            splits: SplitSelection, chunk: int) -> Path:
     """Bin the N-CARS recordings under `source` (published split) on the manifest's sensor."""
-    from spikedata.datasets.shared.event_encoding import encode_event_folder, layout_binning
+    from spikedata.datasets.shared.event_encoding import encode_with_layout
 
-    folder = find_ncars(source)
-    layout = dataset.layout()
-    size = tuple(layout["sensor_size"])
-    return encode_event_folder(dataset, run, folder, size, layout_binning(layout, size), binning, events, splits,
-                               chunk, published=True)
+    return encode_with_layout(dataset, run, find_ncars(source), binning, events, splits, chunk, published=True)
 
 
 DATASET = Dataset(

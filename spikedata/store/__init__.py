@@ -23,8 +23,7 @@ helpers does not load zarr.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spikedata.lazy import lazy_exports
 
 #: Public name -> the module of this package that defines it.
 _EXPORTS = {
@@ -56,13 +55,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'spikedata.store' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return [*__all__, "attributes", "format", "integrity", "reader", "swap", "writer"]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -678,7 +678,8 @@ def warm_up() -> None:
     import spikedata.io.aedat4  # noqa: F401
     import spikedata.io.atis  # noqa: F401
     import spikedata.io.idx  # noqa: F401
-    import spikedata.store  # noqa: F401
+    import spikedata.store.reader  # noqa: F401
+    import spikedata.store.writer  # noqa: F401
 
 
 __all__ = ["FORMATS", "BY_NAME", "Format", "Seed", "field"]

@@ -200,6 +200,17 @@ def layout_binning(layout: dict[str, Any], sensor_size: tuple[int, int]) -> Binn
                           downsample=int(layout.get("downsample", 1)))
 
 
+def encode_with_layout(dataset: Dataset, run: EncodeRun, folder: EventFolder, binning: dict[str, Any],
+                       events: EventChecks, splits: SplitSelection, chunk: int, published: bool = False,
+                       sensor_size: tuple[int, int] | None = None) -> Path:
+    """`encode_event_folder` with the binning defaults of the dataset's manifest (`layout_binning`), on its
+    `sensor_size` (default: the manifest's)."""
+    layout = dataset.layout()
+    size = tuple(sensor_size or layout["sensor_size"])
+    return encode_event_folder(dataset, run, folder, size, layout_binning(layout, size), binning, events, splits,
+                               chunk, published)
+
+
 def encode_event_folder(dataset: Dataset, run: EncodeRun, folder: EventFolder, sensor_size: tuple[int, int],
                         base: BinningOptions, binning: dict[str, Any], events: EventChecks, splits: SplitSelection,
                         chunk: int, published: bool = False) -> Path:
