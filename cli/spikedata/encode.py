@@ -62,7 +62,7 @@ def command_for(dataset: Dataset):
     command.__signature__ = inspect.Signature(parameters)
     command.__annotations__ = {p.name: p.annotation for p in parameters}  # typer reads the types from here
     command.__name__ = f"encode_{dataset.name.replace('-', '_')}"
-    command.__doc__ = dataset.summary
+    command.__doc__ = dataset.help_text()
     return command
 
 

@@ -57,7 +57,7 @@ def encode(dataset: Dataset, run: EncodeRun, source: Path, binning: dict, events
 
 DATASET = Dataset(
     "cifar10dvs",
-    "CIFAR10-DVS (AEDAT 2.0 or 4.0), 128 x 128; no published split (use --test-fraction, e.g. 0.1).",
+    "CIFAR10-DVS (AEDAT 2.0 or 4.0); no published split (use --test-fraction, e.g. 0.1).",
     encode,
     options=(SOURCE, BINNING, EVENT_CHECKS, SEEDED_SPLIT, CHUNK),
     manifest="cifar10dvs",

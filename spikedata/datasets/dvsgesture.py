@@ -129,7 +129,7 @@ def encode(dataset: Dataset, run: EncodeRun, source: Path, overlap: str, binning
 
 DATASET = Dataset(
     "dvsgesture",
-    "IBM DVS128 Gesture: one sample per labelled segment, published split; 5 ms bins, 300 steps, 2 x 32 x 32.",
+    "IBM DVS128 Gesture: one sample per labelled segment, published split.",
     encode,
     options=(
         SOURCE,

@@ -57,7 +57,7 @@ def encode(dataset: Dataset, run: EncodeRun, source: Path, binning: dict, events
 
 DATASET = Dataset(
     "ncars",
-    "Prophesee N-CARS (.dat), published split; 120 x 100 sensor, 1 ms bins, 100 steps.",
+    "Prophesee N-CARS (.dat), published split.",
     encode,
     options=(SOURCE, BINNING, EVENT_CHECKS, SPLIT_SELECTION, CHUNK),
     manifest="ncars",

@@ -87,7 +87,7 @@ def encode(dataset: Dataset, run: EncodeRun, source: Path, preset: str, stabiliz
 
 DATASET = Dataset(
     "nmnist",
-    "N-MNIST from its unzipped .bin files, 600 µs bins, 540 steps, 2 x 34 x 34 units by default.",
+    "N-MNIST from its unzipped .bin files, binned as the HM2-BP reference by default (--preset).",
     encode,
     options=(
         SOURCE.but(help="Directory holding Train/<digit>/*.bin and Test/<digit>/."),

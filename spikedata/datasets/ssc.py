@@ -1,11 +1,12 @@
 """Spiking Speech Commands (SSC, Cramer et al.): spikes of a cochlea model's 700 channels, one HDF5 file per split
 (`data_manifests/ssc.toml`: files, checksums, classes and the default bin and cut-off), binned into steps;
-reading and binning: `spikedata.datasets.shared.heidelberg`."""
+reading: `spikedata.datasets.shared.heidelberg`, binning: `...heidelberg_encoding`."""
 
 from __future__ import annotations
 
 from spikedata.datasets.shared.declaration import Dataset
-from spikedata.datasets.shared.heidelberg import SPIKE_BINNING, encode_heidelberg, find_files
+from spikedata.datasets.shared.heidelberg import find_files
+from spikedata.datasets.shared.heidelberg_encoding import SPIKE_BINNING, encode_heidelberg
 from spikedata.datasets.shared.options import CHUNK, SOURCE
 
 DATASET = Dataset(

@@ -592,7 +592,8 @@ def write_wav(folder: Path) -> Seed:
 def check_heidelberg(path: Path, seed: Path, context: dict, op: str) -> str:
     """Vet the file in a child process (libhdf5 may crash on damaged files), then bin every sample as
     `spikedata encode shd` does; every spike lands inside the raster."""
-    from spikedata.datasets.shared.heidelberg import HeidelbergRange, probe_heidelberg, unpacked, vet_file
+    from spikedata.datasets.shared.heidelberg import probe_heidelberg, unpacked, vet_file
+    from spikedata.datasets.shared.heidelberg_encoding import HeidelbergRange
 
     info = probe_heidelberg(path)
     with unpacked(path) as plain:

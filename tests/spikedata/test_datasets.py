@@ -142,3 +142,14 @@ def test_the_command_line_starts_without_zarr_torch_or_hm2bp():
     code = "import sys, spikedata.cli\nprint(sorted(m for m in ('zarr', 'torch', 'hm2bp', 'h5py') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_help_shows_the_manifest_defaults():
+    """A command's help gets the encoding defaults from the manifest, so that it never repeats a number."""
+    for name in ("dvsgesture", "ncars", "cifar10dvs", "shd", "mnist"):
+        ds = get_dataset(name)
+        layout = load_manifest(name).layout
+        text = ds.help_text()
+        assert text.startswith(ds.summary) and f"dt_us {layout['dt_us']}" in text, name
+    assert "data_manifests/mnist.toml" in get_dataset("mnist-5k").help_text()
+    assert get_dataset("events").help_text() == get_dataset("events").summary  # no manifest

@@ -106,6 +106,9 @@ class EncodeRun:
     report: Reporter = field(default_factory=Reporter)
 
 
+#: The `[layout]` keys that are encoding defaults (shown in a command's help).
+ENCODING_DEFAULTS = ("sensor_size", "dt_us", "n_steps", "downsample", "t_start")
+
 #: The options of every encode: where the store goes and how the encode runs (they become its `EncodeRun`).
 OUTPUT_OPTIONS = (
     Option("out", Path, help="Path of the spike store to write (a directory, e.g. mnist.zarr)."),
@@ -155,6 +158,15 @@ class Dataset:
 
         source = self.defaults_from or self.manifest
         return dict(load_manifest(source).layout) if source else {}
+
+    def help_text(self) -> str:
+        """The summary and the encoding defaults the manifest gives (so that help never repeats a number)."""
+        layout = self.layout()
+        shown = [f"{key} {layout[key]}" for key in ENCODING_DEFAULTS if key in layout]
+        if not shown:
+            return self.summary
+        return f"{self.summary} Defaults (data_manifests/{self.defaults_from or self.manifest}.toml): " \
+               f"{', '.join(shown)}."
 
     def split_names(self) -> tuple[str, ...] | None:
         """The splits the dataset publishes (None: they are found in the source, or made by a seeded split)."""
