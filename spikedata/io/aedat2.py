@@ -19,8 +19,8 @@ additionally mirrors x (x' = width - 1 - x) when displaying, which this reader d
 
 Checks (`spikedata.io.validate`): the version line must be exactly ``#!AER-DAT2.0`` (or 1.0), an all-zero payload
 is refused, records none of which is a polarity event (e.g. a body of 0xFF bytes, which the DAVIS layout reads as
-IMU samples) are refused, coordinates must lie inside the sensor the chip name gives (else the caller's `sensor_size`), and time
-must be monotone within 1 ms after unwrapping.
+IMU samples) are refused, coordinates must lie inside the sensor the chip name gives (else the caller's
+`sensor_size`), and time must be monotone within 1 ms after unwrapping.
 """
 
 from __future__ import annotations
