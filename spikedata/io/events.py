@@ -30,7 +30,7 @@ from spikedata.errors import SpikedataError
 #: The one event type of `spikedata`: time in µs, pixel coordinates from 0, polarity 1 = ON, 0 = OFF.
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
 
-FORMATS = ("atis40", "aedat2", "aedat3", "aedat4", "evt2", "evt3", "dat")
+FORMATS = ("atis40", "aedat2", "aedat3", "aedat4", "evt2", "evt3", "dat", "evt21", "hdf5", "text")
 
 #: The exact version lines of the AEDAT versions read here -> format name.
 AEDAT_VERSION_LINES = {
@@ -144,8 +144,8 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
 
         found = detect(data)
         if found is not None and found.startswith("unsupported:"):
-            raise EventFileError(path, "prophesee", 0, f"{found.split(':', 1)[1]} is not supported (EVT 2.0, EVT 3.0 "
-                                 "and DAT are)")  # fmt: skip
+            raise EventFileError(path, "prophesee", 0, f"{found.split(':', 1)[1]} is not supported (EVT 2.0, EVT 2.1, "
+                                 "EVT 3.0 and DAT are)")  # fmt: skip
         if found is not None:
             return found
     return "atis40"
@@ -212,6 +212,10 @@ def read_events_bytes(
         from spikedata.io import prophesee
 
         return getattr(prophesee, f"read_{fmt}")(data, path, **options)
+    if fmt == "evt21":
+        from spikedata.io.evt21 import read_evt21
+
+        return read_evt21(data, path, **options)
     raise ValueError(f"unknown event format {fmt!r}; known: {', '.join(FORMATS)}")
 
 

@@ -241,5 +241,7 @@ def test_percent_binary_is_not_a_prophesee_header():
     rec = bytes([37, 2, 0x80, 0, 5]) + bytes([1, 2, 0x80, 0, 9])
     events, info = read_events_bytes(rec, "x.bin")
     assert info.format == "atis40" and events["x"].tolist() == [37, 1]
-    with pytest.raises(EventFileError, match="EVT 2.1 is not supported"):
+    with pytest.raises(EventFileError, match="EVT 4.0 is not supported"):
+        read_events_bytes(b"% evt 4.0\n" + b"\0" * 8, "y.raw")
+    with pytest.raises(EventFileError, match="evt21: the payload is 8 zero bytes"):
         read_events_bytes(b"% evt 2.1\n" + b"\0" * 8, "y.raw")
