@@ -19,6 +19,7 @@ inside the sensor, polarity 0/1, monotone time within 1 ms, no zero-filled runs)
 
 from __future__ import annotations
 
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +183,23 @@ def read_events_with_info(
         raise EventFileError(path, "unknown", None, "is a directory, not an event file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such event file")
-    data = path.read_bytes()
-    return read_events_bytes(data, path, format=format, **options)
+    return read_events_bytes(file_bytes(path), path, format=format, **options)
+
+
+#: Files from this size on are mapped into memory instead of copied (`file_bytes`).
+MAP_FROM_BYTES = 1 << 20
+
+
+def file_bytes(path: Path) -> bytes | mmap.mmap:
+    """The bytes of an event file: small files read, large ones mapped read-only (pages populated up front), so a
+    reader decodes from the page cache without a copy of the file beside its event array. The map is released
+    with its last reference; readers return arrays of their own, never views of it."""
+    size = path.stat().st_size
+    if size < MAP_FROM_BYTES or os.name != "posix":
+        return path.read_bytes()
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                         prot=mmap.PROT_READ)
 
 
 def read_events_bytes(

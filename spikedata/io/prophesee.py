@@ -33,9 +33,9 @@ encoder sends the next TIME_HIGH before it does, so the time base is never advan
 (Metavision's rule). Events before the first TIME_HIGH have no time and are skipped (and counted), as
 Metavision does. A word of a type the format does not define is an error.
 
-DAT (``% Version 2``): after the header one byte event type (0 = 2-D events) and one byte event size (8), then
-8-byte events: uint32 time (µs; its 32-bit wrap is unwrapped) and uint32 with x in bits 13-0, y in bits 27-14,
-polarity in bit 28.
+DAT (``% Version 2``): after the header one byte event type (0 = Event2D, 12 = EventCD) and one byte event size
+(8), then 8-byte events: uint32 time (µs; its 32-bit wrap is unwrapped) and uint32 with x in bits 13-0, y in bits
+27-14, polarity in bits 31-28 (0 or 1; anything else is refused by the event check).
 
 Every reader then checks what it decoded with the readers' shared rules (`spikedata.io.validate.check_events`,
 one numba pass): polarity 0 / 1, coordinates inside the header's geometry (else the caller's sensor size), no
@@ -56,6 +56,9 @@ from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skip
 from spikedata.io.validate import check_events, check_sensor_size
 
 FORMATS = ("evt2", "evt3", "dat")
+#: DAT event types read: 0 = Event2D (ATIS / Gen1 recordings, N-CARS), 12 = EventCD (Metavision's CD events); both
+#: 8 bytes, the same layout.
+DAT_EVENT_TYPES = {0: "Event2D", 12: "EventCD"}
 #: A decoded event may lie at most this far (µs) before the latest earlier event; real recordings step back by a
 #: few µs (EVT 3 TIME_LOW jitter), a mis-decoded or foreign file by much more.
 TIME_TOLERANCE_US = 1000
@@ -335,7 +338,7 @@ def _dat_decode(ts, data, out):  # pragma: no cover - numba
         out[i].t = t + wrap
         out[i].x = d & 0x3FFF
         out[i].y = (d >> 14) & 0x3FFF
-        out[i].p = (d >> 28) & 1
+        out[i].p = (d >> 28) & 0xF
 
 
 def header_or_fail(data: bytes, path, fmt: str) -> tuple[int, list[tuple[str, str]]]:
@@ -444,9 +447,9 @@ def read_dat(
     if len(data) - start < 2:
         raise EventFileError(path, fmt, start, "truncated: no event type / size bytes after the header")
     ev_type, ev_size = data[start], data[start + 1]
-    if ev_type != 0 or ev_size != 8:
-        raise EventFileError(path, fmt, start, f"event type {ev_type} of size {ev_size}: only 2-D events (type 0, "
-                             "8 bytes) are supported")  # fmt: skip
+    if ev_type not in DAT_EVENT_TYPES or ev_size != 8:
+        raise EventFileError(path, fmt, start, f"event type {ev_type} of size {ev_size}: only 2-D / CD events (type 0 "
+                             "or 12, 8 bytes) are supported")  # fmt: skip
     body = start + 2
     words = words_or_fail(data, body, 4, "<u4", path, fmt)
     if len(words) % 2:
@@ -457,4 +460,5 @@ def read_dat(
     _dat_decode(pairs[:, 0], pairs[:, 1], events)
     events, repairs = check_events(events, path, fmt, size, tolerance_us=time_tolerance_us,
                                    offsets=lambda k: body + 8 * int(k))
+    entries = [*entries, ("event_type", f"{ev_type} ({DAT_EVENT_TYPES[ev_type]})")]
     return events, make_info(path, fmt, len(events), size, {}, entries, repairs)

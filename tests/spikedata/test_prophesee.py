@@ -219,8 +219,8 @@ def test_dat_written_and_broken(tmp_path):
     assert info.sensor_size == (304, 240) and events["t"].tolist() == [0, 10, 2**32 - 5, 2**32 + 7]
     with pytest.raises(EventFileError, match=r"dat: truncated"):
         read_events_bytes(head + b"\x00\x08" + body[:-4], "b.dat")
-    with pytest.raises(EventFileError, match="type 12 of size 8"):
-        read_events_bytes(head + b"\x0c\x08" + body, "c.dat")
+    with pytest.raises(EventFileError, match="type 12 of size 4"):
+        read_events_bytes(head + b"\x0c\x04" + body, "c.dat")
     outside = head + b"\x00\x08" + struct.pack("<II", 5, 304)
     with pytest.raises(EventFileError, match=r"outside the sensor \[0, 304\) x \[0, 240\)") as err:
         read_events_bytes(outside, "d.dat")
