@@ -134,6 +134,10 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
         if near is not None:
             raise EventFileError(path, "aedat", 0, f"damaged version line {head[:12]!r} (one or two bytes off "
                                  f"{near!r}); refusing to guess the format")
+        from spikedata.io.text_events import looks_like_text
+
+        if looks_like_text(data):
+            return "text"  # '# timestamp x y polarity' and numbers: a text event file (evlib writes these)
         if _text_line(data):
             return "aedat2"  # jAER files without a version line (AEDAT 1.0) start with '#' comment lines
         # else: an ATIS file whose first event has x = 35 (the byte '#'): binary, read below
@@ -149,6 +153,10 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
                                  "EVT 3.0 and DAT are)")  # fmt: skip
         if found is not None:
             return found
+    from spikedata.io.text_events import looks_like_text
+
+    if looks_like_text(data):
+        return "text"
     return "atis40"
 
 
@@ -228,6 +236,10 @@ def read_events_bytes(
         from spikedata.io import prophesee
 
         return getattr(prophesee, f"read_{fmt}")(data, path, **options)
+    if fmt == "text":
+        from spikedata.io.text_events import read_text
+
+        return read_text(data, path, **options)
     if fmt == "evt21":
         from spikedata.io.evt21 import read_evt21
 
