@@ -141,6 +141,8 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
         if _text_line(data):
             return "aedat2"  # jAER files without a version line (AEDAT 1.0) start with '#' comment lines
         # else: an ATIS file whose first event has x = 35 (the byte '#'): binary, read below
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"  # an event layout or not: the HDF5 reader says which it found
     for magic, name in _FOREIGN_MAGIC.items():
         if head.startswith(magic):
             raise EventFileError(path, "unknown", 0, f"not an event file: the content looks like {name}")
@@ -236,6 +238,10 @@ def read_events_bytes(
         from spikedata.io import prophesee
 
         return getattr(prophesee, f"read_{fmt}")(data, path, **options)
+    if fmt == "hdf5":
+        from spikedata.io.hdf5_events import read_hdf5_events
+
+        return read_hdf5_events(data, path, **options)
     if fmt == "text":
         from spikedata.io.text_events import read_text
 
