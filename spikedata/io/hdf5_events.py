@@ -216,6 +216,16 @@ def read_hdf5_events(data, path: str | os.PathLike = "<bytes>",
                      sensor_size: tuple[int, int] | None = None) -> tuple[np.ndarray, EventFileInfo]:
     """Events of an HDF5 event file's bytes (layouts in the module docstring) and its info; `sensor_size` bounds
     x, y when the file states no size."""
+    try:
+        return _read(data, path, sensor_size)
+    except EventFileError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
+        # libhdf5 reports damaged object headers, links and messages from wherever it meets them
+        raise EventFileError(path, FORMAT, None, f"damaged HDF5 file: {type(exc).__name__}: {exc}") from None
+
+
+def _read(data, path, sensor_size) -> tuple[np.ndarray, EventFileInfo]:
     with _open(data, path) as f:
         cd = f.get("CD")
         if cd is not None and hasattr(cd, "keys") and "events" in cd:
