@@ -1,15 +1,14 @@
-"""DV AEDAT 4.0 files, decoded by the `aedat` package (Rust; LZ4 / zstd packets, flatbuffers).
+"""DV AEDAT 4.0 files (LZ4 / zstd packets of flatbuffers), decoded here in one pass into the event array
+(`spikedata.io.aedat4_packets`).
 
 Layout: ``#!AER-DAT4.0\\r\\n``, int32 header size, an `IOHeader` flatbuffer (file identifier ``IOHE``; fields
 compression (int32 enum), dataTablePosition (int64, -1 = none), infoNode (string: the stream description as
 XML)), then packets ``int32 stream id, int32 size, size bytes`` (each a compressed flatbuffer), then (written when
 the recording was closed) a data table at `dataTablePosition`.
 
-The decoder trusts its input: a damaged IOHeader makes it index outside the flatbuffer, a description that is not
-valid UTF-8 makes its XML parser slice strings inside a character, and both raise a Rust panic
-(`pyo3_runtime.PanicException`, a BaseException); a string that cannot become a Python str even aborts the process
-(SIGABRT, "panic in a destructor during cleanup"). So before the decoder sees a file, `check_structure` verifies
-everything the decoder would trust:
+Nothing is decoded before `check_structure` has verified the framing (the `aedat` package, which this module
+used before, trusted its input: a damaged IOHeader or a description that is not UTF-8 made it panic or abort the
+process):
 
 * the magic line exactly; the header size; the IOHeader flatbuffer: root offset, file identifier, vtable and every
   field inside the buffer, the compression code known, the infoNode string inside the buffer and NUL-terminated;
@@ -17,9 +16,10 @@ everything the decoder would trust:
   name and a ``typeIdentifier``; event streams with integer ``sizeX``/``sizeY`` that are a plausible sensor);
 * every packet: a declared stream id, a size inside the file (up to the data table), and its compression framing
   (LZ4 frame or zstd frame headers and block headers walked without decompressing) from which the largest size it
-  can decompress to follows; the sum is checked against the available memory before anything is decompressed.
+  can decompress to follows.
 
-Any exception of the decoder (panics included) becomes `EventFileError`. Decoded events then go through
+The packets are then decoded with every offset checked (a damaged packet is an `EventFileError` naming its byte
+offset), into an event array sized beforehand (its memory checked). Decoded events then go through
 `spikedata.io.validate` (coordinates inside the stream's sizeX x sizeY, monotone time within 1 ms, no repeated
 runs). Events of the lowest-numbered event stream are returned (as tonic does); IMU samples, triggers, frames and
 events of other event streams are skipped and counted.
@@ -311,17 +311,26 @@ def read_aedat4(data: bytes, path: str | os.PathLike = "<bytes>",
     ends = np.array([p[2] for p in structure.packets], np.int64)
     src = np.frombuffer(data, np.uint8)
     scratch = np.empty(max(structure.max_packet, P.HEAD_BYTES), np.uint8)
-    counts = _counts(src, starts, ends, scratch, structure.compression, path)
     event_ids = sorted(i for i, s in structure.streams.items() if s.type_id == "EVTS")
     target = event_ids[0] if event_ids else None
     mine = ids == target
-    n = int(counts[mine].sum())
+    counts = np.zeros(len(ids), np.int64)
+    counts[~mine] = _counts(src, starts[~mine], ends[~mine], scratch, structure.compression, path)
+    upper = _zstd_upper(data, starts[mine], ends[mine]) if structure.compression.startswith("zstd") else None
+    if upper is None:
+        counts[mine] = _counts(src, starts[mine], ends[mine], scratch, structure.compression, path)
+    n = int(counts[mine].sum()) if upper is None else upper
     try:
         require_memory(n * EVENT_DTYPE.itemsize + scratch.nbytes, f"{path}: {n} events")
     except ResourceError as exc:
         raise EventFileError(path, FORMAT, None, str(exc)) from None
     events = np.empty(n, dtype=EVENT_DTYPE)
-    _events(src, starts[mine], ends[mine], scratch, structure.compression, events, path)
+    got = _events(src, starts[mine], ends[mine], scratch, structure.compression, events, path)
+    if got != n and upper is None:
+        raise EventFileError(path, FORMAT, None, f"the event packets hold {got} events, their first bytes "
+                             f"declared {n} (damaged packets)")
+    n = got
+    events = events[:n] if 4 * n >= 3 * len(events) else events[:n].copy()
     skipped: dict[str, int] = {}
     for sid, stream in structure.streams.items():
         if sid == target:
@@ -352,7 +361,7 @@ def _zstd_packets(src, starts, ends, limit: int | None):
     for a, b in zip(starts, ends, strict=True):
         try:
             if limit is None:
-                out = b"".join(dctx.read_to_iter(memoryview(src[a:b])))
+                out = dctx.decompressobj().decompress(memoryview(src[a:b]))
             else:
                 out = dctx.stream_reader(memoryview(src[a:b])).read(limit)
         except zstandard.ZstdError as exc:
@@ -381,8 +390,8 @@ def _counts(src, starts, ends, scratch, compression: str, path) -> np.ndarray:
     return counts
 
 
-def _events(src, starts, ends, scratch, compression: str, events, path) -> None:
-    """Copy the events of every event packet into `events` (sized by `_counts`)."""
+def _events(src, starts, ends, scratch, compression: str, events, path) -> int:
+    """Copy the events of every event packet into `events` (sized by `_counts` or `_zstd_upper`); how many."""
     if compression.startswith("lz4"):
         got, bad, err = P.decode_lz4(src, starts, ends, scratch, events)
         if bad >= 0:
@@ -404,6 +413,22 @@ def _events(src, starts, ends, scratch, compression: str, events, path) -> None:
             if err:
                 _fail(path, starts, k, err)
             got += c
-    if got != len(events):
-        raise EventFileError(path, FORMAT, None, f"the event packets hold {got} events, their first bytes "
-                             f"declared {len(events)} (damaged packets)")
+    return got
+
+
+def _zstd_upper(data, starts, ends) -> int | None:
+    """At most how many events the zstd packets hold, from the content size their frame headers state (16 bytes
+    an event; the flatbuffer's few bytes around them make it an upper bound by one or two events a packet), so
+    zstd packets are decompressed once; None when a frame states no size."""
+    import zstandard
+
+    total = 0
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        try:
+            size = zstandard.frame_content_size(data[a : min(b, a + 18)])
+        except zstandard.ZstdError:
+            return None
+        if size < 0:
+            return None
+        total += size // 16
+    return total

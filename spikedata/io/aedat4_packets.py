@@ -1,21 +1,30 @@
-"""AEDAT 4.0 packets decoded in one pass into the event array: LZ4 frames decompressed in numba (zstd through the
+"""AEDAT 4.0 packets decoded in one pass into the event array: LZ4 frames walked in numba (zstd through the
 `zstandard` package, one packet at a time), the size-prefixed flatbuffers walked in numba, the polarity events
 written straight into `EVENT_DTYPE` records. Memory: the event array plus one decompressed packet.
+
+LZ4 blocks are decompressed by liblz4 (the C library inside the `lz4` package, called from numba through
+LLVM symbols, see `_liblz4`); the frames around them are walked here.
 
 A DV packet decompresses to a size-prefixed flatbuffer: uint32 size, uint32 root table offset, the file
 identifier (``EVTS``, ``IMUS``, ``TRIG``, ...), the table, and its field 0: a vector of element structs. An event
 is 16 bytes: int64 t (µs), int16 x, int16 y, bool polarity, 3 padding bytes. Every offset is checked against the
 packet before it is followed (a damaged packet is an error code, never a read outside the buffer).
 
-Two passes over the packets: the first decompresses only each packet's first bytes (the vector's length sits
-right after the table) to size the event array exactly, the second decompresses each event packet whole and
-copies its events.
+The event array is sized before anything is decoded: for LZ4 (and uncompressed) packets by a first pass that
+decompresses only each packet's first bytes (the vector's length sits right after the table); for zstd from the
+content size each frame header states (an upper bound by a couple of events a packet, trimmed afterwards), so
+zstd packets are decompressed once. Then each event packet is decompressed whole and its events copied.
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+
+import llvmlite.binding as llvm
 import numba
 import numpy as np
+from numba import types
 
 #: Error codes of the kernels -> message.
 ERRORS = {1: "not an LZ4 frame", 2: "corrupt LZ4 frame descriptor", 3: "LZ4 block runs past the packet",
@@ -31,12 +40,29 @@ def _u32(buf, i):  # pragma: no cover - numba
     return np.int64(buf[i]) | (np.int64(buf[i + 1]) << 8) | (np.int64(buf[i + 2]) << 16) | (np.int64(buf[i + 3]) << 24)
 
 
+def _liblz4():
+    """liblz4's safe block decoders, as the `lz4` package's extension exports them, made callable from cached
+    numba code: the addresses are registered with LLVM under the C names (again in every process, before a cached
+    kernel is loaded), and the kernels call them by name. Pointers travel as intp (the same registers)."""
+    lib = ctypes.CDLL(importlib.util.find_spec("lz4.block._block").origin)
+    for name in ("LZ4_decompress_safe_usingDict", "LZ4_decompress_safe_partial_usingDict"):
+        llvm.add_symbol(name, ctypes.cast(getattr(lib, name), ctypes.c_void_p).value)
+    i32, ptr = types.int32, types.intp
+    return (types.ExternalFunction("LZ4_decompress_safe_usingDict", i32(ptr, ptr, i32, i32, ptr, i32)),
+            types.ExternalFunction("LZ4_decompress_safe_partial_usingDict", i32(ptr, ptr, i32, i32, i32, ptr, i32)))
+
+
+_LZ4_FULL, _LZ4_PARTIAL = _liblz4()
+
+
 @numba.njit(cache=True, nogil=True)
 def lz4_frames(src, pos, end, dst, limit):  # pragma: no cover - numba
-    """Decompress the LZ4 frame(s) of src[pos:end] into dst, stopping once `limit` bytes are out (the counting
-    pass); (bytes written, error)."""
+    """Decompress the LZ4 frame(s) of src[pos:end] into dst with liblz4 (each block may refer to the frame's
+    earlier output), stopping once `limit` bytes are out (the counting pass); (bytes written, error)."""
     o = 0
-    cap = min(dst.shape[0], limit)
+    cap = dst.shape[0]
+    base_src = src.ctypes.data
+    base_dst = dst.ctypes.data
     while pos < end and o < limit:
         if end - pos < 7 or _u32(src, pos) != 0x184D2204:
             return o, 1
@@ -45,6 +71,7 @@ def lz4_frames(src, pos, end, dst, limit):  # pragma: no cover - numba
             return o, 2
         pos += 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
         block_checksum = (flg & 0x10) != 0
+        frame_start = o
         while o < limit:
             if pos + 4 > end:
                 return o, 3
@@ -57,85 +84,20 @@ def lz4_frames(src, pos, end, dst, limit):  # pragma: no cover - numba
             if pos + n > end:
                 return o, 3
             if size & 0x80000000:  # stored uncompressed
-                k = min(n, cap - o)
-                dst[o : o + k] = src[pos : pos + k]
-                o += k
-                if k < n and o < limit:
+                if o + n > cap:
                     return o, 8
+                dst[o : o + n] = src[pos : pos + n]
+                o += n
             else:
-                o, err = _lz4_block(src, pos, pos + n, dst, o, cap, limit)
-                if err:
-                    return o, err
+                if limit < cap:
+                    r = _LZ4_PARTIAL(base_src + pos, base_dst + o, n, min(limit, cap) - o, cap - o,
+                                     base_dst + frame_start, o - frame_start)
+                else:
+                    r = _LZ4_FULL(base_src + pos, base_dst + o, n, cap - o, base_dst + frame_start, o - frame_start)
+                if r < 0:
+                    return o, 4
+                o += r
             pos += n + (4 if block_checksum else 0)
-    return o, 0
-
-
-@numba.njit(cache=True, nogil=True)
-def _lz4_block(src, i, end, dst, o, cap, limit):  # pragma: no cover - numba
-    """One LZ4 block src[i:end] appended to dst at o (matches may reach into earlier blocks of the frame)."""
-    while i < end:
-        token = np.int64(src[i])
-        i += 1
-        lit = token >> 4
-        if lit == 15:
-            while True:
-                if i >= end:
-                    return o, 4
-                b = np.int64(src[i])
-                i += 1
-                lit += b
-                if b != 255:
-                    break
-        if i + lit > end:
-            return o, 4
-        if o + lit > cap:
-            if o >= limit or cap >= limit:
-                k = min(lit, cap - o)
-                dst[o : o + k] = src[i : i + k]
-                return o + k, 0 if cap >= limit else 8
-            return o, 8
-        for k in range(lit):
-            dst[o + k] = src[i + k]
-        o += lit
-        i += lit
-        if i >= end:
-            break  # the last sequence holds only literals
-        if i + 2 > end:
-            return o, 4
-        offset = np.int64(src[i]) | (np.int64(src[i + 1]) << 8)
-        i += 2
-        if offset == 0 or offset > o:
-            return o, 5
-        match = (token & 15) + 4
-        if (token & 15) == 15:
-            while True:
-                if i >= end:
-                    return o, 4
-                b = np.int64(src[i])
-                i += 1
-                match += b
-                if b != 255:
-                    break
-        if o + match > cap:
-            if cap >= limit:
-                match = cap - o
-            else:
-                return o, 8
-        s = o - offset
-        if offset >= 8:  # no overlap within 8 bytes: copy words
-            k = 0
-            while k + 8 <= match:
-                for j in range(8):
-                    dst[o + k + j] = dst[s + k + j]
-                k += 8
-            for j in range(k, match):
-                dst[o + j] = dst[s + j]
-        else:
-            for k in range(match):
-                dst[o + k] = dst[s + k]
-        o += match
-        if o >= limit:
-            return o, 0
     return o, 0
 
 
