@@ -23,31 +23,35 @@ def time_high(t: int) -> int:
     return (0x8 << 60) | ((t >> 6) << 32)
 
 
-def evt21_words(events: np.ndarray) -> list[int]:
-    """Words of time-ordered events: a TIME_HIGH whenever t >> 6 changes, one vector word per run of events with
-    the same (t, y, p, x // 32)."""
-    words: list[int] = []
-    high = None
-    i, n = 0, len(events)
+def evt21_words(events: np.ndarray) -> np.ndarray:
+    """Words (uint64) of events ordered by (t, y, p, x): a TIME_HIGH whenever t >> 6 changes, one vector word per
+    run of events with the same (t, y, p, x // 32) and distinct x (vectorised: the benchmarks write 50 M events)."""
     t, x, y, p = (events[k].astype(np.int64) for k in "txyp")
-    while i < n:
-        if t[i] >> 6 != high:
-            high = int(t[i]) >> 6
-            words.append(time_high(int(t[i])))
-        base = int(x[i]) & ~31
-        mask = 0
-        j = i
-        while j < n and t[j] == t[i] and y[j] == y[i] and p[j] == p[i] and (int(x[j]) & ~31) == base \
-                and not mask >> (int(x[j]) - base) & 1:
-            mask |= 1 << (int(x[j]) - base)
-            j += 1
-        words.append(cd_word(int(p[i]), int(t[i]), base, int(y[i]), mask))
-        i = j
-    return words
+    n = len(t)
+    if not n:
+        return np.zeros(0, np.uint64)
+    base = x & ~31
+    new = np.ones(n, bool)
+    new[1:] = (t[1:] != t[:-1]) | (y[1:] != y[:-1]) | (p[1:] != p[:-1]) | (base[1:] != base[:-1]) | (x[1:] == x[:-1])
+    starts = np.flatnonzero(new)
+    masks = np.bitwise_or.reduceat(np.left_shift(1, x - base).astype(np.uint64), starts)
+    s = starts
+    cd = ((p[s].astype(np.uint64) << np.uint64(60)) | ((t[s] & 0x3F).astype(np.uint64) << np.uint64(54))
+          | (base[s].astype(np.uint64) << np.uint64(43)) | (y[s].astype(np.uint64) << np.uint64(32)) | masks)
+    high = t[s] >> 6
+    th_at = np.flatnonzero(np.concatenate([[True], high[1:] != high[:-1]]))
+    th = (np.uint64(0x8) << np.uint64(60)) | (high[th_at].astype(np.uint64) << np.uint64(32))
+    out = np.empty(len(cd) + len(th), np.uint64)
+    pos_th = th_at + np.arange(len(th_at))  # each TIME_HIGH goes before its first vector word
+    is_th = np.zeros(len(out), bool)
+    is_th[pos_th] = True
+    out[is_th] = th
+    out[~is_th] = cd
+    return out
 
 
-def evt21_file(words: list[int], header: str = HEADER, legacy: bool = False) -> bytes:
-    arr = np.array(words, dtype=np.uint64)
+def evt21_file(words, header: str = HEADER, legacy: bool = False) -> bytes:
+    arr = np.asarray(words, dtype=np.uint64)
     if legacy:  # IMX636: each word as its two 32-bit halves, the high half first
         arr = (arr >> np.uint64(32)) | (arr << np.uint64(32))
     return header.encode() + arr.astype("<u8").tobytes()
