@@ -94,70 +94,67 @@ def _times(buf, pos, end, n, out, first):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _packed_yxp(buf, pos, end, n, out, first):  # pragma: no cover - numba
+def _packed(buf, pos, end, n, out, first, wide):  # pragma: no cover - numba
+    """Groups of four values packed in three words: 24-bit ``y << 12 | x << 1 | p`` in uint32 words (`wide`) or
+    12-bit ``x << 1 | p`` in uint16 words; each value's bits are taken from the most significant end of the
+    group. (next position, error)."""
+    size = 4 if wide else 2
+    q = 8 if wide else 4  # a quarter of a word
     groups = (n + 3) // 4
-    if pos + 12 * groups > end:
+    if pos + 3 * size * groups > end:
         return pos, 3
     for g in range(groups):
-        w0 = _u32(buf, pos)
-        w1 = _u32(buf, pos + 4)
-        w2 = _u32(buf, pos + 8)
-        pos += 12
-        vals = (w0 >> 8, (w0 & 0xFF) | ((w1 >> 16) << 8), (w1 & 0xFFFF) | ((w2 >> 24) << 16), w2 & 0xFFFFFF)
+        w0 = _u32(buf, pos) if wide else _u16(buf, pos)
+        w1 = _u32(buf, pos + size) if wide else _u16(buf, pos + size)
+        w2 = _u32(buf, pos + 2 * size) if wide else _u16(buf, pos + 2 * size)
+        pos += 3 * size
+        vals = (w0 >> q, (w0 & ((1 << q) - 1)) | ((w1 >> (2 * q)) << q),
+                (w1 & ((1 << (2 * q)) - 1)) | ((w2 >> (3 * q)) << (2 * q)), w2 & ((1 << (3 * q)) - 1))
         for j in range(4):
             i = 4 * g + j
             if i < n:
                 v = vals[j]
-                out[first + i].y = (v >> 12) & 0x7FF
+                if wide:
+                    out[first + i].y = (v >> 12) & 0x7FF
                 out[first + i].x = (v >> 1) & 0x7FF
                 out[first + i].p = v & 1
     return pos, 0
 
 
 @numba.njit(cache=True, nogil=True)
-def _ys(buf, pos, end, n, out, first):  # pragma: no cover - numba
+def _runs(buf, pos, end, n, out, first, polarity):  # pragma: no cover - numba
+    """Run-length values: y as uint16 ``y << 5 | count`` or (`polarity`) p as bytes ``p << 7 | count``; the
+    largest count (31 / 127) means the count follows as uint16. (next position, error)."""
+    size = 1 if polarity else 2
+    bits = 7 if polarity else 5
+    full = (1 << bits) - 1
+    short = 5 if polarity else 2
     i = 0
     while i < n:
-        if pos + 2 > end:
-            return pos, 2
-        v = _u16(buf, pos)
-        y = v >> 5
-        c = v & 31
-        if c == 31:
-            if pos + 4 > end:
-                return pos, 2
-            c = _u16(buf, pos + 2)
+        if pos + size > end:
+            return pos, short
+        v = np.int64(buf[pos]) if polarity else _u16(buf, pos)
+        c = v & full
+        if c == full:
+            if pos + size + 2 > end:
+                return pos, short
+            c = _u16(buf, pos + size)
             pos += 2
-        pos += 2
+        pos += size
         if i + c > n:
             return pos, 6
+        value = v >> bits
         for k in range(first + i, first + i + c):
-            out[k].y = y
+            if polarity:
+                out[k].p = value
+            else:
+                out[k].y = value
         i += c
     return pos, 0
 
 
 @numba.njit(cache=True, nogil=True)
-def _packed_xp(buf, pos, end, n, out, first):  # pragma: no cover - numba
-    groups = (n + 3) // 4
-    if pos + 6 * groups > end:
-        return pos, 3
-    for g in range(groups):
-        w0 = _u16(buf, pos)
-        w1 = _u16(buf, pos + 2)
-        w2 = _u16(buf, pos + 4)
-        pos += 6
-        vals = (w0 >> 4, (w0 & 0xF) | ((w1 >> 8) << 4), (w1 & 0xFF) | ((w2 >> 12) << 8), w2 & 0xFFF)
-        for j in range(4):
-            i = 4 * g + j
-            if i < n:
-                out[first + i].x = vals[j] >> 1
-                out[first + i].p = vals[j] & 1
-    return pos, 0
-
-
-@numba.njit(cache=True, nogil=True)
-def _masked_xs_and_ps(buf, pos, end, n, out, first):  # pragma: no cover - numba
+def _masked_xs(buf, pos, end, n, out, first):  # pragma: no cover - numba
     i = 0
     while i < n:
         if pos + 2 > end:
@@ -172,24 +169,6 @@ def _masked_xs_and_ps(buf, pos, end, n, out, first):  # pragma: no cover - numba
                 if i < n:  # the encoder may set bits past the chunk's last event: ignored, as the codec does
                     out[first + i].x = x + j + 1
                 i += 1
-    i = 0
-    while i < n:
-        if pos >= end:
-            return pos, 5
-        v = np.int64(buf[pos])
-        p = v >> 7
-        c = v & 127
-        if c == 127:
-            if pos + 3 > end:
-                return pos, 5
-            c = _u16(buf, pos + 1)
-            pos += 2
-        pos += 1
-        if i + c > n:
-            return pos, 6
-        for k in range(first + i, first + i + c):
-            out[k].p = p
-        i += c
     return pos, 0
 
 
@@ -207,14 +186,16 @@ def decode_chunk(buf, pos, end, n, out, first):  # pragma: no cover - numba
     if err:
         return err, pos
     if packed_yxp:
-        pos, err = _packed_yxp(buf, pos, end, n, out, first)
+        pos, err = _packed(buf, pos, end, n, out, first, True)
     else:
-        pos, err = _ys(buf, pos, end, n, out, first)
+        pos, err = _runs(buf, pos, end, n, out, first, False)
         if not err:
             if packed_xp:
-                pos, err = _packed_xp(buf, pos, end, n, out, first)
+                pos, err = _packed(buf, pos, end, n, out, first, False)
             else:
-                pos, err = _masked_xs_and_ps(buf, pos, end, n, out, first)
+                pos, err = _masked_xs(buf, pos, end, n, out, first)
+                if not err:
+                    pos, err = _runs(buf, pos, end, n, out, first, True)
     return err, pos
 
 

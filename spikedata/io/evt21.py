@@ -31,6 +31,7 @@ from spikedata.io.prophesee import (
     header_or_fail,
     make_info,
     sensor_bound,
+    time_high_34,
     words_or_fail,
 )
 from spikedata.io.validate import check_events, check_payload
@@ -91,9 +92,6 @@ def _popcount32(v):  # pragma: no cover - numba
 @numba.njit(cache=True, nogil=True)
 def _decode(words, legacy, out):  # pragma: no cover - numba
     """Decode into the `EVENT_DTYPE` records `out` (sized by `_count`); returns the number of events."""
-    max_base = ((np.int64(1) << 28) - 1) << 6
-    loop = np.int64(1) << 34
-    threshold = np.int64(10) << 6
     n = 0
     base = np.int64(0)
     loops = np.int64(0)
@@ -120,12 +118,7 @@ def _decode(words, legacy, out):  # pragma: no cover - numba
                             out[n].p = typ
                             n += 1
         elif typ == 0x8:
-            new_base = (np.int64(w >> np.uint64(32)) & 0xFFFFFFF) << 6
-            new_base += loops * loop
-            if have_time and base > new_base and base - new_base >= max_base - threshold:
-                new_base += loop
-                loops += 1
-            base = new_base
+            base, loops = time_high_34(np.int64(w >> np.uint64(32)) & 0xFFFFFFF, base, loops, have_time)
             have_time = True
     return n
 

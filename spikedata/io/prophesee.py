@@ -283,14 +283,23 @@ def _evt3_decode(words, out):  # pragma: no cover - numba
     return n
 
 
+@numba.njit(cache=True, inline="always")
+def time_high_34(high, base, loops, have_time):  # pragma: no cover - numba
+    """EVT 2.0 / 2.1 TIME_HIGH: the new time base (µs) from its 28 bits and the loop count of the 34-bit time; a
+    TIME_HIGH that falls back by nearly the whole range starts the next loop (Metavision's rule)."""
+    max_base = ((np.int64(1) << 28) - 1) << 6
+    loop = np.int64(1) << 34
+    new_base = (high << 6) + loops * loop
+    if have_time and base > new_base and base - new_base >= max_base - (np.int64(10) << 6):
+        return new_base + loop, loops + 1
+    return new_base, loops
+
+
 @numba.njit(cache=True)
 def _evt2_decode(words, out):  # pragma: no cover - numba
     """One pass into the `EVENT_DTYPE` records `out`, one slot per word: (events, first word of an undefined type
     or -1, skipped [ext_trigger, others, continued, before_first_time_high])."""
     skipped = np.zeros(4, np.int64)
-    max_base = ((np.int64(1) << 28) - 1) << 6
-    loop = np.int64(1) << 34
-    threshold = np.int64(10) << 6
     n = 0
     base = np.int64(0)
     loops = np.int64(0)
@@ -308,11 +317,7 @@ def _evt2_decode(words, out):  # pragma: no cover - numba
             out[n].p = typ
             n += 1
         elif typ == 0x8:
-            new_base = ((w & 0xFFFFFFF) << 6) + loops * loop
-            if have_time and base > new_base and base - new_base >= max_base - threshold:
-                new_base += loop
-                loops += 1
-            base = new_base
+            base, loops = time_high_34(w & 0xFFFFFFF, base, loops, have_time)
             have_time = True
         elif typ == 0xA:
             skipped[0] += 1

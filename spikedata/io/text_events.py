@@ -127,6 +127,25 @@ def _roles(line: bytes, comma: bool, path, offset: int) -> tuple[list[str | None
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _digits(buf, i, size, m, exp, fraction):  # pragma: no cover - numba
+    """Append the decimal digits at buf[i:] to the mantissa m; past 18 significant digits an integer part's digit
+    raises the exponent and a fraction's is dropped. (next position, m, exp, digits read)."""
+    digits = 0
+    while i < size:
+        d = np.int64(buf[i]) - 48
+        if d < 0 or d > 9:
+            break
+        if m < 100000000000000000:
+            m = m * 10 + d
+            exp -= fraction
+        elif not fraction:
+            exp += 1
+        digits += 1
+        i += 1
+    return i, m, exp, digits
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _number(buf, i, size):  # pragma: no cover - numba
     """Parse the field at buf[i] (leading blanks skipped): (position after it, mantissa, decimal exponent,
     decimal syntax, error). Digits past the 18th significant one are dropped (exponent kept)."""
@@ -136,32 +155,12 @@ def _number(buf, i, size):  # pragma: no cover - numba
     if i < size and (buf[i] == 45 or buf[i] == 43):
         neg = buf[i] == 45
         i += 1
-    m = np.int64(0)
-    exp = 0
-    digits = 0
-    while i < size:
-        d = np.int64(buf[i]) - 48
-        if d < 0 or d > 9:
-            break
-        if m < 100000000000000000:
-            m = m * 10 + d
-        else:
-            exp += 1
-        digits += 1
-        i += 1
+    i, m, exp, digits = _digits(buf, i, size, np.int64(0), 0, False)
     decimal = False
     if i < size and buf[i] == 46:
         decimal = True
-        i += 1
-        while i < size:
-            d = np.int64(buf[i]) - 48
-            if d < 0 or d > 9:
-                break
-            if m < 100000000000000000:
-                m = m * 10 + d
-                exp -= 1
-            digits += 1
-            i += 1
+        i, m, exp, more = _digits(buf, i + 1, size, m, exp, True)
+        digits += more
     if i < size and (buf[i] == 101 or buf[i] == 69):
         decimal = True
         i += 1
