@@ -173,13 +173,14 @@ def encode_events(
                                 "or 'zero' (the file's time 0)."),
     rounding: str = _ROUNDING, time_shift: int = _SHIFT, crop: str = _CROP, downsample: int = _DOWN,
     polarity: str = _POLARITY, unit_order: str = _ORDER, extensions: str = typer.Option(
-        ".bin,.bs2,.aedat,.aedat4,.dat,.raw", "--extensions", help="File name endings to read (comma separated)."),
+        ".bin,.bs2,.aedat,.aedat4,.dat,.raw,.hdf5,.h5", "--extensions", help="File name endings to read (comma "
+        "separated; add .csv / .txt for text event files)."),
     transform: list[str] = _TRANSFORM, drop_outside: bool = _DROP_OUTSIDE, test_fraction: float = _TEST_FRACTION,
     split_seed: int = _SPLIT_SEED, max_train: int = _MAX_TRAIN, max_test: int = _MAX_TEST,
     workers: int = WORKERS, chunk: int = _CHUNK, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:  # fmt: skip
-    """A generic folder of event files (ATIS .bin, AEDAT 2/3.1/4, Prophesee EVT2/EVT3/DAT), labels from
-    sub-folders or a CSV."""
+    """A generic folder of event files (ATIS .bin, AEDAT 2/3.1/4, Prophesee EVT 2.0/2.1/3.0, DAT, HDF5, text /
+    CSV), labels from sub-folders or a CSV."""
     from spikedata.datasets.event_folder import probe_sensor_size, scan_folder
     from spikedata.encoders.event_binning import BinningOptions
     from spikedata.io.events import EventFileError
