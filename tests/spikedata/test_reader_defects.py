@@ -131,3 +131,19 @@ def test_aedat_defects_through_the_cli(tmp_path):
     (src / "b" / "ff.aedat").write_bytes(_aedat31_negative_time()[0])
     _one_line(runner.invoke(spikedata_app, args), "ff.aedat", "aedat3", "negative time stamp -5")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------ SHD (.h5.gz)
+
+
+def test_gzip_without_hdf5_names_the_given_file(tmp_path):
+    """Found by the fuzz suite's foreign-file mutants: a gzipped IDX file in place of shd_train.h5.gz was reported
+    under the name of the hidden temporary copy it was decompressed into."""
+    from spikedata.datasets.heidelberg import probe_heidelberg
+    from spikedata.errors import SpikedataError
+
+    path = tmp_path / "shd_train.h5.gz"
+    path.write_bytes(_idx_with_flipped_ndim())
+    with pytest.raises(SpikedataError, match=r"shd_train\.h5\.gz: the gzip does not hold an HDF5 file") as err:
+        probe_heidelberg(path)
+    assert ".unpacked-" not in str(err.value)
