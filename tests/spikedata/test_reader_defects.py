@@ -15,9 +15,24 @@ from spikedata.cli import app as spikedata_app
 from spikedata.io.events import EventFileError, read_events
 from spikedata.io.idx import IdxError, read_idx
 from spikedata.resources import format_bytes
-from tests.spikedata.test_events_io import _aedat2, _aedat31, _polarity_packet
 
 runner = CliRunner()
+
+
+def aedat2_file(records: list[tuple[int, int]], chip: str) -> bytes:
+    """AEDAT 2.0: header lines, then big-endian (uint32 address, uint32 µs) records."""
+    head = f"#!AER-DAT2.0\r\n# AEChip: ch.unizh.ini.jaer.chip.retina.{chip}\r\n".encode()
+    return head + b"".join(struct.pack(">II", a, t) for a, t in records)
+
+
+def aedat31_file(packets: list[list[tuple[int, int, int, int, int]]]) -> bytes:
+    """AEDAT 3.1 of polarity packets (source 1, a DVS128): events (x, y, p, t, valid), 8 bytes each."""
+    out = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n"
+    for events in packets:
+        n = len(events)
+        out += struct.pack("<hhiiiiii", 1, 1, 8, 4, 0, n, n, n)
+        out += b"".join(struct.pack("<Ii", x << 17 | y << 2 | p << 1 | v, t) for x, y, p, t, v in events)
+    return out
 
 
 def _one_line(result, *needles: str) -> str:
@@ -71,7 +86,7 @@ def test_idx_flipped_dimension_byte_through_the_cli(shared_data, tmp_path):
 def _aedat31_negative_time() -> tuple[bytes, int]:
     good = [(5, 6, 1, 100 + i, 1) for i in range(10)]
     bad = [(5, 6, 1, 200, 1), (7, 8, 0, -5, 1)]
-    data = _aedat31([_polarity_packet(good), _polarity_packet(bad)])
+    data = aedat31_file([good, bad])
     second = data.index(b"#!END-HEADER\r\n") + 14 + 28 + 10 * 8
     return data, second + 28 + 8  # the second event of the second packet
 
@@ -88,7 +103,7 @@ def test_aedat31_negative_time_stamp_is_refused(tmp_path):
 
 def test_aedat31_invalid_event_with_negative_time_is_only_skipped():
     """An event whose valid bit is clear is skipped (and counted) whatever its time stamp holds."""
-    data = _aedat31([_polarity_packet([(1, 2, 1, 10, 1), (3, 4, 0, -1, 0), (5, 6, 0, 20, 1)])])
+    data = aedat31_file([[(1, 2, 1, 10, 1), (3, 4, 0, -1, 0), (5, 6, 0, 20, 1)]])
     from spikedata.io.events import read_events_bytes
 
     events, info = read_events_bytes(data, "ok.aedat")
@@ -99,7 +114,7 @@ def test_aedat31_invalid_event_with_negative_time_is_only_skipped():
 
 
 def test_aedat2_body_of_ff_bytes_is_refused(tmp_path):
-    head = _aedat2([], "Davis346red")
+    head = aedat2_file([], "Davis346red")
     path = tmp_path / "ff.aedat"
     path.write_bytes(head + b"\xff" * 8 * 500)
     with pytest.raises(EventFileError, match=r"none of its 500 records is a polarity event \(imu 500; davis") as e:
@@ -108,12 +123,12 @@ def test_aedat2_body_of_ff_bytes_is_refused(tmp_path):
 
 
 def test_aedat2_only_special_records_is_refused_and_header_only_is_empty(tmp_path):
-    data = _aedat2([(0x8000, 10 + i) for i in range(20)], "DVS128")
+    data = aedat2_file([(0x8000, 10 + i) for i in range(20)], "DVS128")
     path = tmp_path / "sync.aedat"
     path.write_bytes(data)
     with pytest.raises(EventFileError, match=r"none of its 20 records is a polarity event \(special 20; dvs128"):
         read_events(path)
-    path.write_bytes(_aedat2([], "DVS128"))
+    path.write_bytes(aedat2_file([], "DVS128"))
     assert len(read_events(path)) == 0  # no records at all: an empty recording, as before
 
 
@@ -121,9 +136,9 @@ def test_aedat_defects_through_the_cli(tmp_path):
     src = tmp_path / "src"
     (src / "a").mkdir(parents=True)
     (src / "b").mkdir()
-    good = _aedat2([((5 << 8) | (7 << 1), 1000 + 10 * i) for i in range(50)], "DVS128")
+    good = aedat2_file([((5 << 8) | (7 << 1), 1000 + 10 * i) for i in range(50)], "DVS128")
     (src / "a" / "ok.aedat").write_bytes(good)
-    (src / "b" / "ff.aedat").write_bytes(_aedat2([], "DVS128") + b"\xff" * 800)
+    (src / "b" / "ff.aedat").write_bytes(aedat2_file([], "DVS128") + b"\xff" * 800)
     out = tmp_path / "s.zarr"
     args = ["encode", "events", "--source", str(src), "--out", str(out), "--quiet", "--steps", "10"]
     _one_line(runner.invoke(spikedata_app, args), "ff.aedat", "aedat2", "none of its 100 records is a polarity event")
