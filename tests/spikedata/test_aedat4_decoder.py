@@ -66,3 +66,18 @@ def test_damaged_lz4_packet_names_its_offset(shared_data, tmp_path):
         read_events(path)
     assert err.value.offset == start - 8
     assert struct.unpack_from("<i", data, start - 8)[0] == stream
+
+
+def test_corrupt_flatbuffer_is_an_error_not_a_crash(shared_data, tmp_path):
+    """The `aedat` package this reader used before panicked on such input; our walk checks every offset: an event
+    packet (a valid LZ4 frame of one stored block) whose flatbuffer's root offset points outside it."""
+    data = bytearray((shared_data / "dvs/sample.aedat4").read_bytes())
+    structure = check_structure(bytes(data), "x")
+    _, start, end = next(p for p in structure.packets if structure.streams[p[0]].type_id == "EVTS")
+    body = struct.pack("<II", end - start - 19, 0x7FFFFFF0) + bytes(end - start - 23)  # size prefix, root offset
+    frame = bytes.fromhex("04224d18") + bytes([0x60, 0x70, 0x73]) + struct.pack("<I", 0x80000000 | len(body))
+    data[start:end] = frame + body + bytes(4)
+    path = tmp_path / "bad.aedat4"
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFileError, match=rf"packet at byte {start - 8}: corrupt flatbuffer"):
+        read_events(path)
