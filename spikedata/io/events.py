@@ -6,8 +6,12 @@ format (`READERS`):
 * ``atis40``  -- the 40-bit ATIS layout of N-MNIST / N-Caltech101 ``.bin`` files (`spikedata.io.atis`);
 * ``aedat2``  -- jAER AEDAT 2.0 (and its 16-bit predecessor 1.0) (`spikedata.io.aedat2`);
 * ``aedat3``  -- cAER AEDAT 3.1 packets (`spikedata.io.aedat3`);
-* ``aedat4``  -- DV AEDAT 4.0, decoded by the `aedat` package (`spikedata.io.aedat4`);
-* ``evt2``, ``evt3``, ``dat`` -- Prophesee EVT 2.0 / EVT 3.0 ``.raw`` and ``.dat`` files (`spikedata.io.prophesee`).
+* ``aedat4``  -- DV AEDAT 4.0, LZ4 / zstd packets decoded in one pass (`spikedata.io.aedat4`);
+* ``evt2``, ``evt3``, ``dat`` -- Prophesee EVT 2.0 / EVT 3.0 ``.raw`` and ``.dat`` files, Event2D or CD events
+  (`spikedata.io.prophesee`); ``evt21`` -- Prophesee EVT 2.1 ``.raw`` (`spikedata.io.evt21`);
+* ``hdf5``   -- HDF5 event files: Prophesee's ``/CD/events`` (ECF codec), DSEC's ``events/{x,y,p,t}``, evlib's
+  (`spikedata.io.hdf5_events`);
+* ``text``   -- plain text / CSV event lists (`spikedata.io.text_events`).
 
 Every reader returns events in file order with fields `t` (int64, µs), `x`, `y` (int16, pixels from 0) and `p`
 (int8, 1 = ON / brightness increase, 0 = OFF), plus an `EventFileInfo` (format, sensor size where the file states
@@ -23,6 +27,7 @@ reader module built on them, one entry in `READERS` and its rule in `detect_form
 from __future__ import annotations
 
 import importlib
+import mmap
 import os
 from pathlib import Path
 
@@ -39,6 +44,9 @@ READERS = {
     "evt2": ("spikedata.io.prophesee", "read_evt2"),
     "evt3": ("spikedata.io.prophesee", "read_evt3"),
     "dat": ("spikedata.io.prophesee", "read_dat"),
+    "evt21": ("spikedata.io.evt21", "read_evt21"),
+    "hdf5": ("spikedata.io.hdf5_events", "read_hdf5_events"),
+    "text": ("spikedata.io.text_events", "read_text"),
 }
 FORMATS = tuple(READERS)
 
@@ -94,9 +102,15 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
         if near is not None:
             raise EventFileError(path, "aedat", 0, f"damaged version line {head[:12]!r} (one or two bytes off "
                                  f"{near!r}); refusing to guess the format")
+        from spikedata.io.text_events import looks_like_text
+
+        if looks_like_text(data):
+            return "text"  # '# timestamp x y polarity' and numbers: a text event file (evlib writes these)
         if _text_line(data):
             return "aedat2"  # jAER files without a version line (AEDAT 1.0) start with '#' comment lines
         # else: an ATIS file whose first event has x = 35 (the byte '#'): binary, read below
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"  # an event layout or not: the HDF5 reader says which it found
     for magic, name in _FOREIGN_MAGIC.items():
         if head.startswith(magic):
             raise EventFileError(path, "unknown", 0, f"not an event file: the content looks like {name}")
@@ -105,10 +119,14 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
 
         found = detect(data)
         if found is not None and found.startswith("unsupported:"):
-            raise EventFileError(path, "prophesee", 0, f"{found.split(':', 1)[1]} is not supported (EVT 2.0, EVT 3.0 "
-                                 "and DAT are)")  # fmt: skip
+            raise EventFileError(path, "prophesee", 0, f"{found.split(':', 1)[1]} is not supported (EVT 2.0, EVT 2.1, "
+                                 "EVT 3.0 and DAT are)")  # fmt: skip
         if found is not None:
             return found
+    from spikedata.io.text_events import looks_like_text
+
+    if looks_like_text(data):
+        return "text"
     return "atis40"
 
 
@@ -143,8 +161,23 @@ def read_events_with_info(
         raise EventFileError(path, "unknown", None, "is a directory, not an event file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such event file")
-    data = path.read_bytes()
-    return read_events_bytes(data, path, format=format, **options)
+    return read_events_bytes(file_bytes(path), path, format=format, **options)
+
+
+#: Files from this size on are mapped into memory instead of copied (`file_bytes`).
+MAP_FROM_BYTES = 1 << 20
+
+
+def file_bytes(path: Path) -> bytes | mmap.mmap:
+    """The bytes of an event file: small files read, large ones mapped read-only (pages populated up front), so a
+    reader decodes from the page cache without a copy of the file beside its event array. The map is released
+    with its last reference; readers return arrays of their own, never views of it."""
+    size = path.stat().st_size
+    if size < MAP_FROM_BYTES or os.name != "posix":
+        return path.read_bytes()
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                         prot=mmap.PROT_READ)
 
 
 def read_events_bytes(

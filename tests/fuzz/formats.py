@@ -175,6 +175,66 @@ def write_aedat31_large(folder: Path) -> Seed:
     return Seed(path, {})
 
 
+def _sample_events(n: int, size: tuple[int, int], seed: int) -> np.ndarray:
+    """Time-ordered random events [n] on a sensor of `size` (width, height)."""
+    from spikedata.io.event_types import EVENT_DTYPE
+
+    rng = np.random.default_rng(seed)
+    ev = np.zeros(n, EVENT_DTYPE)
+    ev["t"] = 5000 + np.sort(rng.integers(0, 200_000, n))
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, size[0], n), rng.integers(0, size[1], n), rng.integers(0, 2, n)
+    return ev[np.lexsort((ev["x"], ev["p"], ev["y"], ev["t"]))]
+
+
+def write_evt21(folder: Path) -> Seed:
+    from tests.spikedata.test_evt21 import evt21_file, evt21_words
+
+    path = folder / "written_evt21.raw"
+    path.write_bytes(evt21_file(evt21_words(_sample_events(3000, (1280, 720), 21))))
+    return Seed(path, {})
+
+
+def write_dat_cd(folder: Path) -> Seed:
+    from tests.spikedata.test_dat_cd import dat_cd_file
+
+    path = folder / "written_cd.dat"
+    path.write_bytes(dat_cd_file(_sample_events(3000, (120, 100), 22)))
+    return Seed(path, {})
+
+
+def write_prophesee_hdf5(folder: Path) -> Seed:
+    from tests.spikedata.test_hdf5_events import write_prophesee_hdf5 as write
+
+    path = folder / "written_ecf.hdf5"
+    write(path, _sample_events(40_000, (1280, 720), 23))
+    return Seed(path, {})
+
+
+def write_dsec(folder: Path) -> Seed:
+    from tests.spikedata.test_hdf5_events import write_dsec as write
+
+    path = folder / "written_dsec.h5"
+    write(path, _sample_events(5000, (640, 480), 24))
+    return Seed(path, {"sensor_size": [640, 480]})
+
+
+def write_csv(folder: Path) -> Seed:
+    ev = _sample_events(2000, (304, 240), 25)
+    path = folder / "written.csv"
+    rows = "".join(f"{t},{x},{y},{p}\n" for t, x, y, p in zip(*(ev[k].tolist() for k in "txyp"), strict=True))
+    path.write_text("t,x@304,y@240,on\n" + rows)
+    return Seed(path, {})
+
+
+def write_txt_seconds(folder: Path) -> Seed:
+    ev = _sample_events(2000, (240, 180), 26)
+    path = folder / "written.txt"
+    rows = "".join(f"{t / 1e6:.6f} {x} {y} {2 * p - 1}\n" for t, x, y, p in zip(*(ev[k].tolist() for k in "txyp"),
+                                                                              strict=True))
+    path.write_text("# timestamp x y polarity\n" + rows)
+    return Seed(path, {"sensor_size": [240, 180]})
+
+
 # ------------------------------------------------------------------------------------------ IDX
 
 
@@ -637,6 +697,12 @@ _TABLE = [
            notes="Prophesee EVT 3.0 .raw"),
     Format("dat", _real(("dvs/ncars_sample.dat", {"sensor_size": [120, 100]})), check_event_file,
            needs_sample_data=True, notes="Prophesee DAT (N-CARS); sensor from the encoder"),
+    Format("evt21", _written(write_evt21), check_event_file, notes="Prophesee EVT 2.1 written"),
+    Format("dat-cd", _written(write_dat_cd), check_event_file, notes="Prophesee DAT, CD events (type 12) written"),
+    Format("hdf5-ecf", _written(write_prophesee_hdf5), check_event_file,
+           notes="Prophesee HDF5, ECF chunks decoded by our codec"),
+    Format("hdf5-dsec", _written(write_dsec), check_event_file, notes="DSEC events/{x,y,p,t} + ms_to_idx"),
+    Format("text", _written(write_csv, write_txt_seconds), check_event_file, notes="CSV (µs) and text (s)"),
     Format("sphere", _written(write_sphere, write_sphere_big_endian), check_audio, notes="NIST SPHERE (TI46)"),
     Format("wav", _both(_written(write_wav), _real(("speech/fsdd/0_george_0.wav", {}))), check_audio,
            notes="soundfile behind the header checks"),
@@ -678,7 +744,10 @@ def warm_up() -> None:
     import spikedata.io.aedat3  # noqa: F401
     import spikedata.io.aedat4  # noqa: F401
     import spikedata.io.atis  # noqa: F401
+    import spikedata.io.evt21  # noqa: F401
+    import spikedata.io.hdf5_events  # noqa: F401
     import spikedata.io.idx  # noqa: F401
+    import spikedata.io.text_events  # noqa: F401
     import spikedata.store.reader  # noqa: F401
     import spikedata.store.writer  # noqa: F401
 

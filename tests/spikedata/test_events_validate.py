@@ -157,18 +157,6 @@ def test_aedat4_damaged_header_never_reaches_the_decoder(shared_data, edit, mess
     assert "aedat4" in str(err.value)
 
 
-def test_aedat4_decoder_panics_become_event_file_errors(shared_data, monkeypatch):
-    import aedat
-
-    class Panicking:
-        def __init__(self, path):
-            raise BaseException.__new__(type("PanicException", (BaseException,), {}))
-
-    monkeypatch.setattr(aedat, "Decoder", Panicking)
-    with pytest.raises(EventFileError, match="the aedat decoder failed: PanicException"):
-        read_events_with_info(shared_data / "dvs/sample.aedat4")
-
-
 def idx_gz(shape, payload: bytes) -> bytes:
     header = struct.pack(">HBB", 0, 8, len(shape)) + struct.pack(f">{len(shape)}I", *shape)
     return gzip.compress(header + payload, compresslevel=1)

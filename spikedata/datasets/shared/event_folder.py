@@ -32,7 +32,7 @@ from spikedata.splits import split_record, stratified_split, stratified_subset, 
 
 SPLIT_NAMES = {"train": "train", "test": "test", "val": "val", "validation": "val"}
 #: File name endings read by default (case-insensitive).
-EVENT_EXTENSIONS = (".bin", ".bs2", ".aedat", ".aedat4", ".dat", ".raw")
+EVENT_EXTENSIONS = (".bin", ".bs2", ".aedat", ".aedat4", ".dat", ".raw", ".hdf5", ".h5")
 
 
 def natural_key(text: str) -> tuple:

@@ -127,7 +127,11 @@ def unpacked(path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None) 
                 shutil.copyfileobj(src, out, 1 << 20)
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise DatasetError(f"{path}: cannot decompress ({exc}); the download is truncated or corrupt") from None
-        _kind(tmp)  # the gzip must hold an HDF5 file
+        with open(tmp, "rb") as fh:
+            head = fh.read(8)
+        if head != _HDF5_MAGIC:  # named after the file the user gave, not the temporary copy
+            raise DatasetError(f"{path}: the gzip does not hold an HDF5 file (its content starts {head!r}); "
+                               "expected the published shd_*/ssc_* .h5 or .h5.gz files")
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)
