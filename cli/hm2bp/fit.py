@@ -24,7 +24,7 @@ def _pct(acc: float | None) -> str:
     return "-" if acc is None else f"{100 * acc:.2f} %"
 
 
-class _RichProgress:
+class RichProgress:
     """Progress bar per epoch (fits 80 columns): `epoch k/N`, samples, samples/s, running loss and accuracy, time
     left; then one summary line per epoch. Epochs are shown counted from 1; metrics.jsonl counts them from 0."""
 
@@ -163,7 +163,7 @@ def fit(
         shutdown(world)
         return
     try:
-        run_fit(trainer, _RichProgress(show=not quiet and console.is_terminal) if world.is_main else None)
+        run_fit(trainer, RichProgress(show=not quiet and console.is_terminal) if world.is_main else None)
     except (PicklableError, OSError) as exc:  # e.g. a store chunk found damaged at its first read
         fail_rank(error_text(exc))
     except KeyboardInterrupt:

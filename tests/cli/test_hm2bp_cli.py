@@ -237,7 +237,7 @@ def test_progress_bar_counts_epochs_from_one_and_fits_80_columns():
 
     old = fit_cli.console
     fit_cli.console = Console(file=io.StringIO(), width=80)
-    bar = fit_cli._RichProgress(show=True)
+    bar = fit_cli.RichProgress(show=True)
     try:
         bar.epoch_start(9, 200, 60000, 1e-3)  # epoch index 9 of 200 epochs
         bar.batch_end(32, 2000.0, 30)

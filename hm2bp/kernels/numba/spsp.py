@@ -14,6 +14,59 @@ from hm2bp.kernels.numba.csr import raster_to_csr, step_spikes
 from hm2bp.rules.spsp import window
 
 
+@njit(inline="always")
+def _readout_events(indptr, idx, b, steps, refractory, look_back, kappa, pow_m, pow_s, last, slot, active, ev_q,
+                    ev_i, ev_m, ev_s):
+    # The read-out coefficients of sample b's post spikes as events (<= 4 per spike, in spike order): cases A and B
+    # of the module docstring. Fills `slot`/`active` (compact indices of the neurons that spike); returns
+    # (events, active neurons). `pow_m`/`pow_s` are exp(-d / tau) at offset steps + 1.
+    o = steps + 1
+    n_ev = 0
+    n_act = 0
+    last[:] = -1
+    for t in range(steps):
+        start, stop = step_spikes(indptr, b, steps, t)
+        for kk in range(start, stop):
+            i = idx[kk]
+            if last[i] < 0:
+                slot[i] = n_act
+                active[n_act] = i
+                n_act += 1
+                rk = 1
+            else:
+                rk = last[i] + refractory
+            last[i] = t
+            c = slot[i]
+            sk = t - rk
+            lb = max(1, t - look_back)
+            qlo = lb + refractory
+            qhi = t if refractory >= 1 else t - 1
+            lo = max(rk, qlo)
+            if lo <= qhi:  # case A
+                ev_q[n_ev] = qhi
+                ev_i[n_ev] = c
+                ev_m[n_ev] = kappa * pow_m[o + t - qhi]
+                ev_s[n_ev] = -kappa * pow_s[o + t - qhi]
+                ev_q[n_ev + 1] = lo - 1
+                ev_i[n_ev + 1] = c
+                ev_m[n_ev + 1] = -kappa * pow_m[o + t - lo + 1]
+                ev_s[n_ev + 1] = kappa * pow_s[o + t - lo + 1]
+                n_ev += 2
+            hi = min(rk - 1, qhi)
+            if qlo <= hi:  # case B
+                coef = kappa * (pow_m[o + sk] - pow_s[o + sk])
+                ev_q[n_ev] = hi
+                ev_i[n_ev] = c
+                ev_m[n_ev] = 0.0
+                ev_s[n_ev] = coef * pow_s[o + rk - hi]
+                ev_q[n_ev + 1] = qlo - 1
+                ev_i[n_ev + 1] = c
+                ev_m[n_ev + 1] = 0.0
+                ev_s[n_ev + 1] = -coef * pow_s[o + rk - qlo + 1]
+                n_ev += 2
+    return n_ev, n_act
+
+
 @njit(cache=True, nogil=True)
 def _spsp_readout(indptr, idx, n, current, samples, refractory, tau_m, tau_s, look_back, k_out, side):
     steps = current.shape[1]
@@ -43,53 +96,11 @@ def _spsp_readout(indptr, idx, n, current, samples, refractory, tau_m, tau_s, lo
     for d in range(-steps - 1, steps + 1):
         pow_m[d + steps + 1] = math.exp(-d / tau_m)
         pow_s[d + steps + 1] = math.exp(-d / tau_s)
-    o = steps + 1
     for a in range(samples.shape[0]):
         b = samples[a]
         # 1. read-out coefficients C_m, C_s as events (position q, neuron i, value), in time order of the spikes
-        n_ev = 0
-        n_act = 0
-        last[:] = -1
-        for t in range(steps):
-            start, stop = step_spikes(indptr, b, steps, t)
-            for kk in range(start, stop):
-                i = idx[kk]
-                if last[i] < 0:
-                    slot[i] = n_act
-                    active[n_act] = i
-                    n_act += 1
-                    rk = 1
-                else:
-                    rk = last[i] + refractory
-                last[i] = t
-                c = slot[i]
-                sk = t - rk
-                lb = max(1, t - look_back)
-                qlo = lb + refractory
-                qhi = t if refractory >= 1 else t - 1
-                lo = max(rk, qlo)
-                if lo <= qhi:  # case A
-                    ev_q[n_ev] = qhi
-                    ev_i[n_ev] = c
-                    ev_m[n_ev] = kappa * pow_m[o + t - qhi]
-                    ev_s[n_ev] = -kappa * pow_s[o + t - qhi]
-                    ev_q[n_ev + 1] = lo - 1
-                    ev_i[n_ev + 1] = c
-                    ev_m[n_ev + 1] = -kappa * pow_m[o + t - lo + 1]
-                    ev_s[n_ev + 1] = kappa * pow_s[o + t - lo + 1]
-                    n_ev += 2
-                hi = min(rk - 1, qhi)
-                if qlo <= hi:  # case B
-                    coef = kappa * (pow_m[o + sk] - pow_s[o + sk])
-                    ev_q[n_ev] = hi
-                    ev_i[n_ev] = c
-                    ev_m[n_ev] = 0.0
-                    ev_s[n_ev] = coef * pow_s[o + rk - hi]
-                    ev_q[n_ev + 1] = qlo - 1
-                    ev_i[n_ev + 1] = c
-                    ev_m[n_ev + 1] = 0.0
-                    ev_s[n_ev + 1] = -coef * pow_s[o + rk - qlo + 1]
-                    n_ev += 2
+        n_ev, n_act = _readout_events(indptr, idx, b, steps, refractory, look_back, kappa, pow_m, pow_s, last, slot,
+                                      active, ev_q, ev_i, ev_m, ev_s)
         if n_ev == 0:
             side[a, :] = 0.0
             continue
