@@ -89,7 +89,7 @@ def fit(
                                          help="Train on a seeded, stratified subset of N train samples."),
     max_test: int | None = typer.Option(None, "--max-test", min=1, help="Test on only the first N test samples."),
     shuffle_buffer: int = typer.Option(
-        4096, "--shuffle-buffer", min=1,  # = hm2bp.loader.DEFAULT_BUFFER (not imported here: keeps --help fast)
+        4096, "--shuffle-buffer", min=1,  # = hm2bp.train.loader.DEFAULT_BUFFER (not imported here: keeps --help fast)
         help="Samples shuffled together (a split that fits gets a full permutation per epoch; memory ~ buffer).",
     ),
     train_split: str = typer.Option("train", "--train-split", help="Split to train on."),
@@ -110,7 +110,7 @@ def fit(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (epoch summaries only)."),
     backend: str = BACKEND,
     device_data: float = typer.Option(
-        0.25, "--device-data", min=0.0, max=1.0,  # = hm2bp.device_data.DEFAULT_RESIDENT_FRACTION
+        0.25, "--device-data", min=0.0, max=1.0,  # = hm2bp.train.device_data.DEFAULT_RESIDENT_FRACTION
         help="On CUDA: share of the GPU's free memory the training events may take to stay on it (0: stream them).",
     ),
     report_every: int | None = typer.Option(

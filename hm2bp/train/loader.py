@@ -27,8 +27,9 @@ Where the events live (`placement`):
 * "resident" (CUDA, when the split's events fit in `resident_fraction` of the device's free memory): the split's
   events are uploaded once and each batch is densified on the device from them (`hm2bp.train.device_data`); the host
   only slices the epoch's order, so nothing limits the GPU but the GPU;
-* "stream" (CUDA otherwise): the thread gathers each batch's events into pinned host memory (one numba pass), the
-  consumer copies them on a side stream without waiting and densifies them on the device.
+* "stream" (CUDA otherwise): the thread gathers each batch's events into pinned host memory (one compiled pass,
+  `hm2bp.kernels.gather_events`), the consumer copies them on a side stream without waiting and densifies them on
+  the device.
 "auto" picks "host" on CPU and "resident" or "stream" on CUDA. With `events=False` (training on augmented images
 instead of the stored trains) no batch is densified at all: batches carry labels and indices only.
 """

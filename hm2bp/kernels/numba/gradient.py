@@ -70,11 +70,15 @@ def lateral_factor(k_out: torch.Tensor, out_spikes: torch.Tensor, counts: torch.
 
 # ---------------------------------------------------------------------------------------- weight gradient
 @njit(inline="always")
-def scaled_readout(coef, k, a, t, u):
-    """`u[i] = coef[a, i] * k[a, t, i]`: sample a's read-out row at step t weighted per post neuron, in the
-    arithmetic of the operands (float32 for the weight gradient, float64 for the effect sums)."""
-    for i in range(u.shape[0]):
-        u[i] = coef[a, i] * k[a, t, i]
+def weighted_readout(coef, k, indptr, samples, steps, a, t, u):
+    """The pre spikes of selected sample a at step t, as `(start, stop)` in the pre lists, and (when there are any)
+    `u[i] = coef[a, i] * k[a, t, i]`, the read-out row weighted per post neuron in the arithmetic of the operands
+    (float32 for the weight gradient, float64 for the effect sums)."""
+    start, stop = step_spikes(indptr, samples[a], steps, t)
+    if start != stop:
+        for i in range(u.shape[0]):
+            u[i] = coef[a, i] * k[a, t, i]
+    return start, stop
 
 
 @njit(cache=True, nogil=True)
@@ -83,12 +87,8 @@ def _weight_gradient(k, coef, samples, indptr, idx, steps, post_counts, pre_coun
     n_pre = g_t.shape[0]
     u = np.empty(n_post, np.float32)
     for a in range(samples.shape[0]):
-        b = samples[a]
         for t in range(1, steps):
-            start, stop = step_spikes(indptr, b, steps, t)
-            if start == stop:
-                continue
-            scaled_readout(coef, k, a, t, u)
+            start, stop = weighted_readout(coef, k, indptr, samples, steps, a, t, u)
             for kk in range(start, stop):
                 row = g_t[idx[kk]]
                 for i in range(n_post):
@@ -206,12 +206,8 @@ def _effect_sum(k, dcoef, w_t, samples, indptr, idx, steps, out):
     n_post = k.shape[2]
     u = np.empty(n_post, np.float64)
     for a in range(samples.shape[0]):
-        b = samples[a]
         for t in range(1, steps):
-            start, stop = step_spikes(indptr, b, steps, t)
-            if start == stop:
-                continue
-            scaled_readout(dcoef, k, a, t, u)
+            start, stop = weighted_readout(dcoef, k, indptr, samples, steps, a, t, u)
             for kk in range(start, stop):
                 j = idx[kk]
                 acc = 0.0
