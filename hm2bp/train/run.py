@@ -2,8 +2,9 @@
 
 `prepare_run` checks a store against a config, builds the network and the trainer, takes the run directory's lock
 (`hm2bp.train.rundir`) and restores a checkpoint to resume; `start_fit` and `run_fit` are what `hm2bp fit` does
-with its options. A resumed run must have the same config (but for the epochs), store, splits, shuffle buffer and
-global batch: every difference is a SetupError naming it.
+with its options, `start_eval` what `hm2bp eval` does before its evaluation pass. A resumed run must have the same
+config (but for the epochs), store, splits, shuffle buffer and global batch: every difference is a SetupError naming
+it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hm2bp.presets import load_config_file, load_preset, preset_meta
 from hm2bp.train import distributed as dp
 from hm2bp.train.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
 from hm2bp.train.device_data import DEFAULT_RESIDENT_FRACTION
-from hm2bp.train.evaluate import check_compatible
+from hm2bp.train.evaluate import check_compatible, load_network_from_checkpoint
 from hm2bp.train.loader import DEFAULT_BUFFER, resolve_device
 from hm2bp.train.metrics import write_metrics
 from hm2bp.train.progress import Progress
@@ -298,3 +299,33 @@ def run_fit(trainer: Trainer, progress: Progress | None = None) -> None:
     finally:
         if trainer.run_lock is not None:
             trainer.run_lock.release()
+
+
+# -------------------------------------------------------------------------------------------------- hm2bp eval
+@dataclass
+class EvalRun:
+    """A checkpoint's network ready to evaluate a store split (`start_eval`); `same_store` is False when the store
+    is not the one the checkpoint was trained on (fingerprints differ)."""
+
+    network: Network
+    checkpoint: dict[str, Any]
+    split: SplitSource
+    device: torch.device
+    same_store: bool
+
+
+def start_eval(store: str, checkpoint: Path, split: str = "test", device: str = "auto",
+               backend: str = "auto") -> EvalRun:
+    """Everything `hm2bp eval` does before its pass: the checkpoint (checked), the store split (SetupError when it is
+    missing or empty), the network on `device` with the kernel set `backend`, checked against the split."""
+    ckpt = load_checkpoint(checkpoint)
+    opened = open_store(store)
+    if split not in opened.splits:
+        raise SetupError(f"{store}: no split {split!r}; the store has splits {opened.splits}")
+    data = opened[split]
+    if len(data) == 0:
+        raise SetupError(f"{store}: split {split!r} is empty (0 samples)")
+    dev = resolve_device(device)
+    net = load_network_from_checkpoint(ckpt, dev, checkpoint, backend)  # checks the config and the weights
+    check_compatible(net.config, data, int(ckpt["n_inputs"]), f"checkpoint {checkpoint}")
+    return EvalRun(net, ckpt, data, dev, ckpt["store"].get("fingerprint") == opened.fingerprint)
