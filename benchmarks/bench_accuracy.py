@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from hm2bp.config import load_config  # noqa: E402
 from hm2bp.presets import load_preset  # noqa: E402
-from hm2bp.trainer import Progress, prepare_run  # noqa: E402
+from hm2bp.train.progress import Progress  # noqa: E402
+from hm2bp.train.run import prepare_run  # noqa: E402
 from spikedata.pipeline import SplitJob, encode_to_store  # noqa: E402
 from spikedata.store import EventBlock, open_store  # noqa: E402
 

@@ -443,9 +443,9 @@ def _set(obj, keys, value) -> None:
 def write_checkpoint(folder: Path) -> Seed:
     """A real checkpoint of the trainer (tiny network on a synthetic store, one epoch trained)."""
     from hm2bp import Network, Trainer, load_config
-    from hm2bp.checkpoint import save_checkpoint
+    from hm2bp.train.checkpoint import save_checkpoint
     from spikedata.store import open_store
-    from tests.hm2bp._synthetic import make_store
+    from tests.hm2bp.synthetic import make_store
 
     store = open_store(make_store(folder / "train.zarr", n_train=24, n_test=8, n_units=20, n_steps=20))
     cfg = load_config({"steps": 20, "layers": [{"name": "hidden", "size": 12, "threshold": 3.0},
@@ -468,7 +468,7 @@ def checkpoint_mutants(seeds: list[Seed], rng, case_dir: Path, foreign: list[byt
     (the payload checks must catch them, or the result must still be a consistent checkpoint)."""
     import torch
 
-    from hm2bp.checkpoint import REQUIRED, load_checkpoint, save_checkpoint
+    from hm2bp.train.checkpoint import REQUIRED, load_checkpoint, save_checkpoint
 
     seed = seeds[0]
     if rng.random() < 0.6:
@@ -505,7 +505,7 @@ def checkpoint_mutants(seeds: list[Seed], rng, case_dir: Path, foreign: list[byt
 
 @functools.lru_cache(maxsize=2)
 def _pristine_checkpoint(seed: str) -> dict:
-    from hm2bp.checkpoint import load_checkpoint
+    from hm2bp.train.checkpoint import load_checkpoint
 
     return load_checkpoint(seed)
 
@@ -525,8 +525,8 @@ def _same(a, b) -> bool:
 
 def check_checkpoint(path: Path, seed: Path, context: dict, op: str) -> str:
     """Load as `hm2bp eval` / `--resume` do: checksum, payload, network rebuilt, shapes and boost length."""
-    from hm2bp.checkpoint import check_against_network, load_checkpoint
-    from hm2bp.trainer import load_network_from_checkpoint
+    from hm2bp.train.checkpoint import check_against_network, load_checkpoint
+    from hm2bp.train.evaluate import load_network_from_checkpoint
 
     data = load_checkpoint(path)
     net = load_network_from_checkpoint(data, "cpu", path)
@@ -738,8 +738,8 @@ def foreign_samples(workdir: Path) -> list[bytes]:
 
 def warm_up() -> None:
     """Import every reader and compile its numba kernels (the child does this before its memory limit)."""
-    import hm2bp.network  # noqa: F401
-    import hm2bp.trainer  # noqa: F401
+    import hm2bp.model.network  # noqa: F401
+    import hm2bp.train.trainer  # noqa: F401
     import spikedata.io.aedat2  # noqa: F401
     import spikedata.io.aedat3  # noqa: F401
     import spikedata.io.aedat4  # noqa: F401

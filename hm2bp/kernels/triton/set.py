@@ -26,13 +26,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hm2bp import conv as cnn
-from hm2bp import hm2bp_grad as rules
 from hm2bp.config import LossSpec, NeuronParams, RegularizerSpec
-from hm2bp.kernels.base import Trains, take
-from hm2bp.kernels.torch_set import TorchKernels, exact_matmul_precision
-from hm2bp.lif import spike_threshold
-from hm2bp.spsp import _window, spsp_readout_torch
+from hm2bp.kernels.base import KernelSet, LayerParams, Trains, adam_scalars, exact_matmul_precision, flat_float32, take
+from hm2bp.kernels.triton import current, effect, interpreting, lif, optim, output, spsp
+from hm2bp.kernels.triton.launch import launch
+from hm2bp.rules import conv as rules_conv
+from hm2bp.rules import gradient as rules
+from hm2bp.rules.lif import spike_threshold
+from hm2bp.rules.spsp import SILENT_POST_EFFECT, spsp_readout, window
 
 F64 = torch.float64
 #: Bytes of float64 temporaries one chunk of a current / gradient product may hold.
@@ -48,8 +49,6 @@ def _tile(batch: int, n: int, cap: int = 128, whole: bool = False, lanes: int = 
     as many samples as fill `lanes` elements, so that small layers still give a program enough lanes. Under the
     interpreter, which runs the programs one after the other, a tile takes whole layers and batches (up to
     16k elements): fewer, wider programs run much faster there."""
-    from hm2bp.kernels.triton import interpreting
-
     if interpreting():
         cap, lanes = max(cap, 1024), 1 << 14
     bn = max(16, _pow2(n) if whole else min(cap, _pow2(n)))
@@ -71,35 +70,29 @@ def _as_u8(spikes: torch.Tensor) -> torch.Tensor:
     return spikes.view(torch.uint8) if spikes.dtype == torch.bool else spikes
 
 
-class TritonKernels(TorchKernels):
+class TritonKernels(KernelSet):
     name = "triton"
-    optimizer_backend = "triton"
 
     def __init__(self, device: torch.device, gemm_budget: int = GEMM_BUDGET) -> None:
-        from hm2bp.kernels.triton import interpreting
-
         super().__init__(device)
         if self.device.type != "cuda" and not interpreting():
             raise ValueError("the triton kernel set needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
         exact_matmul_precision()
-        from hm2bp.kernels.triton import current, effect, lif, optim, output, spsp
-        from hm2bp.kernels.triton.launch import launch
-
         self._k = {"lif": lif.lif_scan_kernel, "spsp": spsp.spsp_readout_kernel,
                    "dense_effect": effect.dense_effect_kernel, "conv_effect": effect.conv_effect_kernel,
                    "pool_effect": effect.pool_effect_kernel, "output_stage": output.output_stage_kernel,
                    "lateral": output.lateral_factor_kernel,
                    "finish_dense": optim.finish_dense_kernel, "compact": current.compact_rows_kernel,
-                   "current": current.sparse_current_kernel}
-        self._launch = launch
+                   "current": current.sparse_current_kernel, "adam": optim.adam_kernel, "sgd": optim.sgd_kernel}
         self.gemm_budget = int(gemm_budget)
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._flags: dict[str, torch.Tensor] = {}  # per layer: int8 flags of non-finite gradient values
         self._w64: dict[int, torch.Tensor] = {}
         self._consts: dict[tuple, tuple[torch.Tensor, ...]] = {}  # small constant tensors, by value
+        self._sums: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare(self, layers: list) -> None:
-        super().prepare(layers)
+        self._sums = {}
         self._w64 = {}
 
     def _chunk(self, batch: int, per_sample: int) -> list[slice]:
@@ -116,16 +109,20 @@ class TritonKernels(TorchKernels):
     def inputs(self, spikes: torch.Tensor) -> Trains:
         return Trains(spikes, spikes.sum(1))
 
+    def as_bool(self, trains: Trains) -> torch.Tensor:
+        s = trains.spikes
+        return s if s.dtype == torch.bool else s != 0
+
     @staticmethod
     def code_cap(nrn: NeuronParams) -> int:
         """`D = W - T_R + 1`: the largest spike code (docs of `hm2bp.kernels.triton.lif`)."""
-        cap = _window(nrn.tau_m) - int(nrn.refractory) + 1
+        cap = window(nrn.tau_m) - int(nrn.refractory) + 1
         if not 1 <= cap <= np.iinfo(np.int16).max:
             raise ValueError(f"tau_m {nrn.tau_m} / refractory {nrn.refractory}: the S-PSP window does not fit the "
                              "triton kernel set's int16 spike codes (use another backend)")
         return cap
 
-    def _lif(self, current: torch.Tensor, layer, lateral: float = 0.0, epsilon: bool = True) -> Trains:
+    def lif(self, layer: LayerParams, current: torch.Tensor, lateral: float = 0.0, epsilon: bool = True) -> Trains:
         nrn = layer.spec.neuron
         batch, steps, n = current.shape
         codes = torch.empty(batch, steps, n, dtype=torch.int16, device=current.device)
@@ -133,10 +130,10 @@ class TritonKernels(TorchKernels):
         thr = spike_threshold(layer.vth) if epsilon else np.float32(layer.vth)
         sb, bn = _tile(batch, n, whole=lateral != 0.0)
         if batch:
-            self._launch(self._k["lif"], (_cdiv(batch, sb), _cdiv(n, bn)), current, codes, counts, batch, steps, n,
-                         float(np.float32(nrn.tau_m)), float(np.float32(nrn.tau_s)), float(thr),
-                         float(np.float32(lateral)), int(nrn.refractory), self.code_cap(nrn), LATERAL=lateral != 0.0,
-                         SB=sb, BN=bn)
+            launch(self._k["lif"], (_cdiv(batch, sb), _cdiv(n, bn)), current, codes, counts, batch, steps, n,
+                   float(np.float32(nrn.tau_m)), float(np.float32(nrn.tau_s)), float(thr),
+                   float(np.float32(lateral)), int(nrn.refractory), self.code_cap(nrn), LATERAL=lateral != 0.0,
+                   SB=sb, BN=bn)
         return Trains(codes, counts, current)
 
     def spike_lists(self, trains: Trains) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,12 +148,12 @@ class TritonKernels(TorchKernels):
             cnt = torch.empty(rows, dtype=torch.int32, device=spikes.device)
             rb = 16
             if rows:
-                self._launch(self._k["compact"], (_cdiv(rows, rb),), spikes, idx, cnt, rows, n, RB=rb,
-                             BN=min(1024, max(16, _pow2(n))))
+                launch(self._k["compact"], (_cdiv(rows, rb),), spikes, idx, cnt, rows, n, RB=rb,
+                       BN=min(1024, max(16, _pow2(n))))
             trains.csr = (idx, cnt)
         return trains.csr
 
-    def dense_forward(self, pre: Trains, layer) -> Trains:
+    def dense_current(self, layer: LayerParams, pre: Trains) -> torch.Tensor:
         batch, steps, n_pre = pre.spikes.shape
         n_post = layer.n_post
         idx, cnt = self.spike_lists(pre)
@@ -165,26 +162,18 @@ class TritonKernels(TorchKernels):
         rb, bn = 16, min(128, max(16, _pow2(n_post)))
         if rows:
             # the sum of the W^T rows of the pre spikes, per row, in float64: the numba kernel's sum, bit for bit
-            self._launch(self._k["current"], (_cdiv(rows, rb), _cdiv(n_post, bn)), idx, cnt, layer.storage.detach(),
-                         cur, rows, n_pre, n_post, RB=rb, BN=bn)
-        return self._lif(cur, layer, layer.spec.lateral_inhibition)
+            launch(self._k["current"], (_cdiv(rows, rb), _cdiv(n_post, bn)), idx, cnt, layer.storage.detach(),
+                   cur, rows, n_pre, n_post, RB=rb, BN=bn)
+        return cur
 
-    def conv_forward(self, pre: Trains, layer) -> Trains:
+    def conv_current(self, layer: LayerParams, pre: Trains) -> torch.Tensor:
         batch, steps = pre.spikes.shape[:2]
-        w64 = layer.weight.detach().to(F64)
+        w64 = layer.storage.detach().to(F64)
         cur = torch.empty(batch, steps, layer.n_post, dtype=torch.float32, device=w64.device)
         for c in self._chunk(batch, steps * (layer.n_pre + layer.n_post) * 8):
             x = _as_f64(pre.spikes[c]).reshape(-1, *layer.in_shape)
             cur[c].view(-1, *layer.out_shape).copy_(F.conv2d(x, w64))
-        return self._lif(cur, layer, epsilon=False)
-
-    def pool_forward(self, pre: Trains, layer) -> Trains:
-        spikes = pre.spikes if pre.spikes.dtype == torch.bool else pre.spikes != 0
-        return self._lif(cnn.pool_current(spikes, layer.in_shape, layer.window), layer)
-
-    def as_bool(self, trains: Trains) -> torch.Tensor:
-        s = trains.spikes
-        return s if s.dtype == torch.bool else s != 0
+        return cur
 
     # ---- output stage ----------------------------------------------------------------------------------------
     def _label_train(self, steps: int, desired: float, nrn: NeuronParams, device) -> tuple[torch.Tensor, ...]:
@@ -201,8 +190,10 @@ class TritonKernels(TorchKernels):
                                        torch.from_numpy(vals).to(device))
         return self._consts[key]
 
-    def output_stage(self, out: Trains, labels: torch.Tensor, weights: torch.Tensor, loss: LossSpec,
-                     nrn: NeuronParams, steps: int) -> tuple[Trains, torch.Tensor, torch.Tensor]:
+    def output_errors(self, out: Trains, labels: torch.Tensor, weights: torch.Tensor, loss: LossSpec,
+                      nrn: NeuronParams, steps: int) -> tuple[Trains, torch.Tensor, torch.Tensor]:
+        """The whole output stage in one kernel: dead-zone error, sample weights, the silent label's train written
+        into the codes, the logged cost."""
         times, vals = self._label_train(steps, loss.desired, nrn, out.spikes.device)
         codes, counts = out.spikes.clone(), out.counts.clone()
         batch, _, n = codes.shape
@@ -213,9 +204,9 @@ class TritonKernels(TorchKernels):
         if key not in self._consts:
             self._consts[key] = (torch.tensor(key[1:4], dtype=F64, device=dev),)
         if batch:
-            self._launch(self._k["output_stage"], (batch,), codes, counts, out.counts, labels, weights.contiguous(),
-                         times, vals, self._consts[key][0], error, cost, times.numel(), steps, n,
-                         BN=max(16, _pow2(n)), BT=max(16, _pow2(times.numel())))
+            launch(self._k["output_stage"], (batch,), codes, counts, out.counts, labels, weights.contiguous(),
+                   times, vals, self._consts[key][0], error, cost, times.numel(), steps, n,
+                   BN=max(16, _pow2(n)), BT=max(16, _pow2(times.numel())))
         # a period within the refractory gap gives trains the fused read-out does not assume
         regular = times.numel() == 0 or int(rules.silent_label_train(steps, loss.desired)[0]) >= nrn.refractory + 1
         return Trains(codes, counts, out.current, regular=regular), error, cost
@@ -240,7 +231,7 @@ class TritonKernels(TorchKernels):
         codes = take(post.spikes, samples)
         current = take(post.current, samples)
         if not post.regular or codes.dtype != torch.int16:
-            return spsp_readout_torch(codes != 0, current, nrn.refractory, nrn.tau_m, nrn.tau_s)
+            return spsp_readout(codes != 0, current, nrn.refractory, nrn.tau_m, nrn.tau_s)
         batch, steps, n = codes.shape
         k = torch.empty(batch, steps, n, dtype=torch.float32, device=codes.device)
         side = torch.empty(batch, n, dtype=F64, device=codes.device)
@@ -248,8 +239,8 @@ class TritonKernels(TorchKernels):
         pm, ps, const = self._powers(steps, nrn, cap, codes.device)
         sb, bn = _tile(batch, n)
         if batch:
-            self._launch(self._k["spsp"], (_cdiv(batch, sb), _cdiv(n, bn)), codes, current, k, side, pm, ps, const,
-                         batch, steps, n, int(nrn.refractory), _window(nrn.tau_m), SB=sb, BN=bn)
+            launch(self._k["spsp"], (_cdiv(batch, sb), _cdiv(n, bn)), codes, current, k, side, pm, ps, const,
+                   batch, steps, n, int(nrn.refractory), window(nrn.tau_m), SB=sb, BN=bn)
         return k, side
 
     def lateral_factor(self, k: torch.Tensor, post: Trains, samples: Any, counts: torch.Tensor,
@@ -261,8 +252,8 @@ class TritonKernels(TorchKernels):
         if key not in self._consts:
             self._consts[key] = (torch.tensor([1.0 / vth, w0 * w0], dtype=F64, device=codes.device),)
         if batch:
-            self._launch(self._k["lateral"], (batch,), k, _as_u8(codes), counts.contiguous(), labels, gamma,
-                         self._consts[key][0], steps, n, BN=max(16, _pow2(n)))
+            launch(self._k["lateral"], (batch,), k, _as_u8(codes), counts.contiguous(), labels, gamma,
+                   self._consts[key][0], steps, n, BN=max(16, _pow2(n)))
         return gamma
 
     def row_sums(self, layer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,7 +277,7 @@ class TritonKernels(TorchKernels):
             scaled = (c32[c] * k[c]).reshape(-1, n_post).to(F64)
             g.addmm_(_as_f64(pre_spikes[c]).reshape(-1, n_pre).T, scaled)
         # e = 0.1 for a silent post and an active pre: rank one per sample
-        silent = torch.where(post_counts == 0, coef.to(F64), 0.0) * rules.SILENT_POST_EFFECT
+        silent = torch.where(post_counts == 0, coef.to(F64), 0.0) * SILENT_POST_EFFECT
         g.addmm_((pre_counts > 0).to(F64).T, silent)
 
     def dense_effect(self, layer, k, delta, samples, pre, post_counts, pre_counts) -> torch.Tensor:
@@ -298,19 +289,19 @@ class TritonKernels(TorchKernels):
         sb, bj = _tile(batch, n_pre, 64, lanes=64)
         bi = max(16, min(32, _pow2(n_post)))
         if batch:
-            # the whole rule of `hm2bp_grad.effect_ratio_error` (effect sum and ratio-1 parts) in one kernel
-            self._launch(self._k["dense_effect"], (_cdiv(batch, sb), _cdiv(n_pre, bj)), k,
-                         delta.to(F64).contiguous(), post_counts.contiguous(), pre_counts.contiguous(), storage,
-                         storage.stride(1), storage.stride(0), pre_spikes, out, batch, steps, n_post, n_pre, SB=sb,
-                         BI=bi, BJ=bj)
+            # the whole rule of `hm2bp.rules.gradient.effect_ratio_error` (effect sum and ratio-1 parts) in one kernel
+            launch(self._k["dense_effect"], (_cdiv(batch, sb), _cdiv(n_pre, bj)), k,
+                   delta.to(F64).contiguous(), post_counts.contiguous(), pre_counts.contiguous(), storage,
+                   storage.stride(1), storage.stride(0), pre_spikes, out, batch, steps, n_post, n_pre, SB=sb,
+                   BI=bi, BJ=bj)
         return out
 
     def conv_grad(self, acc, layer, k, coef, samples, pre, post_counts, pre_counts) -> None:
         pre_spikes = take(pre.spikes, samples)
         batch, steps = pre_spikes.shape[:2]
         for c in self._chunk(batch, steps * (layer.n_pre + 2 * layer.n_post) * 8):
-            acc["g"] += cnn.conv_weight_gradient_torch(k[c].to(F64), coef[c], _as_f64(pre_spikes[c]), post_counts[c],
-                                                       pre_counts[c], layer.in_shape, layer.weight_shape)
+            acc["g"] += rules_conv.conv_weight_gradient(k[c].to(F64), coef[c], _as_f64(pre_spikes[c]), post_counts[c],
+                                                        pre_counts[c], layer.in_shape, layer.weight_shape)
 
     def conv_effect(self, layer, k, delta, samples, pre, post_counts, pre_counts) -> torch.Tensor:
         pre_spikes = _as_u8(take(pre.spikes, samples))
@@ -319,13 +310,13 @@ class TritonKernels(TorchKernels):
         _, h, w = layer.in_shape
         _, ho, wo = layer.out_shape
         dcoef = torch.where(post_counts > 0, delta, 0.0).to(F64).contiguous()
-        weight = layer.weight.detach().contiguous()
+        weight = layer.storage.detach().contiguous()
         out = torch.empty(batch, layer.n_pre, dtype=F64, device=delta.device)
         sb, bj = _tile(batch, layer.n_pre, 64)
         if batch:
-            self._launch(self._k["conv_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, dcoef, weight,
-                         pre_spikes, out, batch, steps, c_out, c_in, h, w, ho, wo, ks, SB=sb, BJ=bj)
-        return cnn._conv_pre_delta(out, delta, weight, post_counts, pre_counts, layer.out_shape)
+            launch(self._k["conv_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, dcoef, weight,
+                   pre_spikes, out, batch, steps, c_out, c_in, h, w, ho, wo, ks, SB=sb, BJ=bj)
+        return rules_conv.conv_pre_delta(out, delta, weight, post_counts, pre_counts, layer.out_shape)
 
     def pool_effect(self, layer, k, samples, pre) -> torch.Tensor:
         pre_spikes = _as_u8(take(pre.spikes, samples))
@@ -334,8 +325,8 @@ class TritonKernels(TorchKernels):
         out = torch.empty(batch, layer.n_pre, dtype=F64, device=k.device)
         sb, bj = _tile(batch, layer.n_pre)
         if batch:
-            self._launch(self._k["pool_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, pre_spikes, out,
-                         batch, steps, c, h, w, layer.window, SB=sb, BJ=bj)
+            launch(self._k["pool_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, pre_spikes, out,
+                   batch, steps, c, h, w, layer.window, SB=sb, BJ=bj)
         return out
 
     def _flag_buffer(self, name: str, size: int) -> torch.Tensor:
@@ -347,8 +338,8 @@ class TritonKernels(TorchKernels):
     def finish(self, layer, acc, batch: int, reg: RegularizerSpec) -> torch.Tensor:
         name = layer.spec.name
         if layer.kind == "conv":
-            w = layer.weight.detach()
-            g = (acc["g"] / max(batch, 1)).to(torch.float32) + cnn.conv_regularizer_grad(w, reg)
+            w = layer.storage.detach()
+            g = (acc["g"] / max(batch, 1)).to(torch.float32) + rules_conv.conv_regularizer_grad(w, reg)
             flags = self._flag_buffer(name, 1)
             flags |= (~torch.isfinite(g).all()).to(torch.int8)
             return g
@@ -362,9 +353,9 @@ class TritonKernels(TorchKernels):
         block = 1024
         programs = _cdiv(n_pre * n_post, block)
         # one fused pass: batch mean + regulariser, rounded once, non-finite values flagged for `check_finite`
-        self._launch(self._k["finish_dense"], (programs,), acc["g"], layer.storage.detach(), sumsq,
-                     self._consts[key][0], out, self._flag_buffer(name, programs), n_pre, n_post, max(batch, 1),
-                     HAS_REG=has_reg, BLOCK=block)
+        launch(self._k["finish_dense"], (programs,), acc["g"], layer.storage.detach(), sumsq,
+               self._consts[key][0], out, self._flag_buffer(name, programs), n_pre, n_post, max(batch, 1),
+               HAS_REG=has_reg, BLOCK=block)
         return out.T  # [n_post, n_pre], in the storage order
 
     def check_finite(self) -> None:
@@ -379,3 +370,25 @@ class TritonKernels(TorchKernels):
         for name, flagged in zip(names, bad.tolist(), strict=True):
             if flagged:
                 raise FloatingPointError(f"non-finite gradient in layer {name!r}")
+
+    # ---- optimiser -------------------------------------------------------------------------------------------
+    def _elementwise(self, kernel: str, n: int, *args) -> None:
+        block = 1024
+        launch(self._k[kernel], (_cdiv(n, block),), *args, BLOCK=block)
+
+    def adam_update(self, w, g, m, v, lr, c1, c2, beta1, beta2, eps) -> None:
+        """One fused Triton kernel per layer, bit-equal to the numba set's update (`hm2bp.kernels.triton.optim`)."""
+        flat = flat_float32(w, g, m, v)
+        if flat is None:
+            super().adam_update(w, g, m, v, lr, c1, c2, beta1, beta2, eps)
+            return
+        n = flat[0].numel()
+        self._elementwise("adam", n, *flat, n, *map(float, adam_scalars(lr, c1, c2, beta1, beta2, eps)))
+
+    def sgd_update(self, w, g, u, momentum, lr) -> None:
+        flat = flat_float32(w, g, u)
+        if flat is None:
+            super().sgd_update(w, g, u, momentum, lr)
+            return
+        n = flat[0].numel()
+        self._elementwise("sgd", n, *flat, n, float(np.float32(momentum)), float(np.float32(lr)))

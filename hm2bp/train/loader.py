@@ -14,7 +14,7 @@ per sample, ~130 MB per 4096 samples). The reference implementation does neither
 swaps to the previous epoch's order (`docs/algorithm.md` §3.15), which for 60 000 samples leaves most samples in
 place; a full permutation per epoch is the standard choice and is used here.
 
-Data-parallel sharding (`rank`, `world_size`, see `hm2bp.distributed`): every rank computes the same order and
+Data-parallel sharding (`rank`, `world_size`, see `hm2bp.train.distributed`): every rank computes the same order and
 cuts it into global batches of `world_size * batch_size` samples; this rank's batch is its contiguous share
 `rank_bounds(len(global batch), rank, world_size)`. Every rank yields the same number of batches (at the end of an
 epoch possibly an empty one), so N ranks at batch B see, batch by batch, the samples one process at N*B sees.
@@ -25,10 +25,11 @@ trains on the current one.
 Where the events live (`placement`):
 * "host" (CPU training): the thread builds the dense batches in host memory;
 * "resident" (CUDA, when the split's events fit in `resident_fraction` of the device's free memory): the split's
-  events are uploaded once and each batch is densified on the device from them (`hm2bp.device_data`); the host
+  events are uploaded once and each batch is densified on the device from them (`hm2bp.train.device_data`); the host
   only slices the epoch's order, so nothing limits the GPU but the GPU;
-* "stream" (CUDA otherwise): the thread gathers each batch's events into pinned host memory (one numba pass), the
-  consumer copies them on a side stream without waiting and densifies them on the device.
+* "stream" (CUDA otherwise): the thread gathers each batch's events into pinned host memory (one compiled pass,
+  `hm2bp.kernels.gather_events`), the consumer copies them on a side stream without waiting and densifies them on
+  the device.
 "auto" picks "host" on CPU and "resident" or "stream" on CUDA. With `events=False` (training on augmented images
 instead of the stored trains) no batch is densified at all: batches carry labels and indices only.
 """
@@ -43,9 +44,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hm2bp import device_data
-from hm2bp.distributed import rank_bounds
-from hm2bp.splits import SplitSource
+from hm2bp.kernels import gather_events
+from hm2bp.train import device_data
+from hm2bp.train.distributed import rank_bounds
+from hm2bp.train.splits import SplitSource
 from spikedata.raster import dense_from_csr
 
 DEFAULT_BLOCK = 256
@@ -111,7 +113,7 @@ def dense_from_events(
     dev = torch.device(device)
     if dev.type == "cpu":
         return torch.from_numpy(dense_from_csr(indptr, times, units, positions, n_steps, n_units))
-    ptr, t, u = device_data.gather_events(indptr, times, units, positions)
+    ptr, t, u = gather_events(indptr, times, units, positions)
     total = int(ptr[-1])
     ptr, t, u = (x.to(dev, non_blocking=True) for x in (ptr, t, u))
     return device_data.densify(ptr, t, u, torch.arange(len(positions), device=dev), total, n_steps, n_units)
@@ -265,7 +267,7 @@ class SpikeLoader:
         # Sample ids -> positions in their buffer (ids are sorted there: contiguous blocks in ascending order).
         located = [(events, np.searchsorted(events.sample_ids, ids)) for events, ids in pieces]
         if self.events and self.placement == "stream":
-            parts = [device_data.gather_events(e.indptr, e.times, e.units, pos, pin=self.device.type == "cuda")
+            parts = [gather_events(e.indptr, e.times, e.units, pos, pin=self.device.type == "cuda")
                      for e, pos in located]
             if len(parts) == 1:
                 return _HostEvents(*parts[0], indices)

@@ -1,9 +1,9 @@
-"""`Network`: dense, conv and pool spiking layers (`hm2bp.layers`) with the reference LIF forward
+"""`Network`: dense, conv and pool spiking layers (`hm2bp.model.layers`) with the reference LIF forward
 (docs/algorithm.md §1) and the HM2-BP gradient (§3; §3.16 for conv / pool).
 
-One layer walk for every backend: the forward goes up the layers, the output stage (docs/algorithm.md §3.2-1..5)
-computes the errors, the backward goes down the layers, each layer calling the kernel set chosen when the network was
-built (`hm2bp.kernels`: numba on CPU, fused Triton kernels on CUDA, plain torch as the reference anywhere).
+One layer walk for every kernel set: the forward goes up the layers, the output stage (docs/algorithm.md §3.2-1..5)
+computes the errors, the backward goes down the layers, each layer making one call to the kernel set chosen when the
+network was built (`hm2bp.kernels.make_kernels`).
 """
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
 
-from hm2bp import conv as cnn
 from hm2bp.config import ConfigError, NetworkConfig, load_config
-from hm2bp.kernels import BACKENDS, KernelSet, make_kernels
-from hm2bp.kernels.base import Trains, take
-from hm2bp.layers import BackwardStep, ConvLayer, DenseLayer, Layer, PoolLayer
+from hm2bp.geometry import as_input_shape, conv_output_shape, pool_output_shape
+from hm2bp.kernels import BACKENDS, cpu_working_set, make_kernels
+from hm2bp.kernels.base import BackwardStep, KernelSet, Trains
+from hm2bp.model.layers import ConvLayer, DenseLayer, Layer, PoolLayer
 
-__all__ = ["BACKENDS", "ConvLayer", "DenseLayer", "Network", "PoolLayer", "StepResult"]
+__all__ = ["ConvLayer", "DenseLayer", "Network", "PoolLayer", "StepResult", "check_memory", "layer_sizes"]
 
 
 @dataclass
@@ -42,14 +43,14 @@ def layer_sizes(config: NetworkConfig, n_inputs: int, input_shape: tuple | None 
     out = []
     n_pre, shape = int(n_inputs), None
     if config.layers[0].type != "dense":
-        shape = cnn.as_input_shape(input_shape, int(n_inputs))
+        shape = as_input_shape(input_shape, int(n_inputs))
     for spec in config.layers:
         if spec.type == "pool":
-            shape = cnn.pool_output_shape(shape, int(spec.window))
+            shape = pool_output_shape(shape, int(spec.window))
             n_post, n_w = math.prod(shape), 0
         elif spec.type == "conv":
             n_w = int(spec.channels) * shape[0] * int(spec.kernel) ** 2
-            shape = cnn.conv_output_shape(shape, int(spec.channels), int(spec.kernel))
+            shape = conv_output_shape(shape, int(spec.channels), int(spec.kernel))
             n_post = math.prod(shape)
         else:
             n_post, n_w, shape = int(spec.size), int(spec.size) * n_pre, None
@@ -105,16 +106,14 @@ class Network:
             raise ValueError(f"input_shape {self.input_shape} does not hold n_inputs = {self.n_inputs} units")
         self.requested_backend = backend
         self._threads = threads
-        from hm2bp.kernels.numba_set import CHUNK_SIZE, default_threads
-
-        check_memory(config, self.n_inputs, input_shape, threads or default_threads(), CHUNK_SIZE)
+        check_memory(config, self.n_inputs, input_shape, *cpu_working_set(threads))
         if generator is None:
             generator = torch.Generator().manual_seed(config.train.seed)
         self._layers: dict[str, Layer] = {}
         n_pre = self.n_inputs
         shape = None  # (C, H, W) of the previous layer's neurons while they are spatial
         if config.layers[0].type != "dense":
-            shape = cnn.as_input_shape(input_shape, self.n_inputs)
+            shape = as_input_shape(input_shape, self.n_inputs)
         for spec in config.layers:
             try:
                 if spec.type == "pool":
@@ -158,23 +157,26 @@ class Network:
 
     @property
     def chunk_size(self) -> int:
-        """Samples per forward/backward chunk of the numba set (the others process a batch whole)."""
-        return getattr(self.kernels, "chunk_size", 0)
+        """Samples per forward/backward chunk of a kernel set that cuts batches (0: the batch is processed whole)."""
+        return self.kernels.chunk_size
 
     @chunk_size.setter
     def chunk_size(self, value: int) -> None:
-        if hasattr(self.kernels, "chunk_size"):
-            self.kernels.chunk_size = int(value)
+        self.kernels.configure(chunk_size=int(value))
 
     @property
     def threads(self) -> int:
-        return getattr(self.kernels, "threads", 1)
+        """CPU threads the kernel set spreads the chunks over (1: the calling thread)."""
+        return self.kernels.threads
 
     @threads.setter
     def threads(self, value: int) -> None:
         self._threads = int(value)
-        if hasattr(self.kernels, "threads"):
-            self.kernels.threads = int(value)
+        self.kernels.configure(threads=int(value))
+
+    def jit_modules(self) -> list[ModuleType]:
+        """The modules whose compiled kernels this network runs (a first run compiles them)."""
+        return self.kernels.jit_modules({layer.kind for layer in self._layers.values()})
 
     @property
     def layer_names(self) -> list[str]:
@@ -310,33 +312,25 @@ class Network:
         """Forward + HM2-BP backward of a chunk; adds its data gradients into `accs`. Returns the true output
         counts and the logged cost of its samples."""
         ks = self.kernels
-        cfg = self.config
-        names = self.layer_names
+        layers = list(self._layers.values())
         inp, runs = self._walk_forward(spikes)
-        out_layer = self._layers[names[-1]]
         # output stage (algorithm.md §3.2-1..5): dead-zone error of the true counts, boost weight, silent label
-        counts_true = runs[-1].counts
-        post, delta_out, cost = ks.output_stage(runs[-1], labels, sw, cfg.loss, out_layer.spec.neuron, self.steps)
-        samples = ks.active(delta_out)  # a zero error gives an exactly zero data gradient
-        if samples is not None and len(samples) == 0:
-            return counts_true, cost
-        delta = take(delta_out, samples) / out_layer.vth
-        lateral = None
-        if out_layer.kind == "dense" and out_layer.spec.lateral_inhibition != 0.0:
-            lateral = (take(counts_true, samples), take(labels, samples))
-        for k in range(len(names) - 1, -1, -1):
-            layer = self._layers[names[k]]
+        out = ks.output_stage(layers[-1], runs[-1], labels, sw, self.config.loss, self.steps)
+        if out.nothing_to_do:
+            return runs[-1].counts, out.cost
+        post, delta = out.post, out.delta
+        for k in range(len(layers) - 1, -1, -1):
             pre = runs[k - 1] if k > 0 else inp
-            step = BackwardStep(samples, delta, k > 0, cfg.train.effect_ratio,
-                                lateral if k == len(names) - 1 else None)
-            pre_delta = layer.backward(self.kernels, post, pre, step, accs.get(names[k]))
+            step = BackwardStep(out.samples, delta, k > 0, self.config.train.effect_ratio,
+                                out.lateral if k == len(layers) - 1 else None)
+            pre_delta = layers[k].backward(ks, post, pre, step, accs.get(layers[k].spec.name))
             if pre_delta is None:
                 break
-            below = self._layers[names[k - 1]]
+            below = layers[k - 1]
             # delta of the layer below: / its vth (algorithm.md §3.3, §3.16 conv), except for pool layers
             delta = pre_delta if below.kind == "pool" else pre_delta / below.vth
             post = pre
-        return counts_true, cost
+        return runs[-1].counts, out.cost
 
     def backward_pass(self, spikes: torch.Tensor, labels: torch.Tensor, sample_weights: torch.Tensor | None = None,
                       *, validate: bool = True, check_finite: bool = True) -> StepResult:

@@ -2,7 +2,7 @@
 (`spikedata.splits`).
 
 The loader, the trainer and the data-parallel shard read a split only through `SplitSource`: a store split
-(`spikedata.store.Split`), a contiguous shard of one (`hm2bp.distributed.SplitShard`) or a selection of its
+(`spikedata.store.Split`), a contiguous shard of one (`hm2bp.train.distributed.SplitShard`) or a selection of its
 samples (`SubsetSplit`, e.g. the validation samples held out of a training split) all fit.
 """
 

@@ -1,6 +1,8 @@
-"""The layer kinds of an HM2-BP network: each owns its weights, its forward pass (docs/algorithm.md §1) and its
-HM2-BP backward pass (docs/algorithm.md §3.2-§3.7, §3.16 for conv and pool), written once. Every operation on
-spikes goes through the network's kernel set (`hm2bp.kernels`), chosen when the network is built.
+"""The layer kinds of an HM2-BP network: each owns its weights and hands its spikes to the network's kernel set
+(`hm2bp.kernels`, chosen when the network is built) once per direction: forward (docs/algorithm.md §1) and the
+HM2-BP backward (docs/algorithm.md §3.2-§3.7, §3.16 for conv and pool), whose composition the kernel set holds.
+A layer's attributes are plain values (`hm2bp.kernels.base.LayerParams`): the kernel set reads them, never calls
+back.
 
 Neurons of a conv / pool layer `[C, H, W]` are flattened channel-major (`c*H*W + x*W + y`), so a dense layer after
 them sees exactly the reference's order.
@@ -8,32 +10,14 @@ them sees exactly the reference's order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from typing import Any
 
-import numpy as np
 import torch
 
-from hm2bp import conv as cnn
-from hm2bp import hm2bp_grad as rules
 from hm2bp.config import LayerSpec
-from hm2bp.kernels.base import KernelSet, Trains, take
-
-
-@dataclass
-class BackwardStep:
-    """What a layer's backward pass gets besides the trains.
-
-    `samples` the samples visited (kernel-set convention), `delta` float64 `[A, n_post]` the layer's error (already
-    divided by its vth where the rules say so), `need_pre_delta` False for the first layer, `lateral` the true
-    output counts and labels of the visited samples when the lateral factor applies (output layer with lateral
-    inhibition), else None."""
-
-    samples: Any
-    delta: torch.Tensor
-    need_pre_delta: bool
-    effect_ratio: bool
-    lateral: tuple[torch.Tensor, torch.Tensor] | None = None
+from hm2bp.geometry import conv_output_shape, pool_output_shape
+from hm2bp.kernels.base import BackwardStep, KernelSet, Trains
 
 
 def _init_weight(shape: tuple[int, ...], spec: LayerSpec, generator: torch.Generator) -> torch.Tensor:
@@ -56,6 +40,7 @@ class DenseLayer:
 
     def __init__(self, spec: LayerSpec, n_pre: int, generator: torch.Generator) -> None:
         self.spec = spec
+        self.vth = float(spec.threshold)
         self.n_pre = int(n_pre)
         self.n_post = int(spec.size)
         self.weight_shape: tuple[int, ...] = (self.n_post, self.n_pre)
@@ -79,36 +64,14 @@ class DenseLayer:
         value = value.detach().to(device=device, dtype=torch.float32)
         self.storage = (value.T if self._transposed else value).contiguous()
 
-    @property
-    def vth(self) -> float:
-        return float(self.spec.threshold)
-
     def forward(self, ks: KernelSet, pre: Trains) -> Trains:
-        return ks.dense_forward(pre, self)
-
-    def _coef(self, ks: KernelSet, k: Any, side: torch.Tensor, post: Trains, pc: torch.Tensor,
-              step: BackwardStep) -> torch.Tensor:
-        """`delta (1 + sigma) gamma` (algorithm.md §3.2-9, §3.5, §3.6)."""
-        sigma = rules.side_effect(side, pc, ks.row_sums(self)[0], self.vth)
-        coef = step.delta * (1.0 + sigma)
-        if step.lateral is not None:
-            counts, labels = step.lateral
-            coef = coef * ks.lateral_factor(k, post, step.samples, counts, labels, self.vth,
-                                            self.spec.lateral_inhibition)
-        return coef
+        """This layer's trains from the pre trains (algorithm.md §1)."""
+        return ks.dense_forward(self, pre)
 
     def backward(self, ks: KernelSet, post: Trains, pre: Trains, step: BackwardStep, acc: Any) -> torch.Tensor | None:
         """Adds this layer's data gradient for the visited samples into `acc`; returns the error back-propagated to
         the layer below (float64 `[A, n_pre]`, before its division by that layer's vth), or None."""
-        k, side = ks.spsp(post, step.samples, self.spec.neuron)
-        pc, prc = take(post.counts, step.samples), take(pre.counts, step.samples)
-        coef = self._coef(ks, k, side, post, pc, step)
-        ks.dense_grad(acc, self, k, coef, step.samples, pre, pc, prc)
-        if not step.need_pre_delta:
-            return None
-        if step.effect_ratio:
-            return ks.dense_effect(self, k, step.delta, step.samples, pre, pc, prc)
-        return rules.plain_error(step.delta, self.weight.detach())
+        return ks.dense_backward(self, post, pre, step, acc)
 
     def __repr__(self) -> str:
         return f"DenseLayer({self.spec.name!r}, {self.n_pre} -> {self.n_post}, vth={self.vth:g})"
@@ -123,28 +86,20 @@ class ConvLayer(DenseLayer):
 
     def __init__(self, spec: LayerSpec, in_shape: tuple[int, int, int], generator: torch.Generator) -> None:
         self.spec = spec
+        self.vth = float(spec.threshold)
         self.in_shape = in_shape
-        self.out_shape = cnn.conv_output_shape(in_shape, int(spec.channels), int(spec.kernel))
-        self.n_pre = int(np.prod(in_shape))
-        self.n_post = int(np.prod(self.out_shape))
+        self.out_shape = conv_output_shape(in_shape, int(spec.channels), int(spec.kernel))
+        self.n_pre = math.prod(in_shape)
+        self.n_post = math.prod(self.out_shape)
         self.weight_shape = (int(spec.channels), in_shape[0], int(spec.kernel), int(spec.kernel))
         self.storage = torch.empty(0)
         self.weight = _init_weight(self.weight_shape, spec, generator)
 
     def forward(self, ks: KernelSet, pre: Trains) -> Trains:
-        return ks.conv_forward(pre, self)
+        return ks.conv_forward(self, pre)
 
     def backward(self, ks: KernelSet, post: Trains, pre: Trains, step: BackwardStep, acc: Any) -> torch.Tensor | None:
-        k, side = ks.spsp(post, step.samples, self.spec.neuron)
-        pc, prc = take(post.counts, step.samples), take(pre.counts, step.samples)
-        w = self.weight.detach()
-        coef = step.delta * (1.0 + cnn.conv_side_effect(side, pc, w, self.vth))
-        ks.conv_grad(acc, self, k, coef, step.samples, pre, pc, prc)
-        if not step.need_pre_delta:
-            return None
-        if step.effect_ratio:
-            return ks.conv_effect(self, k, step.delta, step.samples, pre, pc, prc)
-        return cnn.conv_plain_error(step.delta, w, self.in_shape)
+        return ks.conv_backward(self, post, pre, step, acc)
 
     def __repr__(self) -> str:
         c, h, w = self.in_shape
@@ -162,28 +117,18 @@ class PoolLayer:
 
     def __init__(self, spec: LayerSpec, in_shape: tuple[int, int, int]) -> None:
         self.spec = spec
+        self.vth = float(spec.threshold)
         self.in_shape = in_shape
         self.window = int(spec.window)
-        self.out_shape = cnn.pool_output_shape(in_shape, self.window)
-        self.n_pre = int(np.prod(in_shape))
-        self.n_post = int(np.prod(self.out_shape))
-
-    @property
-    def vth(self) -> float:
-        return float(self.spec.threshold)
+        self.out_shape = pool_output_shape(in_shape, self.window)
+        self.n_pre = math.prod(in_shape)
+        self.n_post = math.prod(self.out_shape)
 
     def forward(self, ks: KernelSet, pre: Trains) -> Trains:
-        return ks.pool_forward(pre, self)
+        return ks.pool_forward(self, pre)
 
     def backward(self, ks: KernelSet, post: Trains, pre: Trains, step: BackwardStep, acc: Any) -> torch.Tensor | None:
-        if not step.need_pre_delta:
-            return None
-        pc, prc = take(post.counts, step.samples), take(pre.counts, step.samples)
-        effect = None
-        if step.effect_ratio:
-            k, _ = ks.spsp(post, step.samples, self.spec.neuron)
-            effect = ks.pool_effect(self, k, step.samples, pre)
-        return cnn.pool_error(effect, step.delta, pc, prc, self.in_shape, self.window)
+        return ks.pool_backward(self, post, pre, step, acc)
 
     def __repr__(self) -> str:
         c, h, w = self.in_shape

@@ -1,6 +1,6 @@
 """Training metrics: the per-epoch `metrics.jsonl`, learning-curve and confusion-matrix plots, accuracies.
 
-All files are replaced atomically (`hm2bp.checkpoint.atomic_write_*`), so a killed run never leaves a torn file.
+All files are replaced atomically (`hm2bp.train.checkpoint.atomic_write_*`), so a killed run never leaves a torn file.
 Plots use matplotlib's object API (no pyplot state, no display needed).
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from hm2bp.checkpoint import atomic_write_bytes, atomic_write_text
+from hm2bp.train.checkpoint import atomic_write_bytes, atomic_write_text
 
 
 def write_metrics(path: str | Path, records: Sequence[dict[str, Any]]) -> None:

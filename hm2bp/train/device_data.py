@@ -1,7 +1,7 @@
 """Spike events on the training device: a split's CSR events resident in device memory, and dense batches built
 there.
 
-The loader (`hm2bp.loader`) keeps a split's events on a CUDA device when they fit in a fraction of its free memory
+The loader (`hm2bp.train.loader`) keeps a split's events on a CUDA device when they fit in a fraction of its free memory
 (MNIST's 60k training samples at T = 400 are ~1.9 GB of int16 events), or streams each batch's events through pinned
 host memory on a side stream otherwise; either way the dense `[B, T, N]` raster is made on the device from the
 events (`densify`), with sizes the host already knows, so no step waits for the device. On CPU the same functions
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numba import njit
 
 #: Fraction of the device's free memory a split's events may take to stay resident.
 DEFAULT_RESIDENT_FRACTION = 0.25
@@ -72,29 +71,3 @@ def densify(indptr: torch.Tensor, times: torch.Tensor, units: torch.Tensor, posi
         flat = (row * n_steps + times[offs].long()) * n_units + units[offs].long()
         out[flat] = True
     return out.view(batch, n_steps, n_units)
-
-
-@njit(cache=True, nogil=True)
-def _gather(indptr, times, units, positions, indptr_out, times_out, units_out):
-    k = 0
-    for b in range(positions.shape[0]):
-        p = positions[b]
-        for e in range(indptr[p], indptr[p + 1]):
-            times_out[k] = times[e]
-            units_out[k] = units[e]
-            k += 1
-        indptr_out[b + 1] = k
-
-
-def gather_events(indptr: np.ndarray, times: np.ndarray, units: np.ndarray, positions: np.ndarray,
-                  pin: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The events of samples `positions` (local CSR positions) as one contiguous CSR: (indptr int64 [B + 1] from 0,
-    times int32, units int32), torch tensors on the host, in pinned memory when `pin` (for asynchronous copies to a
-    GPU). One numba pass over the selected events."""
-    positions = np.ascontiguousarray(positions, dtype=np.int64)
-    total = int((indptr[positions + 1] - indptr[positions]).sum())
-    out_ptr = torch.zeros(len(positions) + 1, dtype=torch.int64, pin_memory=pin)
-    out_t = torch.empty(total, dtype=torch.int32, pin_memory=pin)
-    out_u = torch.empty(total, dtype=torch.int32, pin_memory=pin)
-    _gather(indptr, times, units, positions, out_ptr.numpy(), out_t.numpy(), out_u.numpy())
-    return out_ptr, out_t, out_u

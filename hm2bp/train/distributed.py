@@ -8,7 +8,7 @@ What a data-parallel run does (see `docs/scaling.md`):
   `DistributedError` naming the step, instead of waiting forever. Without those variables (a plain process)
   everything here is a no-op on `SINGLE`.
 * **Sharding.** All ranks compute the same seeded epoch order (it depends only on `(seed, epoch)`, see
-  `hm2bp.loader`) and cut it into global batches of `world_size * B` samples; rank `r` takes the contiguous share
+  `hm2bp.train.loader`) and cut it into global batches of `world_size * B` samples; rank `r` takes the contiguous share
   `rank_bounds(len(global batch), r, world_size)` of each. So N ranks at per-rank batch B see exactly the samples
   one process at batch N*B sees, batch by batch (a short last batch is split as evenly as possible; a rank may get
   0 samples and still takes part in the reduction with weight 0).
@@ -42,7 +42,7 @@ import torch.distributed as dist
 from hm2bp.errors import Hm2bpError
 
 if TYPE_CHECKING:
-    from hm2bp.splits import SplitSource
+    from hm2bp.train.splits import SplitSource
 
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_ENV = "HM2BP_DIST_TIMEOUT"
@@ -209,7 +209,7 @@ def rank_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 
 class SplitShard:
-    """Read-only view of samples `[start, stop)` of a split, itself a `hm2bp.splits.SplitSource`.
+    """Read-only view of samples `[start, stop)` of a split, itself a `hm2bp.train.splits.SplitSource`.
 
     Evaluation gives each rank a contiguous shard (reading 1/N of the split); `offset` maps its sample indices back;
     `n_total` is the number of samples all shards together cover (default: the whole split).
