@@ -34,7 +34,7 @@ import numpy as np
 
 from spikedata.datasets.shared.declaration import Dataset, EncodeRun, Option
 from spikedata.datasets.shared.heidelberg import open_hdf5, vet_file
-from spikedata.datasets.shared.heidelberg_encoding import SPIKE_BINNING
+from spikedata.datasets.shared.heidelberg_encoding import SPIKE_BINNING, report_binned
 from spikedata.datasets.shared.options import CHUNK, SOURCE, SPLIT_SELECTION, SplitSelection
 from spikedata.encoders.event_binning import bin_unit_events
 from spikedata.errors import DatasetError
@@ -210,7 +210,6 @@ def encode(dataset: Dataset, run: EncodeRun, source: Path, sequences: bool, binn
     """Bin the single digits of the N-TIDIGITS file (and with `sequences` the multi-digit utterances) into the
     store of `run` (`binning`: dt_us, steps N / "auto" / None for the manifest's)."""
     from spikedata.pipeline import encode_to_store
-    from spikedata.store import open_store
 
     started = time.perf_counter()
     path = find_ntidigits(source)
@@ -227,13 +226,7 @@ def encode(dataset: Dataset, run: EncodeRun, source: Path, sequences: bool, binn
             run.report.note(f"{split}: {counts.get(split)} single-digit utterances, the published file has "
                             f"{spec.get('n_samples')}")
     out = encode_to_store(run.out, attrs, jobs, workers=run.workers, progress=run.progress, overwrite=run.overwrite)
-    store = open_store(out)
-    for split in store.splits:
-        st = store[split].attrs["encode_stats"]
-        if st["truncated"]:
-            run.report.note(f"{split}: {st['truncated']} utterances outlast {n_steps} steps ({st['dropped_time']} "
-                            "events dropped); `steps` auto keeps every event")
-    run.report.say(f"wrote {out} in {time.perf_counter() - started:.1f} s")
+    report_binned(run, out, n_steps, started, samples="utterances", spikes="events")
     return out
 
 

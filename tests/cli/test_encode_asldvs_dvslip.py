@@ -5,17 +5,15 @@ encoding trained by the dataset's preset."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hm2bp.cli import app as hm2bp_app
 from spikedata.cli import app as spikedata_app
 from spikedata.manifest import load_manifest
 from spikedata.splits import stratified_split
 from spikedata.store import open_store
+from tests.cli.roundtrip import fit_and_eval
 from tests.writers import write_mat_events, write_npy_events
 
 runner = CliRunner()
@@ -50,18 +48,6 @@ def recording(seed: int, width: int, height: int, span_us: int, n: int = 400):
     rng = np.random.default_rng(seed)
     t = 5_000_000 + 1_000 * seed + np.sort(rng.integers(0, span_us, n))
     return t, rng.integers(0, width, n), rng.integers(0, height, n), rng.integers(0, 2, n)
-
-
-def fit_and_eval(store, preset: str, out):
-    """`hm2bp fit --preset` for one epoch on the store, then `hm2bp eval` of its last checkpoint."""
-    r = runner.invoke(hm2bp_app, ["fit", str(store), "--preset", preset, "--epochs", "1", "--batch-size", "2",
-                                  "--out", str(out), "--device", "cpu", "--quiet"])  # fmt: skip
-    assert r.exit_code == 0, r.output
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(metrics) == 1 and 0.0 <= metrics[0]["test_accuracy"] <= 1.0
-    r = runner.invoke(hm2bp_app, ["eval", str(store), "--checkpoint", str(out / "last.pt"), "--device", "cpu"])
-    assert r.exit_code == 0, r.output
-    assert "accuracy" in r.output.lower()
 
 
 # ------------------------------------------------------------------------------------------------ ASL-DVS

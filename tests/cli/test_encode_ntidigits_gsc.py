@@ -4,7 +4,6 @@ classes, splits, per-sample values against a re-statement, errors, and the defau
 
 from __future__ import annotations
 
-import json
 import math
 from fractions import Fraction
 
@@ -13,12 +12,12 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from hm2bp.cli import app as hm2bp_app
 from spikedata.cli import app as spikedata_app
 from spikedata.encoders.speech import SpeechFrontEnd
 from spikedata.io.audio import read_audio
 from spikedata.manifest import load_manifest
 from spikedata.store import open_store
+from tests.cli.roundtrip import fit_and_eval
 from tests.writers import write_ntidigits
 
 runner = CliRunner()
@@ -31,18 +30,6 @@ def encode(*args: str):
 def stored_spikes(split, i: int) -> list:
     times, units = split.events(i)
     return list(zip(times.tolist(), units.tolist(), strict=True))
-
-
-def fit_and_eval(store, preset: str, out, *more: str):
-    """`hm2bp fit --preset` for one epoch on the store, then `hm2bp eval` of its last checkpoint."""
-    r = runner.invoke(hm2bp_app, ["fit", str(store), "--preset", preset, "--epochs", "1", "--batch-size", "2",
-                                  "--out", str(out), "--device", "cpu", "--quiet", *more])  # fmt: skip
-    assert r.exit_code == 0, r.output
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(metrics) == 1 and 0.0 <= metrics[0]["test_accuracy"] <= 1.0
-    r = runner.invoke(hm2bp_app, ["eval", str(store), "--checkpoint", str(out / "last.pt"), "--device", "cpu"])
-    assert r.exit_code == 0, r.output
-    assert "accuracy" in r.output.lower()
 
 
 # ------------------------------------------------------------------------------------------------ N-TIDIGITS
