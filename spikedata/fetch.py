@@ -53,14 +53,18 @@ def default_dest(name: str) -> Path:
 
 
 def licensed_message(manifest: Manifest, dest: Path | None = None) -> str:
-    """What a user must do to obtain a licensed dataset that has no public download."""
-    names = ", ".join(f.name for f in manifest.files if not f.optional) or "(see the manifest)"
+    """What a user must do to obtain a dataset that has no public download (licensed, or behind a download form):
+    why, the manifest's `obtain` text and, unless that says it, where to point `spikedata encode`."""
+    why = (f"its distributor hands the files out through a download form, after you accept its terms (licence: "
+           f"{manifest.license})" if manifest.access == "form" else f"licence {manifest.license}")
+    obtain = (manifest.obtain or "").strip()
+    text = f"{manifest.title} ({manifest.name}) cannot be downloaded automatically: {why}. {obtain}"
+    if "source" in obtain:  # the manifest says where to point the encode
+        return text
+    names = ", ".join(f.name for f in manifest.files if not f.optional)
     where = f" into {dest}" if dest is not None else ""
-    return (
-        f"{manifest.title} ({manifest.name}) cannot be downloaded automatically: licence {manifest.license}. "
-        f"{manifest.obtain.strip() if manifest.obtain else ''} Then put its files{where} ({names}) and pass that "
-        f"directory as `source` to `spikedata encode {manifest.name}`."
-    )
+    return (text + f" Then put its files{where}" + (f" ({names})" if names else "")
+            + f" and pass that directory as `source` to `spikedata encode {manifest.name}`.")
 
 
 def fetch(

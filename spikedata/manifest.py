@@ -12,8 +12,10 @@ loudly::
     citation = "..."                # optional
     license = "CC BY-SA 4.0"        # required: licence as stated by the source ("none stated" is allowed)
     access = "public"               # "public" (default): files can be downloaded from `url`/`mirrors`;
-                                    # "licensed": no public download; `obtain` says how a user gets the files
-    obtain = "..."                  # required when access = "licensed"; shown by `spikedata fetch`
+                                    # "licensed": no public download; `obtain` says how a user gets the files;
+                                    # "form": free to use, but its distributor hands the files out through a
+                                    # download form (terms to accept), never at a fixed URL; `obtain` as above
+    obtain = "..."                  # required unless access = "public"; shown by `spikedata fetch`
     mirrors = ["https://a/", ...]   # optional base URLs tried in order: URL = mirror + file name
     classes = ["0", "1", ...]       # optional class names in label order
     n_classes = 10                  # optional (checked against `classes` when both are given)
@@ -63,7 +65,7 @@ from typing import Any
 from spikedata.errors import SpikedataError
 
 SCHEMA_VERSION = 1
-ACCESS_KINDS = ("public", "licensed")
+ACCESS_KINDS = ("public", "licensed", "form")
 EXTRACT_KINDS = ("zip", "tar")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -141,8 +143,9 @@ class Manifest:
 
     @property
     def licensed(self) -> bool:
-        """True when the files cannot be downloaded publicly (the user obtains them; see `obtain`)."""
-        return self.access == "licensed"
+        """True when the files cannot be downloaded automatically (licensed, or behind a download form): the user
+        obtains them (see `obtain`)."""
+        return self.access != "public"
 
     def file(self, name: str) -> FileEntry:
         """The file entry called `name` (KeyError naming the known files otherwise)."""
@@ -210,8 +213,8 @@ def parse_manifest(raw: dict[str, Any], path: Path) -> Manifest:
     if access not in ACCESS_KINDS:
         v.fail("access", f"must be one of {ACCESS_KINDS}, got {access!r}")
     obtain = v.string(raw, "obtain")
-    if access == "licensed" and not obtain:
-        v.fail("obtain", "required when access = 'licensed' (tell users how to obtain the files)")
+    if access != "public" and not obtain:
+        v.fail("obtain", f"required when access = {access!r} (tell users how to obtain the files)")
     mirrors = tuple(v.string_list(raw, "mirrors") or ())
     classes = v.string_list(raw, "classes")
     n_classes = v.integer(raw, "n_classes")

@@ -6,13 +6,17 @@ every split into chunks, runs them on `workers` processes, and writes the blocks
 `encode_range`), the store's bytes do not depend on the number of workers.
 
 Worker processes die with their parent: on Linux the kernel sends them SIGKILL when the parent dies
-(`PR_SET_PDEATHSIG`), and everywhere a watchdog thread in each worker exits once its parent is gone. Project errors
+(`PR_SET_PDEATHSIG`), and everywhere a watchdog thread in each worker exits once its parent is gone. Ctrl-C is the
+parent's alone: workers are started with SIGINT blocked (a terminal sends it to the whole process group, and each
+worker would print its own KeyboardInterrupt traceback), and an interrupted encode stops without waiting for them;
+the store writer removes what was written (nothing is left at the output). Project errors
 raised in a worker reach the parent unchanged (they pickle by state, `spikedata.errors`); a worker that dies
 (signal, abort) ends the encode with a `WorkerError` that names the split and the samples it was encoding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import multiprocessing
@@ -94,6 +98,25 @@ def created_by() -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while a worker may be started: a child inherits the mask (a Ctrl-C meanwhile
+    is delivered when it ends)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _submit(pool: ProcessPoolExecutor, fn: Callable, *args: Any) -> Future:
+    with _sigint_blocked():  # submit may start a worker process
+        return pool.submit(fn, *args)
+
+
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
@@ -109,7 +132,7 @@ def _iter_blocks(job: SplitJob, pool: ProcessPoolExecutor | None, window: int,
     pending: list[tuple[int, Future]] = []
     it = iter(ranges)
     for start, stop in it:
-        pending.append((stop - start, pool.submit(job.encode_range, start, stop)))
+        pending.append((stop - start, _submit(pool, job.encode_range, start, stop)))
         if len(pending) >= window:
             break
     done = 0
@@ -118,7 +141,7 @@ def _iter_blocks(job: SplitJob, pool: ProcessPoolExecutor | None, window: int,
         nxt = next(it, None)
         try:
             if nxt is not None:
-                pending.append((nxt[1] - nxt[0], pool.submit(job.encode_range, *nxt)))
+                pending.append((nxt[1] - nxt[0], _submit(pool, job.encode_range, *nxt)))
             block = fut.result()
         except BrokenProcessPool as exc:
             raise WorkerError(f"an encoding worker process died while encoding split {name!r} (samples from "
@@ -151,6 +174,7 @@ def encode_to_store(
         # spawn, not fork: numba's threading layer is not fork-safe once it has run.
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_worker_init, initargs=(os.getpid(),))
+    interrupted = False
     try:
         with StoreWriter(out, attrs, overwrite=overwrite) as writer, progress_bar(progress) as bar:
             for name, job in jobs.items():
@@ -159,7 +183,10 @@ def encode_to_store(
                 for size, block in _iter_blocks(job, pool, window=2 * workers + 2, name=name):
                     split.append(block.indptr, block.times, block.units, block.labels, block.extras, block.stats)
                     bar.advance(task, size)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        if pool is not None:  # interrupted: the workers' chunks are not waited for (they die with this process)
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
     return Path(out)

@@ -7,6 +7,12 @@ What the axes show follows from the store's attributes (`docs/store.md`):
 * speech stores (`channel_cf_hz`, one centre frequency per unit): channel centre frequency in Hz;
 * anything else: the flat unit index.
 Time is always in ms (`dt_us` of the store). Figures use matplotlib's object API (no global pyplot state).
+
+Raster ticks are as tall as a unit's row (at least a point), so a raster of a few units is as legible as one of
+thousands. Colour scales of rates and counts are robust: they end at the 99th percentile of the active (nonzero)
+pixels, so that a few hot pixels cannot make a map look blank; the colour bar says so and shows, with its arrow,
+that brighter pixels exist. Every text is printable (`spikedata.text.printable`: a class name from a file name
+that is not UTF-8 is shown with `\\xNN` escapes).
 """
 
 from __future__ import annotations
@@ -18,10 +24,14 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+from spikedata.text import printable
 
 #: Samples shown per split in the overview.
 N_SAMPLES = 4
+#: Percentile of the active pixels' values at which colour scales end (robust to hot pixels).
+SCALE_PERCENTILE = 99.0
 _ON, _OFF = np.array([0.84, 0.15, 0.16]), np.array([0.12, 0.47, 0.71])  # red, blue
 
 
@@ -76,12 +86,32 @@ class UnitAxes:
 
 
 def _label_text(classes: Sequence[str], label: int) -> str:
-    return f"label {classes[label]}" if 0 <= label < len(classes) else f"label index {label}"
+    return f"label {printable(str(classes[label]))}" if 0 <= label < len(classes) else f"label index {label}"
+
+
+def robust_max(values: np.ndarray) -> tuple[float, bool]:
+    """(top of a colour scale for `values`, whether some values lie above it): the `SCALE_PERCENTILE` of the
+    nonzero values (1 when there are none)."""
+    active = np.asarray(values, dtype=np.float64)
+    active = active[active > 0]
+    if not len(active):
+        return 1.0, False
+    top = float(np.percentile(active, SCALE_PERCENTILE))
+    return top, bool(active.max() > top)
+
+
+def _row_points(ax, fig, n_rows: int) -> float:
+    """Height in points of one of `n_rows` rows of `ax` (from the figure size and the axes' position)."""
+    return ax.get_position().height * fig.get_figheight() * 72.0 / max(n_rows, 1)
 
 
 def _raster(ax, axes: UnitAxes, times: np.ndarray, units: np.ndarray, dt_ms: float, n_steps: int) -> None:
-    """Spike raster: time (ms) x unit, the unit axis labelled by `axes` (centre frequencies in Hz for speech)."""
-    ax.scatter(np.asarray(times) * dt_ms, units, s=1.5, marker="|", linewidths=0.6, color="k")
+    """Spike raster: time (ms) x unit, the unit axis labelled by `axes` (centre frequencies in Hz for speech);
+    each spike a tick of its unit's row height (at least 1.2 points, at most 0.8 of the row)."""
+    row = _row_points(ax, ax.figure, axes.n_units)
+    tick = float(np.clip(0.8 * row, 1.2, 40.0))
+    ax.scatter(np.asarray(times) * dt_ms, units, s=tick**2, marker="|", linewidths=float(np.clip(tick / 12, 0.6, 1.5)),
+               color="k")
     ax.set_xlim(0, n_steps * dt_ms)
     ax.set_xlabel("time (ms)", fontsize=8)
     ax.set_ylabel(axes.unit_label, fontsize=8)
@@ -98,13 +128,15 @@ def _raster(ax, axes: UnitAxes, times: np.ndarray, units: np.ndarray, dt_ms: flo
         ax.set_yticks(ticks, [f"{axes.cf_hz[t]:.0f}" for t in ticks])
     else:
         ax.set_ylim(-0.5, axes.n_units - 0.5)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6, min_n_ticks=1))
     ax.tick_params(labelsize=7)
 
 
 def _polarity_image(axes: UnitAxes, units: np.ndarray) -> np.ndarray:
-    """RGB [H, W, 3] of a sample's events: red = ON, blue = OFF (intensity ~ events per pixel), white = none."""
+    """RGB [H, W, 3] of a sample's events: red = ON, blue = OFF (intensity ~ events per pixel, full at the robust
+    top of the counts, `robust_max`), white = none."""
     counts = axes.planes_of(np.bincount(np.asarray(units, np.int64), minlength=axes.n_units).astype(np.float64))
-    scale = max(float(counts.max()), 1.0)
+    scale = max(robust_max(counts)[0], 1.0)
     img = np.ones((*counts.shape[1:], 3))
     colours = [_OFF, _ON] if counts.shape[0] == 2 else [np.full(3, 0.1)] * counts.shape[0]
     for plane, colour in zip(counts, colours, strict=True):  # subtractive: both polarities give a dark purple
@@ -126,24 +158,32 @@ def _sample_panel(ax, fig, split: Any, axes: UnitAxes, i: int) -> None:
         ax.imshow(_polarity_image(axes, units), interpolation="nearest")
         _pixel_axes(ax)
         span = f", {times.min() * dt_ms:.0f}-{(times.max() + 1) * dt_ms:.0f} ms" if len(times) else ""
-        ax.set_title(f"{split.name} #{i}: {label}\n{len(times)} spikes{span} (red ON, blue OFF)", fontsize=8)
+        ax.set_title(printable(f"{split.name} #{i}: {label}\n{len(times)} spikes{span} (red ON, blue OFF)"),
+                     fontsize=8)
     else:
         _raster(ax, axes, times, units, dt_ms, split.n_steps)
-        ax.set_title(f"{split.name} #{i}: {label}\n{len(times)} spikes", fontsize=8)
+        ax.set_title(printable(f"{split.name} #{i}: {label}\n{len(times)} spikes"), fontsize=8)
+
+
+def _colour_bar(fig, im, ax, what: str, clipped: bool) -> None:
+    """A colour bar beside `ax` labelled `what`, saying when the scale ends at the robust top (`robust_max`)."""
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, extend="max" if clipped else "neither")
+    bar.set_label(f"{what}, scale to p{SCALE_PERCENTILE:g} of active pixels" if clipped else what, fontsize=7)
+    bar.ax.tick_params(labelsize=7)
 
 
 def _rate_panels(fig, cells: list, axes: UnitAxes, rate_hz: np.ndarray, split_name: str) -> None:
     if axes.kind in ("events", "image"):
         maps = axes.planes_of(rate_hz)
-        vmax = float(maps.max()) or 1.0
+        vmax, clipped = robust_max(maps)
         for ax, plane, name in zip(cells, maps, axes.planes, strict=True):
             im = ax.imshow(plane, cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
             _pixel_axes(ax)
-            what = f"{name} events, " if axes.kind == "events" and len(axes.planes) > 1 else ""
-            ax.set_title(f"{split_name}: {what}mean rate per pixel", fontsize=8)
-            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-            bar.set_label("rate (Hz)", fontsize=7)
-            bar.ax.tick_params(labelsize=7)
+            what = f", {name} events" if axes.kind == "events" and len(axes.planes) > 1 else ""
+            # two short lines: a title wider than the axes would run into the colour bar or off the figure
+            ax.set_title(printable(f"{split_name}{what}:\nmean rate per pixel (max {plane.max():.3g} Hz)"),
+                         fontsize=8)
+            _colour_bar(fig, im, ax, "rate (Hz)", clipped)
         return
     ax = cells[0]
     if axes.kind == "channels":
@@ -158,8 +198,9 @@ def _rate_panels(fig, cells: list, axes: UnitAxes, rate_hz: np.ndarray, split_na
         else:
             ax.plot(x, rate_hz, lw=0.8)
         ax.set_xlabel("unit", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6, min_n_ticks=1))
     ax.set_ylabel("mean rate (Hz)", fontsize=8)
-    ax.set_title(f"{split_name}: mean rate per unit", fontsize=8)
+    ax.set_title(printable(f"{split_name}: mean rate per unit"), fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
 
@@ -178,8 +219,9 @@ def _picks(labels: np.ndarray, n: int) -> np.ndarray:
 
 def _title(attrs: Mapping[str, Any], store_name: str, split: Any) -> str:
     dt_ms = float(split.dt_us) / 1000.0
-    return (f"{attrs.get('dataset', '?')} ({store_name}): {split.n_units} units {list(split.unit_shape)}, "
-            f"T = {split.n_steps} steps of {dt_ms:g} ms = {split.n_steps * dt_ms:g} ms")
+    units = "unit" if split.n_units == 1 else "units"
+    return printable(f"{attrs.get('dataset', '?')} ({store_name}): {split.n_units} {units} {list(split.unit_shape)}, "
+                     f"T = {split.n_steps} steps of {dt_ms:g} ms = {split.n_steps * dt_ms:g} ms")
 
 
 def plot_splits(splits: Sequence[Any], rates_hz: Sequence[np.ndarray], path: str | os.PathLike,
@@ -251,14 +293,13 @@ def plot_sample(split: Any, i: int, path: str | os.PathLike, attrs: Mapping[str,
             ax.set_title("spikes per pixel (red ON, blue OFF)", fontsize=9)
         else:
             counts = axes.planes_of(np.bincount(units.astype(np.int64), minlength=axes.n_units)).sum(0)
-            im = ax.imshow(counts, cmap="gray_r", interpolation="nearest")
-            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-            bar.set_label("spikes", fontsize=7)
-            bar.ax.tick_params(labelsize=7)
+            top, clipped = robust_max(counts)
+            im = ax.imshow(counts, cmap="gray_r", vmin=0, vmax=top, interpolation="nearest")
+            _colour_bar(fig, im, ax, "spikes", clipped)
             ax.set_title("spikes per pixel", fontsize=9)
         _pixel_axes(ax)
-    fig.suptitle(f"{attrs.get('dataset', '?')} ({store_name}), split {split.name}, sample {i}: {label}, "
-                 f"{len(times)} spikes in {split.n_steps * dt_ms:g} ms", fontsize=9)
+    fig.suptitle(printable(f"{attrs.get('dataset', '?')} ({store_name}), split {split.name}, sample {i}: {label}, "
+                           f"{len(times)} spikes in {split.n_steps * dt_ms:g} ms"), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return fig
@@ -289,8 +330,9 @@ def animate_sample(split: Any, i: int, path: str | os.PathLike, attrs: Mapping[s
     image = ax.imshow(_polarity_image(axes, units[:0]), interpolation="nearest")
     _pixel_axes(ax)
     title = ax.set_title("", fontsize=9)
-    fig.suptitle(f"{attrs.get('dataset', '?')} {split.name} #{i}: {label}"
-                 + (" (red ON, blue OFF)" if axes.kind == "events" and len(axes.planes) == 2 else ""), fontsize=9)
+    fig.suptitle(printable(f"{attrs.get('dataset', '?')} {split.name} #{i}: {label}"
+                           + (" (red ON, blue OFF)" if axes.kind == "events" and len(axes.planes) == 2 else "")),
+                 fontsize=9)
 
     def draw(k: int):
         a, b = bounds[k], bounds[k + 1]

@@ -32,7 +32,8 @@ class _Silent:
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True, *extra_columns) -> Iterator[Progress | _Silent]:
-    """A rich progress bar on stderr showing count, rate-free ETA and any extra columns (e.g. loss)."""
+    """A rich progress bar on stderr showing count, rate-free ETA and any extra columns (e.g. loss); a Ctrl-C
+    inside marks the unfinished tasks "(interrupted)" before the bar stops."""
     if not enabled:
         yield _Silent()
         return
@@ -48,4 +49,10 @@ def progress_bar(enabled: bool = True, *extra_columns) -> Iterator[Progress | _S
     from rich.console import Console
 
     with Progress(*columns, console=Console(file=sys.stderr), transient=False) as bar:
-        yield bar
+        try:
+            yield bar
+        except KeyboardInterrupt:  # the bar's last frame says so, instead of looking frozen
+            for task in bar.tasks:
+                if not task.finished:
+                    bar.update(task.id, description=f"{task.description} (interrupted)")
+            raise

@@ -2,7 +2,7 @@
 
 import typer
 
-from spikedata.cli.common import debug_option
+from spikedata.cli.common import CommandGroup, debug_option
 
 app = typer.Typer(
     name="hm2bp",
@@ -10,4 +10,5 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     callback=debug_option,
+    cls=CommandGroup,
 )

@@ -38,6 +38,8 @@ def evaluate_cmd(
         if not run.same_store:
             warn(f"{store} is not the store {checkpoint} was trained on ({ckpt['store'].get('path')}; "
                  "fingerprints differ)")
+        for note in run.notes:  # the split was trained or selected on
+            warn(note)
         res = evaluate(run.network, data, batch_size, run.device, max_n)
     except (PicklableError, ValueError, KeyError, OSError) as exc:
         fail(error_text(exc))

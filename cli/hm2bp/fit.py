@@ -60,10 +60,14 @@ class RichProgress:
         if self.bar is not None:
             self.bar.update(self.task, description=f"epoch {self.epoch + 1}/{self.n_epochs} {split}")
 
-    def epoch_end(self, record: dict[str, Any]) -> None:
+    def close(self) -> None:
+        """Stop the bar (after an interruption: its last frame is removed, as at the end of an epoch)."""
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        self.close()
         valid = f"  valid {_pct(record.get('valid_accuracy'))}" if record.get("valid_accuracy") is not None else ""
         echo(
             f"epoch {record['epoch'] + 1:>3}/{self.n_epochs}  lr {record['lr']:.3g}  loss {record['train_loss']:.3f}  "
@@ -73,8 +77,10 @@ class RichProgress:
 
 @hm2bp_app.command("fit")
 def fit(
-    store: str = typer.Argument(..., help="Spike store: a directory written by `spikedata encode`, or an fsspec "
-                                "URL (s3://..., https://...)."),
+    ctx: typer.Context,
+    store: str | None = typer.Argument(
+        None, metavar="STORE", help="Spike store: a directory written by `spikedata encode`, or an fsspec URL "
+        "(file://..., s3://..., https://...); with --resume, the run's."),
     preset: str | None = typer.Option(None, "--preset", help="Shipped network preset (e.g. mnist-mlp, demo)."),
     config: Path | None = typer.Option(None, "--config", help="Network config TOML file."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Total epochs (overrides train.epochs)."),
@@ -83,7 +89,9 @@ def fit(
     seed: int | None = typer.Option(None, "--seed", min=0, help="Seed of weights and shuffling (train.seed)."),
     device: str = DEVICE,
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<store>-<preset|config>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with "
+                                "the store, config and options it was started with (--epochs N may change its "
+                                "length)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run that --out already holds."),
     max_train: int | None = typer.Option(None, "--max-train", min=1,
                                          help="Train on a seeded, stratified subset of N train samples."),
@@ -122,14 +130,23 @@ def fit(
         help="Under torchrun: seconds a rank waits for the others before failing (default $HM2BP_DIST_TIMEOUT or 300).",
     ),
 ) -> None:
-    """Train a spiking network with HM2-BP; writes metrics.jsonl, learning_curve.png, last.pt and best.pt."""
+    """Train a spiking network with HM2-BP; writes run.json, metrics.jsonl, learning_curve.png, last.pt and best.pt.
+    `--resume --out DIR` alone continues an interrupted run exactly as it was started."""
     from hm2bp.train.distributed import DistributedError, init_world, shutdown
     from hm2bp.train.run import run_fit, start_fit
 
-    device = check_device(device)
-    backend = check_backend(backend)
-    if (preset is None) == (config is None):
-        raise typer.BadParameter("give exactly one of --preset NAME or --config FILE")
+    overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed))
+                 if v is not None}
+    options = {
+        "store": store, "preset": preset, "config_file": config, "overrides": overrides, "augment": augment,
+        "max_train": max_train, "max_test": max_test, "shuffle_buffer": shuffle_buffer, "train_split": train_split,
+        "test_split": None if test_split.lower() == "none" else test_split,
+        "valid_split": None if valid_split.lower() == "none" else valid_split, "val_fraction": val_fraction,
+        "device": device, "backend": backend, "resident_fraction": device_data, "report_every": report_every,
+    }
+    options = resumed_options(ctx, out, options) if resume else new_run_options(options, out)
+    device = check_device(options["device"])
+    check_backend(options["backend"])
     try:
         world, dev = init_world(device, dist_timeout)  # joins torchrun's process group when launched by it
     except DistributedError as exc:
@@ -138,40 +155,86 @@ def fit(
     def fail_rank(message: str) -> None:  # with several ranks, say which one failed
         fail(f"rank {world.rank}: {message}" if world.is_distributed and not message.startswith("rank ") else message)
 
-    overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed))
-                 if v is not None}
     try:
-        run = start_fit(
-            store, preset=preset, config_file=config, overrides=overrides, augment=augment, out=out, resume=resume,
-            overwrite=overwrite, device=str(dev), max_train=max_train, max_test=max_test, train_split=train_split,
-            shuffle_buffer=shuffle_buffer, test_split=None if test_split.lower() == "none" else test_split,
-            valid_split=None if valid_split.lower() == "none" else valid_split, val_fraction=val_fraction,
-            command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world, backend=backend,
-            resident_fraction=device_data, report_every=report_every,
-        )
+        run = start_fit(**{**options, "device": str(dev)}, asked={"device": device}, overwrite=overwrite,
+                        command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world)
     except (PicklableError, KeyError, ValueError, OSError) as exc:  # every project error, and bad files
         fail_rank(error_text(exc))
     trainer, t = run.trainer, run.trainer.train
-    first = trainer.state.epoch + 1
-    if world.is_main:
-        note_validation(trainer)
-        echo(run_header(run, resume))
-        note_first_compilation(*trainer.net.jit_modules())
-    if first >= t.epochs:
+    if trainer.state.epoch + 1 >= t.epochs:
         if world.is_main:
-            echo(f"nothing to do: {t.epochs} epochs already done")
+            echo(nothing_to_do(trainer.state.epoch + 1, t.epochs, run.run_dir))
         shutdown(world)
         return
+    progress = RichProgress(show=not quiet and console.is_terminal) if world.is_main else None
     try:
-        run_fit(trainer, RichProgress(show=not quiet and console.is_terminal) if world.is_main else None)
+        if world.is_main:
+            note_validation(trainer)
+            echo(run_header(run, resume))
+            note_first_compilation(*trainer.net.jit_modules())
+        run_fit(trainer, progress)
     except (PicklableError, OSError) as exc:  # e.g. a store chunk found damaged at its first read
         fail_rank(error_text(exc))
     except KeyboardInterrupt:
-        say(f"interrupted; resume with --resume --out {run.run_dir}")
+        if trainer.run_lock is not None:  # interrupted before training: run_fit has not released it
+            trainer.run_lock.release()
+        if progress is not None:
+            progress.close()
+        say(interrupted_line(trainer, run.run_dir))
         raise typer.Exit(130) from None
     shutdown(world)
     if world.is_main:
         echo(summary_line(trainer.state, t.epochs) + f"; run directory {run.run_dir}")
+
+
+#: `hm2bp fit` parameters -> the options of `start_fit` they set (`resume_options` knows them by these names).
+_OPTION_OF = {"store": "store", "preset": "preset", "config": "config_file", "augment": "augment",
+              "max_train": "max_train", "max_test": "max_test", "shuffle_buffer": "shuffle_buffer",
+              "train_split": "train_split", "test_split": "test_split", "valid_split": "valid_split",
+              "val_fraction": "val_fraction", "device": "device", "backend": "backend",
+              "device_data": "resident_fraction", "report_every": "report_every"}
+
+
+def new_run_options(options: dict[str, Any], out: Path | None) -> dict[str, Any]:
+    """The options of a new run: a store and exactly one of --preset / --config are required."""
+    if options["store"] is None:
+        raise typer.BadParameter("missing STORE (the spike store to train on); only --resume --out DIR needs none")
+    if (options["preset"] is None) == (options["config_file"] is None):
+        raise typer.BadParameter("give exactly one of --preset NAME or --config FILE")
+    return {**options, "out": out, "resume": False}
+
+
+def resumed_options(ctx: typer.Context, out: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """The options of the run in --out (its run.json), checked against those given on the command line."""
+    from hm2bp.train.resume import resume_options
+
+    if out is None:
+        raise typer.BadParameter("--resume needs --out DIR: the run directory to continue")
+
+    def typed(name: str) -> bool:  # given on the command line, not a default
+        return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT")
+
+    given = {_OPTION_OF[name]: options[_OPTION_OF[name]] for name in _OPTION_OF if typed(name)}
+    given["overrides"] = options["overrides"]
+    try:
+        return resume_options(out, given)
+    except PicklableError as exc:
+        fail(error_text(exc))
+
+
+def nothing_to_do(done: int, total: int, run_dir: Path) -> str:
+    """The line of a resumed run that has no epoch left to train."""
+    what = f"all its {total} epochs" if done == total else f"{done} epochs, more than the {total} asked for"
+    return (f"nothing to do: the run in {run_dir} has done {what}; `hm2bp fit --resume --out {run_dir} --epochs N` "
+            f"with N > {done} trains it further")
+
+
+def interrupted_line(trainer, run_dir: Path) -> str:
+    """What to do after a Ctrl-C: the command that resumes the run, and from where it continues."""
+    done, total = trainer.state.epoch + 1, trainer.train.epochs
+    where = (f"it continues after epoch {done} (last.pt)" if done else
+             "no epoch had finished, so it starts again from epoch 1 with the same settings")
+    return f"interrupted in epoch {done + 1}/{total}; resume with `hm2bp fit --resume --out {run_dir}`: {where}"
 
 
 def run_header(run, resume: bool) -> str:

@@ -2,7 +2,7 @@
 
 import typer
 
-from spikedata.cli.common import debug_option
+from spikedata.cli.common import CommandGroup, debug_option
 
 app = typer.Typer(
     name="spikedata",
@@ -10,6 +10,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     callback=debug_option,
+    cls=CommandGroup,
 )
-encode_app = typer.Typer(help="Encode a dataset into a spike store.", no_args_is_help=True)
+encode_app = typer.Typer(help="Encode a dataset into a spike store.", no_args_is_help=True, cls=CommandGroup)
 app.add_typer(encode_app, name="encode")

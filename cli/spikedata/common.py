@@ -1,8 +1,9 @@
-"""What every command of both command lines shares: one-line error messages, the existing-output check and the
-`--debug` switch.
+"""What every command of both command lines shares: one-line error messages, the existing-output check, the
+`--debug` switch, boolean options shown as the flags they are, and the note of numba's first compilation.
 
 Every error a command reports is one line `error: ...` on stderr (markup-safe: the message is printed as it is)
-and exit status 1. With `--debug` before the command, the traceback is shown as well.
+and exit status 1. With `--debug` before the command, the traceback is shown as well. Every message is printable:
+a file name that is not UTF-8 is shown with `\\xNN` escapes (`spikedata.text.printable`).
 
 Library errors name the parameters of the library's functions in backticks (`max_train`, `resume`); `fail` and
 `warn` replace those names by the command line's flags (`--max-train`, `--resume`), so a message tells a user of
@@ -11,6 +12,7 @@ either interface what to change.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import traceback
@@ -23,8 +25,10 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from spikedata.errors import PicklableError
+from spikedata.text import printable
 
 console = Console(stderr=True, soft_wrap=True)  # progress bars, notes and errors
 report = Console(soft_wrap=True)  # results meant for stdout (scripts read them)
@@ -38,6 +42,10 @@ FLAGS = {
     "max_train": "--max-train", "max_test": "--max-test", "shuffle_buffer": "--shuffle-buffer", "lr": "--lr",
     "batch_size": "--batch-size", "val_fraction": "--val-fraction", "subset": "--subset",
     "keep_images": "`spikedata encode ... --keep-images`", "augment.enabled = false": "--no-augment",
+    "backend": "--backend", "epochs": "--epochs", "seed": "--seed",
+    "train_split": "--train-split", "test_split": "--test-split", "valid_split": "--valid-split",
+    "config_file": "--config", "preset": "--preset", "augment": "--augment/--no-augment",
+    "labels": "--labels", "sensor_size": "--sensor-size",
 }
 _PARAM = re.compile(r"`([^`]+)`")
 
@@ -46,7 +54,39 @@ def as_flags(message: str, flags: dict[str, str] | None = None) -> str:
     """`message` with every backticked library parameter of `FLAGS` (and of `flags`, a command's own) replaced by
     its command-line flag."""
     known = {**FLAGS, **(flags or {})}
-    return _PARAM.sub(lambda m: known.get(m.group(1), m.group(0)), message)
+    return _PARAM.sub(lambda m: known.get(m.group(1), m.group(0)), printable(message))
+
+
+def show_flags(params: list) -> list:
+    """`params` with every boolean flag shown as a flag (typer shows `--overwrite <bool>`, which suggests a value
+    the flag does not take: `--overwrite true` is an extra argument). Returns `params`."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class CommandGroup(TyperGroup):
+    """The command group of both command lines: its own options and those of every command it holds (including
+    the help option and options built from a dataset's declaration) show boolean flags without a value, and a
+    Ctrl-C that no command reports itself ends with the line "interrupted" and exit status 130 (typer would exit
+    silently)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            say("interrupted")
+            raise typer.Exit(130) from None
+
+    def get_params(self, ctx):
+        return show_flags(super().get_params(ctx))
+
+    def get_command(self, ctx, cmd_name: str):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            show_flags(command.get_params(ctx))
+        return command
 
 
 def debug_option(
@@ -83,7 +123,7 @@ def reported_errors(*also: type[BaseException]) -> Iterator[None]:
 
 def note(message: str) -> None:
     """Print `note: message` on stderr (markup-safe)."""
-    console.print(f"[yellow]note:[/yellow] {escape(message)}", highlight=False)
+    console.print(f"[yellow]note:[/yellow] {escape(printable(message))}", highlight=False)
 
 
 def warn(message: str) -> None:
@@ -93,12 +133,12 @@ def warn(message: str) -> None:
 
 def say(message: str) -> None:
     """Print a plain line on stderr (markup-safe)."""
-    console.print(escape(message), highlight=False)
+    console.print(escape(printable(message)), highlight=False)
 
 
 def echo(message: str) -> None:
     """Print a result line on stdout (markup-safe)."""
-    report.print(escape(message), highlight=False)
+    report.print(escape(printable(message)), highlight=False)
 
 
 def _cached(kernel: object) -> bool:
@@ -107,8 +147,18 @@ def _cached(kernel: object) -> bool:
     return index is None or Path(index).is_file()
 
 
+def first_run_marker() -> Path:
+    """The file that records that the first-run note was shown for this install: in numba's cache directory when
+    `NUMBA_CACHE_DIR` names one, else in the package's own `__pycache__` (where numba caches its kernels)."""
+    import spikedata
+
+    root = os.environ.get("NUMBA_CACHE_DIR") or Path(spikedata.__file__).parent / "__pycache__"
+    return Path(root) / "spikedata-first-run-noted"
+
+
 def note_first_compilation(*modules: ModuleType) -> None:
-    """Say so when numba must compile the kernels of `modules` first (a fresh install: up to a minute, once).
+    """Say so when numba must compile the kernels of `modules` first (a fresh install: up to a minute, once), on
+    the first command that does so only: the note covers the other commands' first runs too.
 
     Every kernel is compiled with `cache=True`; later processes load the machine code from numba's cache."""
     def kernels(m: ModuleType) -> list:  # inlined helpers are compiled into their callers, never cached alone
@@ -116,9 +166,18 @@ def note_first_compilation(*modules: ModuleType) -> None:
                 and getattr(obj, "targetoptions", {}).get("inline") != "always"]
 
     # a module none of whose kernels has been cached yet: a fresh install (or a changed source file)
-    if any(ks and not any(_cached(k) for k in ks) for ks in map(kernels, modules)):
-        note("first run: numba compiles this command's kernels once (up to a minute); later runs load them from "
-             "its cache")
+    if not any(ks and not any(_cached(k) for k in ks) for ks in map(kernels, modules)):
+        return
+    marker = first_run_marker()
+    if marker.exists():
+        return
+    note("first run: numba compiles the kernels of each command the first time it runs (up to a minute each); "
+         "later runs load them from its cache")
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:  # a read-only install: the note comes again, nothing worse
+        pass
 
 
 def check_new_output(out: str | Path, overwrite: bool) -> None:

@@ -8,6 +8,7 @@ prints what it reports. A bad option value is a usage error (exit status 2), any
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -51,12 +52,18 @@ def command_for(dataset: Dataset):
 
     def command(**values: Any) -> None:
         check_new_output(values["out"], values["overwrite"])
+        existed = Path(values["out"]).exists()
         try:
             dataset.run(values, _Printed(flags))
         except OptionError as exc:
             raise typer.BadParameter(as_flags(str(exc), flags)) from None
         except (PicklableError, OSError, ValueError) as exc:
             fail(as_flags(error_text(exc), flags))
+        except KeyboardInterrupt:
+            out = values["out"]
+            kept = f"the store at {out} is unchanged" if existed else f"nothing was written to {out}"
+            say(f"interrupted: {kept} (the partial store was removed)")
+            raise typer.Exit(130) from None
 
     parameters = [_parameter(o) for o in options]
     command.__signature__ = inspect.Signature(parameters)

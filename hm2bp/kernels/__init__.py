@@ -13,6 +13,7 @@ All three give the same spikes and the same gradients (to float rounding); `docs
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 
@@ -50,6 +51,11 @@ def resolve_backend(backend: str, device: Device | str) -> str:
         raise ValueError(f"backend 'numba' runs on CPU tensors only; the network is on {dev}")
     if backend == "triton" and not triton_available():
         raise ValueError("backend 'triton' needs the triton package (pip install 'spikedata-hm2bp[cuda]')")
+    if backend == "triton" and dev.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        # on CPU tensors the kernels would run under Triton's interpreter, hundreds of times slower than numba
+        raise ValueError(f"`backend` triton runs on a GPU, and the network is on {dev}: use `backend` numba (or "
+                         "auto) on a CPU; to run the Triton kernels under Triton's interpreter anyway (tests, dry "
+                         "runs: very slow), set TRITON_INTERPRET=1 in the environment")
     return backend
 
 

@@ -22,7 +22,8 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-def _preset_path(name: str) -> Path:
+def preset_path(name: str) -> Path:
+    """The TOML file of preset `name` (KeyError naming the known presets otherwise)."""
     path = PRESET_DIR / f"{name}.toml"
     if not path.is_file():
         raise KeyError(f"unknown preset {name!r}; known: {', '.join(preset_names())}")
@@ -60,9 +61,9 @@ def load_config_file(path: str | Path):
 
 def load_preset(name: str) -> dict[str, Any]:
     """The network config dict of preset `name` (without its `[meta]` table)."""
-    return split_meta(read_toml(_preset_path(name)), f"preset {name!r}")[0]
+    return split_meta(read_toml(preset_path(name)), f"preset {name!r}")[0]
 
 
 def preset_meta(name: str) -> dict[str, Any]:
     """The `[meta]` table of preset `name` (`inputs`, `description`)."""
-    return split_meta(read_toml(_preset_path(name)), f"preset {name!r}")[1]
+    return split_meta(read_toml(preset_path(name)), f"preset {name!r}")[1]

@@ -29,6 +29,7 @@ import io
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is a directory, not a file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
-    outer = _load(path, path, "not a readable checkpoint")
+    outer = _load(path, path, "not a checkpoint written by `hm2bp fit` (best.pt, last.pt): torch cannot read it")
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an hm2bp checkpoint")
     version = outer.get("format_version")
@@ -124,9 +125,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def _load(source, path: Path, what: str) -> Any:
     try:
-        return torch.load(source, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files: the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or truncated files
-        raise CheckpointError(f"{path}: {what} ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: {what} ({load_failure(exc)})") from exc
+
+
+def load_failure(exc: BaseException) -> str:
+    """One line of why `torch.load(weights_only=True)` refused a file: torch's own reason, without its multi-line
+    advice to load untrusted files with `weights_only=False` (never right for a checkpoint of ours)."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = line.split(". Please use", 1)[0].split(" Please file an issue", 1)[0]
+    if len(line) > 120:  # torch's long explanations: their first sentence
+        line = line.split(". ", 1)[0]
+    line = line.rstrip(".")
+    return f"{type(exc).__name__}: {line[:200]}" if line else type(exc).__name__
 
 
 def _non_finite(obj: Any, key: str) -> str | None:

@@ -24,8 +24,9 @@ EVAL_BATCH = 128
 
 
 def check_compatible(config: NetworkConfig, split: SplitSource, expected_inputs: int | None = None,
-                     where: str = "config") -> None:
-    """Clear errors when a store split cannot feed the network of `config`."""
+                     where: str = "config", config_file: str | Path | None = None, training: bool = True) -> None:
+    """Clear errors when a store split cannot feed the network of `config`; `training`: a class-count mismatch
+    says how to adapt the config (`config_file`: the file it came from)."""
     if expected_inputs is not None and expected_inputs != split.n_units:
         raise SetupError(f"store has {split.n_units} units, {where} expects {expected_inputs}")
     if split.n_steps != config.steps:
@@ -33,9 +34,15 @@ def check_compatible(config: NetworkConfig, split: SplitSource, expected_inputs:
             f"store has {split.n_steps} time steps per sample, {where} simulates steps = {config.steps} "
             "(re-encode the store with that many steps or change `steps`)"
         )
-    n_out = config.layers[-1].size
-    if n_out != len(split.classes):
-        raise SetupError(f"store has {len(split.classes)} classes, {where} has {n_out} output neurons")
+    n_out, n_classes = config.layers[-1].size, len(split.classes)
+    if n_out != n_classes and not training:
+        raise SetupError(f"store has {n_classes} classes, {where} has {n_out} output neurons (it was trained on a "
+                         f"store with {n_out} classes)")
+    if n_out != n_classes:
+        start = f"a copy of {config_file}" if config_file is not None else "your config"
+        raise SetupError(f"store has {n_classes} classes, {where} has {n_out} output neurons: to train on this store, "
+                         f"write a config with `size = {n_classes}` in its output layer {config.layers[-1].name!r} "
+                         f"(e.g. {start}) and pass it with `config_file` FILE")
 
 
 @dataclass

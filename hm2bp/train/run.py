@@ -4,7 +4,8 @@
 (`hm2bp.train.rundir`) and restores a checkpoint to resume; `start_fit` and `run_fit` are what `hm2bp fit` does
 with its options, `start_eval` what `hm2bp eval` does before its evaluation pass. A resumed run must have the same
 config (but for the epochs), store, splits, shuffle buffer and global batch: every difference is a SetupError naming
-it.
+it. `run.json` records every option that shaped the run (`options`), so that `hm2bp.train.resume` can resume it
+from the run directory alone; a run interrupted before its first checkpoint resumes from its first epoch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hm2bp.config import ConfigError, NetworkConfig, load_config
 from hm2bp.errors import SetupError
 from hm2bp.kernels import resolve_backend
 from hm2bp.model import Network
-from hm2bp.presets import load_config_file, load_preset, preset_meta
+from hm2bp.presets import load_config_file, load_preset, preset_meta, preset_path
 from hm2bp.train import distributed as dp
 from hm2bp.train.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
 from hm2bp.train.device_data import DEFAULT_RESIDENT_FRACTION
@@ -34,7 +35,7 @@ from hm2bp.train.rundir import LAST, METRICS, RUN_FILES, RUN_INFO, RunLock
 from hm2bp.train.splits import VALID_SPLIT_NAMES, SplitSource, SubsetSplit, holdout
 from hm2bp.train.trainer import Trainer
 from spikedata.splits import stratified_subset
-from spikedata.store import is_url, open_store
+from spikedata.store import is_url, local_path, open_store
 
 
 def nonempty_split(store, name: str, role: str):
@@ -45,6 +46,11 @@ def nonempty_split(store, name: str, role: str):
     if len(split) == 0:
         raise SetupError(f"{store.path}: {role} split {name!r} is empty (0 samples)")
     return split
+
+
+def config_differences(a: NetworkConfig, b: NetworkConfig, *train_keys: str) -> list[str]:
+    """Key paths (`train.lr`, `layers[1].size`) at which two configs differ, the `[train]` keys `train_keys` aside."""
+    return _diff_keys(_config_without(a.to_dict(), *train_keys), _config_without(b.to_dict(), *train_keys))
 
 
 def _config_without(d: dict[str, Any], *train_keys: str) -> dict[str, Any]:
@@ -76,6 +82,9 @@ def checkpoint_to_resume(store, config: NetworkConfig, last: Path, resume: bool,
             )
         return None
     if not last.is_file():
+        if (last.parent / RUN_INFO).is_file():  # interrupted before its first checkpoint: it starts again
+            check_recorded_batch(last.parent / RUN_INFO, config, global_batch)
+            return None
         raise SetupError(f"`resume`: no checkpoint {last} to resume from")
     ckpt = load_checkpoint(last)
     if ckpt["store"].get("fingerprint") != store.fingerprint:
@@ -84,17 +93,30 @@ def checkpoint_to_resume(store, config: NetworkConfig, last: Path, resume: bool,
         saved = load_config(ckpt["config"])
     except ConfigError as exc:
         raise CheckpointError(f"{last}: the config stored in the checkpoint is invalid ({exc})") from exc
-    keys = ("epochs", "batch_size")  # the batch is compared as the global batch below
-    diff = _diff_keys(_config_without(saved.to_dict(), *keys), _config_without(config.to_dict(), *keys))
+    diff = config_differences(saved, config, "epochs", "batch_size")  # the global batch is compared below
     if diff:
         raise SetupError(f"`resume`: the config differs from the checkpoint's at {', '.join(diff[:5])}")
-    saved_batch = int(ckpt.get("global_batch", saved.train.batch_size))
-    if saved_batch != global_batch:
-        ranks = global_batch // config.train.batch_size
-        hint = f"; with {ranks} rank(s) pass `batch_size` {saved_batch // ranks}" if saved_batch % ranks == 0 else ""
-        raise SetupError(f"`resume`: the checkpoint was trained at global batch {saved_batch} (ranks x "
-                         f"train.batch_size), this run's is {global_batch}{hint}")
+    same_global_batch(int(ckpt.get("global_batch", saved.train.batch_size)), global_batch, config, "checkpoint")
     return ckpt
+
+
+def same_global_batch(saved: int, global_batch: int, config: NetworkConfig, what: str) -> None:
+    """SetupError unless a resumed run keeps the global batch (ranks x train.batch_size) `saved` of its `what`."""
+    if saved != global_batch:
+        ranks = global_batch // config.train.batch_size
+        hint = f"; with {ranks} rank(s) pass `batch_size` {saved // ranks}" if saved % ranks == 0 else ""
+        raise SetupError(f"`resume`: the {what} was trained at global batch {saved} (ranks x train.batch_size), "
+                         f"this run's is {global_batch}{hint}")
+
+
+def check_recorded_batch(run_info: Path, config: NetworkConfig, global_batch: int) -> None:
+    """The global batch check of a run resumed before its first checkpoint, against its run.json."""
+    try:
+        info = json.loads(run_info.read_text(encoding="utf-8"))
+        saved = int(info["config"]["train"]["batch_size"]) * int(info.get("world_size", 1))
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unreadable record: nothing to compare (the run starts again from its first epoch)
+    same_global_batch(saved, global_batch, config, "run")
 
 
 def validation_split(store, train: SplitSource, valid_split: str | None, val_fraction: float | None,
@@ -162,6 +184,8 @@ def prepare_run(
     backend: str = "auto",
     resident_fraction: float = DEFAULT_RESIDENT_FRACTION,
     report_every: int | None = None,
+    config_file: Path | None = None,
+    record: dict[str, Any] | None = None,
 ) -> Trainer:
     """Open the splits, check them against `config`, build the network and the trainer, handle `resume`.
 
@@ -172,11 +196,14 @@ def prepare_run(
     checkpoint (or rank 0's error) from it. `resume` needs the same global batch (world size x batch size).
     `backend`: the network's kernel set (`hm2bp.kernels`); `resident_fraction`: the share of the GPU's free memory
     the training events may take to stay on it (`hm2bp.train.loader`); `report_every`: steps between read-backs.
+    `config_file`: the file the config came from (named in the hint of a size mismatch). `run.json` records these
+    options (as `options`, with `record` on top: the store, preset or config file as given), so that `resume` can
+    restore them (`hm2bp.train.resume`); a resumed run that continues rewrites it with its config and options.
     """
     world = world or dp.SINGLE
     run_dir = Path(run_dir)
     train = nonempty_split(store, train_split, "training")
-    check_compatible(config, train, expected_inputs, config_source)
+    check_compatible(config, train, expected_inputs, config_source, config_file)
     test = None
     if test_split is not None and (test_split in store.splits or test_split != "test"):
         test = nonempty_split(store, test_split, "test")
@@ -216,19 +243,30 @@ def prepare_run(
     trainer.run_lock = lock  # held as long as the trainer lives (or until `trainer.run_lock.release()`)
     if not world.is_main:  # rank 0 alone writes the run directory
         return trainer
-    info = trainer.store_info
     if overwrite:
         for name in RUN_FILES:  # LAST first: the directory never looks resumable
             (run_dir / name).unlink(missing_ok=True)
-    if ckpt is not None:
-        write_metrics(run_dir / METRICS, trainer.state.history)  # drop records newer than the checkpoint
-    else:
-        atomic_write_text(run_dir / RUN_INFO, json.dumps({
-            "command": command, "store": info, "device": str(dev), "config": config.to_dict(),
+    options = {"max_train": max_train, "max_test": max_test, "shuffle_buffer": shuffle_buffer,
+               "train_split": train_split, "test_split": test_split, "valid_split": valid_split,
+               "val_fraction": val_fraction, "device": device, "backend": backend,
+               "resident_fraction": resident_fraction, "report_every": report_every, **(record or {})}
+    info = {"command": command, "store": trainer.store_info, "device": str(dev), "config": config.to_dict(),
             "max_train": max_train, "max_test": max_test, "shuffle_buffer": shuffle_buffer,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "world_size": world.world_size,
-            "backend": trainer.net.backend,
-        }, indent=2) + "\n")
+            "backend": trainer.net.backend, "options": options}
+    if not resume:
+        atomic_write_text(run_dir / RUN_INFO, json.dumps(info, indent=2) + "\n")
+        return trainer
+    write_metrics(run_dir / METRICS, trainer.state.history)  # drop records newer than the checkpoint
+    if trainer.state.epoch + 1 < config.train.epochs:  # it continues: with this config (epochs) and these options
+        try:
+            before = json.loads((run_dir / RUN_INFO).read_text())
+        except (OSError, ValueError):
+            before = {}
+        resumed = [*before.get("resumed", []), {"command": command, "at": info["started"],
+                                                "after_epoch": trainer.state.epoch}]
+        kept = {k: before[k] for k in ("command", "started") if k in before}
+        atomic_write_text(run_dir / RUN_INFO, json.dumps({**info, **kept, "resumed": resumed}, indent=2) + "\n")
     return trainer
 
 
@@ -259,15 +297,19 @@ class FitRun:
 
 
 def fit_config(preset: str | None, config_file: Path | None, overrides: dict[str, Any] | None = None,
-               augment: bool | None = None) -> tuple[NetworkConfig, int | None, str]:
-    """The config of a run (a shipped preset, else a config file), with `overrides` of `[train]` keys and the
-    `[augment]` switch applied; also the input size its `[meta]` expects (or None) and its description."""
+               augment: bool | None = None, base: NetworkConfig | None = None,
+               base_source: str = "") -> tuple[NetworkConfig, int | None, str]:
+    """The config of a run (a shipped preset, else a config file, else `base`, described as `base_source`), with
+    `overrides` of `[train]` keys and the `[augment]` switch applied; also the input size its `[meta]` expects (or
+    None) and its description."""
     if preset is not None:
         config, inputs = load_config(load_preset(preset)), preset_meta(preset).get("inputs")
         source = f"preset {preset!r}"
-    else:
+    elif config_file is not None or base is None:
         config, meta = load_config_file(config_file)
         inputs, source = meta.get("inputs"), f"config {config_file}"
+    else:
+        config, inputs, source = base, None, base_source
     if overrides:
         config = config.replace_train(**overrides)
     if augment is not None:
@@ -277,18 +319,41 @@ def fit_config(preset: str | None, config_file: Path | None, overrides: dict[str
 
 def default_run_dir(store: str, preset: str | None, config_file: Path | None) -> Path:
     """`runs/<store name>-<preset or config file name>`."""
-    name = store.rstrip("/").rsplit("/", 1)[-1] if is_url(store) else Path(store).resolve().name
+    name = store.rstrip("/").rsplit("/", 1)[-1] if is_url(store) else local_path(store).resolve().name
     return Path("runs") / f"{name.removesuffix('.zarr')}-{preset or config_file.stem}"
 
 
+def store_record(store: str) -> str:
+    """How run.json names a store: a remote URL as it is, a local path (or file:// URL) absolute."""
+    return store if is_url(store) else str(local_path(store).resolve())
+
+
 def start_fit(store: str, *, preset: str | None, config_file: Path | None, overrides: dict[str, Any] | None = None,
-              augment: bool | None = None, out: Path | None = None, **options: Any) -> FitRun:
+              augment: bool | None = None, out: Path | None = None, recorded: dict[str, Any] | None = None,
+              asked: dict[str, Any] | None = None, **options: Any) -> FitRun:
     """Everything `hm2bp fit` does before the first epoch: the config (`fit_config`), the store (a path or an fsspec
-    URL), the run directory (`out`, default `default_run_dir`) and `prepare_run(..., **options)`."""
-    config, inputs, source = fit_config(preset, config_file, overrides, augment)
+    URL), the run directory (`out`, default `default_run_dir`) and `prepare_run(..., **options)`.
+
+    `recorded` (a run being resumed, `hm2bp.train.resume.resume_options`): its run.json's `config`, `source`,
+    store `fingerprint` and `options`; the config is the recorded one (`overrides` may change `epochs` only) and
+    the store must have the recorded fingerprint. `asked`: options as the user gave them where `options` hold
+    their resolved values (e.g. `device` "auto"), for run.json."""
+    if recorded is not None:
+        config, inputs, source = fit_config(None, None, overrides, augment, base=load_config(recorded["config"]),
+                                            base_source=recorded["source"])
+        preset, config_file = recorded["options"].get("preset"), recorded["options"].get("config_file")
+    else:
+        config, inputs, source = fit_config(preset, config_file, overrides, augment)
     opened = open_store(store)
+    if recorded is not None and opened.fingerprint != recorded["fingerprint"]:
+        raise SetupError(f"`resume`: {store} is not the store the run was trained on "
+                         f"({recorded['options'].get('store')}): their fingerprints differ")
     run_dir = out or default_run_dir(store, preset, config_file)
-    trainer = prepare_run(opened, config, run_dir, expected_inputs=inputs, config_source=source, **options)
+    file = preset_path(preset) if preset is not None else config_file
+    record = {"store": store_record(store), "preset": preset, "config_file": None if config_file is None else
+              str(Path(config_file).resolve()), "source": source, **(asked or {})}
+    trainer = prepare_run(opened, config, run_dir, expected_inputs=inputs, config_source=source, config_file=file,
+                          record=record, **options)
     return FitRun(trainer, run_dir, config, source)
 
 
@@ -312,12 +377,19 @@ class EvalRun:
     split: SplitSource
     device: torch.device
     same_store: bool
+    notes: list[str]  # warnings: the split was trained or selected on (`split_roles`)
 
 
 def start_eval(store: str, checkpoint: Path, split: str = "test", device: str = "auto",
                backend: str = "auto") -> EvalRun:
     """Everything `hm2bp eval` does before its pass: the checkpoint (checked), the store split (SetupError when it is
-    missing or empty), the network on `device` with the kernel set `backend`, checked against the split."""
+    missing or empty), the network on `device` with the kernel set `backend`, checked against the split; what the
+    split was to the run (`EvalRun.notes`, `split_roles`)."""
+    dev = resolve_device(device)
+    try:
+        resolve_backend(backend, dev)
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None
     ckpt = load_checkpoint(checkpoint)
     opened = open_store(store)
     if split not in opened.splits:
@@ -325,7 +397,24 @@ def start_eval(store: str, checkpoint: Path, split: str = "test", device: str = 
     data = opened[split]
     if len(data) == 0:
         raise SetupError(f"{store}: split {split!r} is empty (0 samples)")
-    dev = resolve_device(device)
     net = load_network_from_checkpoint(ckpt, dev, checkpoint, backend)  # checks the config and the weights
-    check_compatible(net.config, data, int(ckpt["n_inputs"]), f"checkpoint {checkpoint}")
-    return EvalRun(net, ckpt, data, dev, ckpt["store"].get("fingerprint") == opened.fingerprint)
+    check_compatible(net.config, data, int(ckpt["n_inputs"]), f"checkpoint {checkpoint}", training=False)
+    same = ckpt["store"].get("fingerprint") == opened.fingerprint
+    return EvalRun(net, ckpt, data, dev, same, split_roles(ckpt, split, checkpoint) if same else [])
+
+
+def split_roles(ckpt: dict[str, Any], split: str, path: str | Path = "checkpoint") -> list[str]:
+    """Warnings when `split` of the store a checkpoint was trained on is not held-out data for it: the split it was
+    trained on (or held a validation fraction out of), or the split it was selected on."""
+    info, best = ckpt["store"], ckpt.get("best", {})
+    validation = info.get("validation") or {}
+    out = []
+    if split == info.get("train_split"):
+        held = " (its held-out validation samples included)" if "fraction" in validation else ""
+        out.append(f"split {split!r} is the split {path} was trained on{held}: its accuracy is a training accuracy, "
+                   "not a test figure")
+    selected = {"valid": validation.get("split"), "test": info.get("test_split")}.get(best.get("split"))
+    if split == selected and ckpt["epoch"] == best.get("epoch") and split != info.get("train_split"):
+        out.append(f"{path} was chosen as the best epoch on split {split!r}: its accuracy there is optimistic (report "
+                   "the accuracy on a split the run never saw)")
+    return out

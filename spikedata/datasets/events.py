@@ -21,26 +21,40 @@ from spikedata.datasets.shared.options import (
     SplitSelection,
     parse_ints,
 )
-from spikedata.errors import DatasetError
+from spikedata.errors import DatasetError, OptionError
 
 #: Time origin of a sample: its first event, or the file's time 0.
 T_STARTS = ("first", "zero")
 
 
-def encode(dataset: Dataset, run: EncodeRun, source: Path, labels: Path | None, sensor_size: str | None,
-           t_start: str, extensions: str, binning: dict, events: EventChecks, splits: SplitSelection,
-           chunk: int) -> Path:
-    """Bin every event file under `source` (labelled by folders or by the CSV `labels`)."""
-    from spikedata.datasets.shared.event_encoding import encode_event_folder, probe_sensor_size
+def parse_split_names(text: str | None) -> tuple[str, ...] | None:
+    """The split names of `--split-names` ("train,test,valid"); None stays None. OptionError for a name a store cannot
+    hold (a Python identifier is required)."""
+    if text is None:
+        return None
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    bad = [n for n in names if not n.isidentifier()]
+    if not names or bad:
+        raise OptionError(f"`split_names`: expected split names separated by commas (letters, digits, _), got {text!r}")
+    return names
+
+
+def encode(dataset: Dataset, run: EncodeRun, source: Path, labels: Path | None, split_names: str | None,
+           sensor_size: str | None, t_start: str, extensions: str, binning: dict, events: EventChecks,
+           splits: SplitSelection, chunk: int) -> Path:
+    """Bin every event file under `source` (labelled by folders or by the CSV `labels`, whose split names are
+    `split_names`, default train, test, val)."""
+    from spikedata.datasets.shared.event_encoding import encode_event_folder, first_file, probe_sensor_size
     from spikedata.encoders.event_binning import BinningOptions
 
     endings = tuple(e.strip().lower() for e in extensions.split(",") if e.strip())
-    folder = scan_folder(source, extensions=endings, labels_csv=labels)
+    folder = scan_folder(source, extensions=endings, labels_csv=labels, split_names=parse_split_names(split_names))
     size = parse_ints(sensor_size, 2, "sensor_size")
     if size is None:
         size, fmt = probe_sensor_size(folder)
         if size is None:
-            raise DatasetError(f"{fmt} files do not state the sensor size; pass `sensor_size` WIDTH,HEIGHT")
+            raise DatasetError(f"{first_file(folder)}: {fmt} files do not state the sensor size; pass `sensor_size` "
+                               "WIDTH,HEIGHT")
     base = BinningOptions(sensor_size=size, t_start_us=None if t_start == "first" else 0)
     return encode_event_folder(dataset, run, folder, size, base, binning, events, splits, chunk)
 
@@ -53,7 +67,9 @@ DATASET = Dataset(
     options=(
         SOURCE.but(help="Folder of event files: <class>/<file> or <split>/<class>/<file>, or any layout with "
                    "--labels."),
-        Option("labels", Path, None, "CSV with columns file,label[,split] (paths relative to --source)."),
+        Option("labels", Path, None, "CSV with columns file,label[,split] (paths relative to --source).", exists=True),
+        Option("split_names", str, None, "Split names the --labels CSV may use, comma separated (default: train,"
+               "test,val; 'validation' means val)."),
         SENSOR_SIZE.but(help="WIDTH,HEIGHT (default: as the files state)."),
         Option("t_start", str, "first", "Time origin: 'first' (each sample's first event) or 'zero' (the file's "
                "time 0).", choices=T_STARTS),

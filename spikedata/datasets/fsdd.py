@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spikedata.datasets.shared.declaration import Dataset, EncodeRun
-from spikedata.datasets.shared.options import SOURCE, speech_front_end
+from spikedata.datasets.shared.options import SOURCE, SPLIT_SELECTION, SplitSelection, speech_front_end
 from spikedata.datasets.shared.speech import SPLITS, Utterance
 from spikedata.errors import DatasetError
 
@@ -57,19 +57,22 @@ def scan_fsdd(source: str | os.PathLike) -> tuple[list[Utterance], list[int]]:
     return utterances, [r[3] for r in rows]
 
 
-def encode(dataset: Dataset, run: EncodeRun, source: Path, front_end: SpeechFrontEnd) -> Path:
-    """Encode the FSDD recordings under `source` (takes 0-4 = test)."""
-    from spikedata.datasets.shared.speech import encode_speech
+def encode(dataset: Dataset, run: EncodeRun, source: Path, front_end: SpeechFrontEnd,
+           splits: SplitSelection) -> Path:
+    """Encode the FSDD recordings under `source` (takes 0-4 = test); `splits`: seeded stratified subsets."""
+    from spikedata.datasets.shared.speech import encode_speech, select_utterances
 
     utterances, takes = scan_fsdd(source)
-    return encode_speech("fsdd", run, source, utterances, FSDD_CLASSES, front_end, {"take": [int(t) for t in takes]})
+    utterances, extras, split_info = select_utterances(utterances, FSDD_CLASSES, splits.max_samples, splits.seed,
+                                                  {"take": [int(t) for t in takes]})
+    return encode_speech("fsdd", run, source, utterances, FSDD_CLASSES, front_end, extras, split_info=split_info)
 
 
 DATASET = Dataset(
     "fsdd",
     "Encode the Free Spoken Digit Dataset (takes 0-4 = test) into a store; speaker and take kept per sample.",
     encode,
-    options=(SOURCE.but(help="Directory holding the recordings."), speech_front_end()),
+    options=(SOURCE.but(help="Directory holding the recordings."), speech_front_end(), SPLIT_SELECTION),
     manifest="fsdd",
     reader=scan_fsdd,
     preset="fsdd-mlp",

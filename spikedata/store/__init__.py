@@ -45,6 +45,7 @@ _EXPORTS = {
     "SpikeStore": "spikedata.store.reader",
     "Split": "spikedata.store.reader",
     "is_url": "spikedata.store.reader",
+    "local_path": "spikedata.store.reader",
     "open_store": "spikedata.store.reader",
     "verify_store": "spikedata.store.reader",
     "clean_leftovers": "spikedata.store.swap",

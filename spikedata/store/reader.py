@@ -386,17 +386,31 @@ class SpikeStore:
 
 
 def is_url(path: str | os.PathLike) -> bool:
-    """True for fsspec URLs (`s3://bucket/x.zarr`, `https://host/x.zarr`, ...), false for local paths."""
-    return isinstance(path, str) and "://" in path and not path.startswith("file://")
+    """True for fsspec URLs of remote stores (`s3://bucket/x.zarr`, `https://host/x.zarr`, ...), false for local
+    paths and `file://` URLs (`local_path`)."""
+    return isinstance(path, str) and "://" in path and not path.lower().startswith("file://")
+
+
+def local_path(path: str | os.PathLike) -> Path:
+    """The local path of `path`: a path as it is, or the path a `file://` URL names (`file:///data/x.zarr`,
+    `file://localhost/data/x.zarr`, percent-escapes decoded). StoreError for a `file://` URL of another host."""
+    if not (isinstance(path, str) and path.lower().startswith("file://")):
+        return Path(path)
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(path)
+    if parts.netloc not in ("", "localhost"):
+        raise StoreError(f"{path}: a file:// URL of another host ({parts.netloc}); mount it and give its local path")
+    return Path(unquote(parts.path, errors="surrogateescape"))
 
 
 def open_store(path: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> SpikeStore:
     """Open a spike store read-only and check its format, version, attribute digests and invariants.
 
-    `path` is a local directory or any fsspec URL that zarr can read (object stores, HTTP); `storage_options` go
-    to fsspec (credentials, endpoints). Every split is opened and its per-sample arrays verified here; event
-    chunks are verified at their first read. Raises :class:`StoreError` with what is wrong and where (missing,
-    interrupted, foreign, older, edited or damaged store).
+    `path` is a local directory, a `file://` URL or any fsspec URL that zarr can read (object stores, HTTP);
+    `storage_options` go to fsspec (credentials, endpoints). Every split is opened and its per-sample arrays
+    verified here; event chunks are verified at their first read. Raises :class:`StoreError` with what is wrong
+    and where (missing, interrupted, foreign, older, edited or damaged store).
     """
     if is_url(path):
         from zarr.storage import FsspecStore
@@ -407,7 +421,7 @@ def open_store(path: str | os.PathLike, storage_options: dict[str, Any] | None =
         except Exception as exc:  # fsspec/zarr raise many types for unreachable or foreign locations
             raise StoreError(f"{path}: cannot open as a Zarr v3 spike store ({type(exc).__name__}: {exc})") from exc
     else:
-        path = Path(path)
+        path = local_path(path)
         if not path.exists():
             raise StoreError(f"{path}: no such spike store{interrupted_swap_hint(path)}")
         if not path.is_dir():

@@ -35,6 +35,7 @@ from spikedata.store.integrity import (
 )
 from spikedata.store.reader import open_store
 from spikedata.store.swap import clean_leftovers, install
+from spikedata.text import has_undecodable, printable, raw_bytes
 
 _EVENT_CODECS = [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)]
 _SAMPLE_CODECS = [BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)]
@@ -74,6 +75,8 @@ class SplitWriter:
         self._written = 0
         self._hashes = {key: hashlib.sha256() for key in ("counts", "times", "units")}
         self.stats: dict[str, float] = {}
+        #: Original bytes (hex) of every name this split's attributes hold in printable form (`printable_json`).
+        self.raw_names: dict[str, str] = {}
 
     def append(
         self,
@@ -154,7 +157,7 @@ class SplitWriter:
         for name, data, dim in (("indptr", indptr, "sample_boundary"), ("labels", labels, "sample")):
             manifest[name] = _write_array(g, name, data, SAMPLE_CHUNK, dimension_names=(dim,))
         for name, parts in self._extras.items():
-            manifest[f"extra/{name}"] = _write_extra(g, name, np.concatenate(parts))
+            manifest[f"extra/{name}"] = _write_extra(g, name, np.concatenate(parts), self.raw_names)
         attrs = {
             "n_samples": len(labels),
             "n_events": int(indptr[-1]),
@@ -166,7 +169,7 @@ class SplitWriter:
             "class_counts": np.bincount(labels, minlength=self._n_classes).astype(int).tolist(),
             "integrity": {"algorithm": CHUNK_DIGEST, "arrays": manifest},
         }
-        attrs = json.loads(json.dumps(attrs, default=_json_default))
+        attrs = printable_json(json.loads(json.dumps(attrs, default=_json_default)), self.raw_names)
         g.attrs.update(attrs)
         return attrs
 
@@ -182,12 +185,12 @@ def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunk: int,
     return chunk_manifest_entry(arr, chunk, chunk_digests(data, chunk))
 
 
-def _write_extra(group: zarr.Group, name: str, data: np.ndarray) -> dict[str, Any]:
+def _write_extra(group: zarr.Group, name: str, data: np.ndarray, raw_names: dict[str, str]) -> dict[str, Any]:
     attributes = {}
     if data.dtype.kind in "UOS":
         categories, codes = np.unique(data.astype(str), return_inverse=True)
         data = codes.astype(np.int32).reshape(data.shape)
-        attributes["categories"] = categories.tolist()
+        attributes["categories"] = printable_json(categories.tolist(), raw_names)
     dims = ("sample", *(f"{name}_dim{k}" for k in range(1, data.ndim)))
     return _write_array(group, f"extra/{name}", data, min(SAMPLE_CHUNK, max(1, len(data))), attributes, dims)
 
@@ -282,7 +285,12 @@ class StoreWriter:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
         }
-        attrs = json.loads(json.dumps(attrs, default=_json_default))
+        raw_names: dict[str, str] = {}
+        attrs = printable_json(json.loads(json.dumps(attrs, default=_json_default)), raw_names)
+        for w in self._splits.values():
+            _merge_raw(raw_names, w.raw_names)
+        if raw_names:  # only stores with such names carry the attribute
+            attrs["raw_names"] = dict(sorted(raw_names.items()))
         attrs["integrity"] = {
             "algorithm": "sha256",
             "attributes": canonical_sha256(digested_root_attrs(attrs)),
@@ -292,6 +300,33 @@ class StoreWriter:
         self._root.attrs.update(attrs)
         open_store(self._tmp)
         install(self._tmp, self.path)
+
+
+def printable_json(obj: Any, raw_names: dict[str, str]) -> Any:
+    """`obj` (JSON data) with every string, keys included, made valid Unicode (`spikedata.text.printable`): a name
+    from a file name that is not UTF-8 is stored as printable text, and its original bytes (hex) are recorded in
+    `raw_names` under that text, so that the store holds only valid text and loses nothing."""
+    if isinstance(obj, str):
+        if not has_undecodable(obj):
+            return obj
+        shown = printable(obj)
+        try:
+            _merge_raw(raw_names, {shown: raw_bytes(obj).hex()})
+        except UnicodeEncodeError:  # broken text rather than a file name: no bytes to record
+            pass
+        return shown
+    if isinstance(obj, dict):
+        return {printable_json(k, raw_names): printable_json(v, raw_names) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [printable_json(v, raw_names) for v in obj]
+    return obj
+
+
+def _merge_raw(into: dict[str, str], more: dict[str, str]) -> None:
+    for shown, raw in more.items():
+        if into.setdefault(shown, raw) != raw:
+            raise ValueError(f"two different file names are both shown as {shown!r} (bytes {into[shown]} and {raw}); "
+                             "rename one of them")
 
 
 def _json_default(obj: Any) -> Any:

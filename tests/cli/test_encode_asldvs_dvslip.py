@@ -200,6 +200,9 @@ def test_dvslip_errors(lip_tree, tmp_path):
     r = encode("dvslip", "--source", str(source), "--out", str(tmp_path / "x.zarr"))
     assert r.exit_code == 1 and "['hello'] are not among the expected" in r.output
     r = encode("dvslip", "--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y.zarr"))
+    assert r.exit_code == 1 and f"error: --source {tmp_path / 'nowhere'} does not exist" in r.output
+    (tmp_path / "empty").mkdir()
+    r = encode("dvslip", "--source", str(tmp_path / "empty"), "--out", str(tmp_path / "y.zarr"))
     assert r.exit_code == 1 and "no DVS-Lip folders train/ or test/" in r.output
 
 

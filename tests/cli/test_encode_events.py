@@ -76,4 +76,7 @@ def test_bad_options_are_reported(nmnist_dir, tmp_path):
     r = runner.invoke(spikedata_app, ["encode", "nmnist", "--source", str(nmnist_dir), "--out", out, "--crop", "1,2"])
     assert r.exit_code == 2 and "--crop" in r.output
     r = runner.invoke(spikedata_app, ["encode", "nmnist", "--source", str(tmp_path / "none"), "--out", out])
+    assert r.exit_code == 1 and f"error: --source {tmp_path / 'none'} does not exist" in r.output
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(spikedata_app, ["encode", "nmnist", "--source", str(tmp_path / "empty"), "--out", out])
     assert r.exit_code == 1 and "no N-MNIST split folders" in r.output

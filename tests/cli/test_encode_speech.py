@@ -109,6 +109,9 @@ def test_user_errors_are_one_line(tmp_path):
     r = invoke("ti46", "--source", str(tmp_path), "--out", str(tmp_path / "x.zarr"))
     assert r.exit_code == 1 and "no recordings match" in r.output and "Traceback" not in r.output
     r = invoke("fsdd", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "x.zarr"))
+    assert r.exit_code == 1 and f"error: --source {tmp_path / 'nope'} does not exist" in r.output
+    (tmp_path / "file.wav").write_bytes(b"")
+    r = invoke("fsdd", "--source", str(tmp_path / "file.wav"), "--out", str(tmp_path / "x.zarr"))
     assert r.exit_code == 1 and "not a directory" in r.output
     (tmp_path / "exists.zarr").mkdir()
     r = invoke("fsdd", "--source", str(tmp_path), "--out", str(tmp_path / "exists.zarr"))

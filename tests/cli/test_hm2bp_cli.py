@@ -87,9 +87,13 @@ def test_eval_prints_accuracy_and_confusion(run_dir, stores):
     assert "test: accuracy" in result.output and "per-class accuracy: c0" in result.output
     assert "true \\ predicted" in result.output
     assert plot.stat().st_size > 0
-    acc = float(result.output.split("accuracy ")[1].split(" %")[0])
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("test: accuracy"))
+    acc = float(line.split("accuracy ")[1].split(" %")[0])
     ckpt = load_checkpoint(run_dir / "best.pt")
     assert acc == pytest.approx(100 * ckpt["best"]["accuracy"], abs=0.01)
+    # best.pt was chosen on this very split (no validation split): the figure is optimistic, and eval says so
+    assert "warning:" in result.output and "was chosen as the best epoch on split 'test'" in \
+        " ".join(result.output.split())
     # Another store with the same shape: evaluates, with a warning about the fingerprint.
     other = runner.invoke(hm2bp_app, ["eval", str(stores["other"]), "--checkpoint", str(run_dir / "last.pt"),
                                       "--device", "cpu", "--plot", str(plot)])
@@ -133,17 +137,28 @@ def test_resume_continues_and_extends(run_dir, stores, config):
     assert [r["epoch"] for r in read_metrics(run_dir / "metrics.jsonl")] == [0, 1, 2, 3]
     clash = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
                                       "--resume", "--lr", "0.5"])
-    one_line_error(clash, "config differs from the checkpoint's at train.lr")
+    one_line_error(clash, "--resume: the config differs from the run's at train.lr, train.seed",
+                   "only --epochs may change")
     fewer = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
                                       "--seed", "1", "--resume", "--max-train", "20"])
-    one_line_error(fewer, "--resume: the checkpoint was trained on 160 samples, this run uses 20",
-                    "(resume with the same --max-train)")  # library parameters are named as the CLI's flags
+    one_line_error(fewer, "--resume: the run in", "was started with --max-train None, not 20",
+                   "start a new run with another --out")  # library parameters are named as the CLI's flags
+    moved = runner.invoke(hm2bp_app, ["fit", str(stores["other"]), "--out", str(run_dir), "--resume"])
+    one_line_error(moved, "other.zarr is not the store the run was trained on", "fingerprints differ")
+    done = runner.invoke(hm2bp_app, ["fit", "--resume", "--out", str(run_dir), "--epochs", "2"])
+    assert done.exit_code == 0 and "resuming at" not in done.output, done.output
+    assert f"nothing to do: the run in {run_dir} has done 4 epochs, more than the 2 asked for" in \
+        " ".join(done.output.split())
     fresh = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir)])
     one_line_error(fresh, "already holds a run", "pass --resume to continue it, --overwrite to replace it",
                     "another --out")
     held = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
                                      "--seed", "1", "--resume", "--val-fraction", "0.25", "--epochs", "5"])
-    one_line_error(held, "validation split None differs", "--val-fraction")
+    one_line_error(held, "was started with --val-fraction None, not 0.25")
+    nothing = runner.invoke(hm2bp_app, ["fit", "--resume", "--out", str(stores["root"] / "no-run")])
+    one_line_error(nothing, "no-run holds no run to resume (no run.json)")
+    alone = runner.invoke(hm2bp_app, ["fit", "--resume"])
+    assert alone.exit_code == 2 and "--resume needs --out DIR" in alone.output
 
 
 def test_overwrite_replaces_a_run(stores, config):
@@ -213,7 +228,7 @@ def test_eval_reads_a_store_over_http(run_dir, stores):
                                            str(run_dir / "best.pt"), "--device", "cpu",
                                            "--plot", str(stores["root"] / "url_cm.png")])
     assert result.exit_code == 0, result.output
-    assert "test: accuracy" in result.output and "warning" not in result.output  # same fingerprint
+    assert "test: accuracy" in result.output and "fingerprints differ" not in result.output  # same fingerprint
 
 
 def test_device_option_is_validated(stores, config):

@@ -68,7 +68,7 @@ def test_unreadable_or_foreign_files(tmp_path):
     with pytest.raises(CheckpointError, match="is a directory"):
         load_checkpoint(tmp_path)
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a checkpoint written by .hm2bp fit.*torch cannot read it"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"weights": {}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not an hm2bp checkpoint"):

@@ -386,7 +386,7 @@ def test_fit_cnn_with_augmentation_learns_and_resumes(image_stores):
     res = _fit(image_stores["bars"], "--config", image_stores["config"], "--out", out, "--epochs", "1")
     assert res.exit_code == 0, res.output
     assert "144 -> 4C3 -> P2 -> 4" in res.output
-    res = _fit(image_stores["bars"], "--config", image_stores["config"], "--out", out, "--resume")
+    res = _fit(image_stores["bars"], "--config", image_stores["config"], "--out", out, "--resume", "--epochs", "2")
     assert res.exit_code == 0, res.output
     history = read_metrics(out / "metrics.jsonl")
     assert [r["epoch"] for r in history] == [0, 1]

@@ -115,3 +115,93 @@ def test_inspect_sample_and_animate_on_real_nmnist(shared_data, tmp_path):
     assert r.exit_code == 0 and "plot of split(s) train, test" in r.output.replace("\n", " ")
     r = runner.invoke(spikedata_app, ["inspect", str(out), "--sample", "3"])
     assert r.exit_code == 1 and "--sample 3: split 'train' has 1 samples" in r.output
+
+
+# ---------------------------------------------------------------------------------- what the figures show
+def _write(path, unit_shape, samples, splits=("train",), encoder="hand", n_steps=100):
+    """A store whose samples are given as (times, units, label); the same samples in every split."""
+    from spikedata.store import StoreWriter, root_attributes
+
+    attrs = root_attributes("toy", encoder, {}, unit_shape, n_steps, 1000, ["a", "b"], 0, {"files": {}})
+    with StoreWriter(path, attrs) as writer:
+        for name in splits:
+            split = writer.split(name)
+            for times, units, label in samples:
+                order = np.lexsort((units, times))
+                split.append(np.array([0, len(times)]), np.asarray(times)[order], np.asarray(units)[order],
+                             np.array([label]))
+    return open_store(path)
+
+
+def _crop(png, fig, ax, inset=4) -> np.ndarray:
+    """The pixels of `png` (saved from `fig`) inside the axes `ax`, less `inset` pixels of frame."""
+    img = np.asarray(Image.open(png).convert("RGB")).astype(np.int16)
+    h, w = img.shape[:2]
+    box = ax.get_position()
+    rows = slice(int((1 - box.y1) * h) + inset, int((1 - box.y0) * h) - inset)
+    cols = slice(int(box.x0 * w) + inset, int(box.x1 * w) - inset)
+    return img[rows, cols]
+
+
+def test_a_raster_of_one_unit_shows_its_spikes(tmp_path):
+    samples = [(np.array([5, 20, 50, 80]), np.zeros(4, np.int64), k % 2) for k in range(4)]
+    store = _write(tmp_path / "one.zarr", [1], samples)
+    fig = plot_splits([store["train"]], [split_stats(store["train"]).unit_rate_hz], tmp_path / "one.png", store.attrs)
+    raster = fig.axes[0]
+    dark = (_crop(tmp_path / "one.png", fig, raster).sum(axis=2) < 200)  # black ticks on white
+    rows, cols = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
+    assert len(rows) >= 0.2 * dark.shape[0]  # each tick spans a good part of the unit's row, not a dot
+    assert len(cols) >= 4  # the four spikes
+    low, high = raster.get_ylim()
+    assert [t for t in raster.get_yticks() if low <= t <= high] == [0]  # the unit, not -0.4 ... 0.4
+
+
+def _hot_pixel_store(path, splits=("train",)):
+    """Events [2, 16, 16] over 100 ms: ~20 Hz in an 8 x 8 block, and one hot pixel firing at 250 Hz."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for k in range(4):
+        t = rng.integers(0, 100, 400)
+        u = rng.integers(0, 2, 400) * 256 + rng.integers(4, 12, 400) * 16 + rng.integers(4, 12, 400)
+        hot = np.arange(0, 100, 4)
+        key = np.unique(np.concatenate([t, hot]) * 1024 + np.concatenate([u, np.full(len(hot), 256 + 17)]))
+        samples.append((key // 1024, key % 1024, k % 2))
+    return _write(path, [2, 16, 16], samples, splits, encoder="event_binning")
+
+
+def test_a_hot_pixel_does_not_blank_the_rate_maps(tmp_path):
+    store = _hot_pixel_store(tmp_path / "hot.zarr")
+    rates = split_stats(store["train"]).unit_rate_hz
+    assert rates.max() == pytest.approx(250)
+    fig = plot_splits([store["train"]], [rates], tmp_path / "hot.png", store.attrs)
+    maps = [ax for ax in fig.axes if ax.images and "mean rate per pixel" in ax.get_title()]
+    assert len(maps) == 2
+    active = rates[rates > 0]
+    for ax in maps:
+        norm = ax.images[0].norm
+        assert norm.vmax == pytest.approx(np.percentile(active, 99)) and norm.vmax < 100  # robust, not 250 Hz
+        assert "max " in ax.get_title()  # the true maximum is still stated
+        pixels = _crop(tmp_path / "hot.png", fig, ax).reshape(-1, 3)
+        bottom = np.array([68, 1, 84])  # viridis at 0
+        lit = np.abs(pixels - bottom).sum(axis=1) > 120
+        assert lit.mean() > 0.15  # the 8 x 8 block (a quarter of the map) is visible, not only the hot pixel
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 2 and all("p99 of active pixels" in ax.get_ylabel() for ax in bars)
+
+
+def test_rate_map_titles_stay_clear_of_colour_bars_and_inside_the_figure(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    store = _hot_pixel_store(tmp_path / "t.zarr", splits=("train", "validation_sequences"))
+    splits = [store[s] for s in store.splits]
+    fig = plot_splits(splits, [split_stats(s).unit_rate_hz for s in splits], tmp_path / "t.png", store.attrs)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    page = fig.bbox
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
+    others = [ax.get_window_extent(renderer) for ax in fig.axes]
+    assert len(titles) == 12
+    for k, title in enumerate(titles):
+        assert page.x0 <= title.x0 and title.x1 <= page.x1 and title.y1 <= page.y1  # not cut at the edge
+        assert not any(title.overlaps(box) for box in others)  # no axes (colour bars included) under a title
+        assert not any(title.overlaps(t) for j, t in enumerate(titles) if j != k)

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from spikedata.errors import OptionError
+from spikedata.errors import DatasetError, OptionError
 
 
 class Required:
@@ -34,7 +34,8 @@ REQUIRED: Any = Required()
 class Option:
     """One option of an encode: its parameter `name` (the flag is ``--name-with-dashes``), type, default, help and
     bounds. `kind` is int, float, str, bool, Path or list[str] (repeatable); a bool option with `negatable` also has
-    a ``--no-`` form; `choices` limits a str option's values."""
+    a ``--no-`` form; `choices` limits a str option's values; a Path option with `exists` names an input that must
+    exist (checked before the encode starts)."""
 
     name: str
     kind: Any
@@ -44,6 +45,7 @@ class Option:
     max: float | None = None
     negatable: bool = False
     choices: tuple[str, ...] | None = None
+    exists: bool = False
 
     @property
     def flag(self) -> str:
@@ -62,6 +64,11 @@ class Option:
         if self.choices is not None and value is not None and value not in self.choices:
             raise OptionError(f"`{self.name}` must be one of {', '.join(self.choices)}, got {value!r}")
         return value
+
+    def check_exists(self, value: Any) -> None:
+        """DatasetError when this is an input path (`exists`) that was given and does not exist."""
+        if self.exists and value is not None and not Path(value).exists():
+            raise DatasetError(f"`{self.name}` {value} does not exist")
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,8 @@ class Dataset:
         """Encode the dataset with the option `values` (by option name; left out: the default) into the store at
         `values["out"]`; returns its path."""
         values = self.complete(values)
+        for option in self.option_list():
+            option.check_exists(values[option.name])
         arguments: dict[str, Any] = {}
         for item in self.options:
             if isinstance(item, OptionGroup):

@@ -163,10 +163,15 @@ def _probe(path: str) -> tuple[tuple[int, int] | None, str]:
     return info.sensor_size, info.format
 
 
+def first_file(folder: EventFolder) -> Path:
+    """The first file of the first split of `folder` (the one `probe_sensor_size` reads)."""
+    first = next(iter(folder.splits.values()))
+    return Path(first.root) / first.files[0]
+
+
 def probe_sensor_size(folder: EventFolder) -> tuple[tuple[int, int] | None, str]:
     """(sensor size stated by the first file, its format); size None when the format does not state it."""
-    first = next(iter(folder.splits.values()))
-    return _probe(str(Path(first.root) / first.files[0]))
+    return _probe(str(first_file(folder)))
 
 
 def store_attrs(

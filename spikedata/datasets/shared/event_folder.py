@@ -6,7 +6,12 @@ Layouts (labels from sub-folder names, or from a CSV):
   N-MNIST's ``Train/<digit>/*.bin``;
 * ``DIR/<class>/<file>``: one split, ``train``;
 * a labels CSV file (``labels``) with a header row and columns ``file`` (path relative to DIR), ``label`` (class
-  name) and optionally ``split`` (default ``train``).
+  name) and optionally ``split`` (default ``train``); a split is one of ``train``, ``test``, ``val`` (``validation``
+  means ``val``; any case), or of the names the caller allows (`split_names`): a misspelled split is an error
+  naming the file and line, never a new split.
+
+A class folder whose name is not valid UTF-8 keeps its name as Python decodes it (``surrogateescape``); the store
+writer stores it as printable text with its original bytes recorded (`spikedata.text`).
 
 Samples of a split are ordered by class, then by file path (natural order: numeric names by value), so a sample's
 index depends only on the folder's content. Classes are ordered naturally too (``"2" < "10"``); label = position.
@@ -32,6 +37,8 @@ from spikedata.errors import DatasetError
 from spikedata.splits import split_record, stratified_split, stratified_subset, subset_record
 
 SPLIT_NAMES = {"train": "train", "test": "test", "val": "val", "validation": "val"}
+#: The split names a labels CSV may use unless the caller allows others.
+CSV_SPLITS = ("train", "test", "val")
 #: File name endings read by default (case-insensitive).
 EVENT_EXTENSIONS = (".bin", ".bs2", ".aedat", ".aedat4", ".dat", ".raw", ".hdf5", ".h5")
 
@@ -134,18 +141,20 @@ def scan_folder(
     extensions: tuple[str, ...] = EVENT_EXTENSIONS,
     labels_csv: str | os.PathLike | None = None,
     classes: tuple[str, ...] | None = None,
+    split_names: tuple[str, ...] | None = None,
 ) -> EventFolder:
     """Find the labelled event files under `root` (layouts in the module docstring).
 
     `classes` fixes the class names and their order (a class folder / CSV label outside it is an error);
-    by default they are the names found, in natural order.
+    by default they are the names found, in natural order. `split_names`: the splits a labels CSV may name
+    (default `CSV_SPLITS`, with the aliases of `SPLIT_NAMES`).
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory")
     per_split: dict[str, list[tuple[str, str]]] = {}
     if labels_csv is not None:
-        per_split = _read_labels_csv(Path(labels_csv), root)
+        per_split = _read_labels_csv(Path(labels_csv), root, split_names)
     else:
         subdirs = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name))
         split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_NAMES]
@@ -174,9 +183,22 @@ def scan_folder(
     return EventFolder(root, tuple(classes), splits)
 
 
-def _read_labels_csv(path: Path, root: Path) -> dict[str, list[tuple[str, str]]]:
+def _csv_split(value: str, allowed: tuple[str, ...] | None, path: Path, line: int) -> str:
+    """The split a CSV row names: one of `allowed` (default `CSV_SPLITS` and its aliases), any case."""
+    name = value.strip().lower() or "train"
+    if allowed is None:
+        name, allowed = SPLIT_NAMES.get(name, name), CSV_SPLITS
+    if name not in allowed:
+        raise DatasetError(f"{path}:{line}: split {value.strip()!r} is not one of {', '.join(allowed)} (a misspelled "
+                           "split name? `split_names` allows other names)")
+    return name
+
+
+def _read_labels_csv(path: Path, root: Path, split_names: tuple[str, ...] | None = None,
+                     ) -> dict[str, list[tuple[str, str]]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such labels CSV")
+    allowed = tuple(n.lower() for n in split_names) if split_names else None
     out: dict[str, list[tuple[str, str]]] = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -190,6 +212,6 @@ def _read_labels_csv(path: Path, root: Path) -> dict[str, list[tuple[str, str]]]
                 raise ValueError(f"{path}:{line}: empty file or label")
             if not (root / rel).is_file():
                 raise FileNotFoundError(f"{path}:{line}: {root / rel} does not exist")
-            split = (row[cols["split"]].strip().lower() if "split" in cols else "") or "train"
-            out.setdefault(SPLIT_NAMES.get(split, split), []).append((Path(rel).as_posix(), label))
+            split = _csv_split(row[cols["split"]] or "" if "split" in cols else "", allowed, path, line)
+            out.setdefault(split, []).append((Path(rel).as_posix(), label))
     return out

@@ -19,7 +19,7 @@ from typing import Any
 from spikedata.datasets.shared.declaration import REQUIRED, Option, OptionGroup
 from spikedata.errors import OptionError
 
-SOURCE = Option("source", Path, help="Directory holding the data set (layout in docs/events.md).")
+SOURCE = Option("source", Path, help="Directory holding the data set (layout in docs/events.md).", exists=True)
 CHUNK = Option("chunk", int, 256, "Samples per work unit.", min=1)
 DT_US = Option("dt_us", int, None, "Bin width in µs (one time step; default: the dataset's).", min=1)
 SENSOR_SIZE = Option("sensor_size", str, None, "WIDTH,HEIGHT of the sensor in pixels.")
@@ -150,7 +150,7 @@ POISSON = OptionGroup("poisson", (
 SPLIT_NAMES = Option("split", list[str], None, "Encode only this split (repeatable); default: all splits.")
 #: The files of an IDX image dataset and their check against the manifest.
 IDX_FILES = OptionGroup("files", (
-    Option("source", Path, None, "Directory holding the dataset's IDX files (.gz or raw)."),
+    Option("source", Path, None, "Directory holding the dataset's IDX files (.gz or raw).", exists=True),
     Option("no_verify", bool, False, "Do not check the files' sha256 against the manifest."),
 ))
 

@@ -18,7 +18,7 @@ from spikedata.encoders.speech import SpeechFrontEnd
 from spikedata.io.audio import read_audio_with_info
 from spikedata.store import EventBlock, root_attributes
 
-__all__ = ["SPLITS", "Utterance", "encode_speech", "encode_utterances", "speech_jobs"]
+__all__ = ["SPLITS", "Utterance", "encode_speech", "encode_utterances", "select_utterances", "speech_jobs"]
 
 #: The splits a corpus may have, in store order (TI46 and FSDD have no `valid`; Speech Commands has all three).
 SPLITS = ("train", "valid", "test")
@@ -33,6 +33,30 @@ class Utterance:
     speaker: str
     split: str
     name: str
+
+
+def select_utterances(utterances: list[Utterance], classes: list[str], max_samples: dict[str, int | None],
+                      seed: int, extras: dict[str, list] | None = None) -> tuple[list[Utterance], dict[str, list],
+                                                                                 dict[str, Any] | None]:
+    """`utterances` (and their `extras`) with every split cut to a seeded stratified subset of at most
+    `max_samples[split]` recordings (keys: the paths relative to the source, `spikedata.splits`), in their order;
+    also the store's record of the split ({"kind": "published"} and the subsets made), None when nothing was cut."""
+    from spikedata.splits import stratified_subset, subset_record
+
+    keep = np.ones(len(utterances), dtype=bool)
+    info: dict[str, Any] = {"kind": "published"}
+    for split, limit in max_samples.items():
+        rows = [i for i, u in enumerate(utterances) if u.split == split]
+        if limit is None or limit >= len(rows):
+            continue
+        labels = np.array([classes.index(utterances[i].label) for i in rows])
+        chosen = stratified_subset(labels, [utterances[i].name for i in rows], int(limit), seed)
+        keep[rows] = False
+        keep[np.asarray(rows)[chosen]] = True
+        info.setdefault("subsets", {})[split] = subset_record(len(chosen), len(rows), seed)
+    kept = np.flatnonzero(keep)
+    return ([utterances[i] for i in kept], {k: [v[i] for i in kept] for k, v in (extras or {}).items()},
+            info if "subsets" in info else None)
 
 
 def encode_utterances(
@@ -91,12 +115,14 @@ def speech_jobs(
     extras: dict[str, list] | None = None,
     chunk: int = 64,
     source: dict[str, Any] | None = None,
+    split_info: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Root attributes and one `SplitJob` per split present, for `spikedata.pipeline.encode_to_store`.
 
     `extras` are per-utterance lists (same order as `utterances`); the speaker and the path relative to `root`
     (`path`) are always stored. `source` is the store's record of the files (default: the sha256 of every file,
-    which costs a second read of the corpus; a large corpus records less).
+    which costs a second read of the corpus; a large corpus records less); `split_info` the store's record of how
+    the splits were made (`select_utterances`), when there is one.
     """
     from functools import partial
 
@@ -123,16 +149,18 @@ def speech_jobs(
     attrs = root_attributes(dataset, "lyon+bsa", front_end.params(), [front_end.n_channels], front_end.steps,
                             int(dt_us) if float(dt_us).is_integer() else dt_us, classes, 0,
                             source or {"files": files_sha256([u.name for u in utterances], root)},
-                            channel_cf_hz=[round(float(f), 3) for f in centres])
+                            channel_cf_hz=[round(float(f), 3) for f in centres],
+                            **({"split": split_info} if split_info else {}))
     return attrs, jobs
 
 
 def encode_speech(dataset: str, run: EncodeRun, root: Path, utterances: list[Utterance], classes: list[str],
                   front_end: SpeechFrontEnd, extras: dict[str, list] | None = None,
-                  expected: dict[str, int] | None = None, source: dict[str, Any] | None = None) -> Path:
+                  expected: dict[str, int] | None = None, source: dict[str, Any] | None = None,
+                  split_info: dict[str, Any] | None = None) -> Path:
     """Encode the recordings `utterances` (found under `root`) into the store of `run` as dataset `dataset`;
-    `expected` recordings per split of the full corpus (a partial copy is pointed out); `source` as in
-    `speech_jobs`."""
+    `expected` recordings per split of the full corpus (a partial copy is pointed out); `source` and `split_info` as
+    in `speech_jobs`."""
     from spikedata.encoders import bsa, lyon
     from spikedata.pipeline import encode_to_store
     from spikedata.store import format as store_format
@@ -147,7 +175,8 @@ def encode_speech(dataset: str, run: EncodeRun, root: Path, utterances: list[Utt
         if counts.get(split) != n:
             run.report.note(f"{split}: {counts.get(split)} recordings, the corpus has {n}")
     started = time.perf_counter()
-    attrs, jobs = speech_jobs(dataset, root, utterances, classes, front_end, extras, source=source)
+    attrs, jobs = speech_jobs(dataset, root, utterances, classes, front_end, extras, source=source,
+                              split_info=split_info)
     path = encode_to_store(run.out, attrs, jobs, workers=run.workers, progress=run.progress, overwrite=run.overwrite)
     store = open_store(path)
     assumed = sum(store[s].attrs["encode_stats"].get("byte_order_assumed", 0) for s in store.splits)
