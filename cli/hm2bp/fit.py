@@ -162,6 +162,8 @@ def fit(
         fail_rank(error_text(exc))
     trainer, t = run.trainer, run.trainer.train
     if trainer.state.epoch + 1 >= t.epochs:
+        if trainer.run_lock is not None:
+            trainer.run_lock.release()
         if world.is_main:
             echo(nothing_to_do(trainer.state.epoch + 1, t.epochs, run.run_dir))
         shutdown(world)
@@ -231,10 +233,14 @@ def nothing_to_do(done: int, total: int, run_dir: Path) -> str:
 
 def interrupted_line(trainer, run_dir: Path) -> str:
     """What to do after a Ctrl-C: the command that resumes the run, and from where it continues."""
+    from hm2bp.train.rundir import LAST
+
     done, total = trainer.state.epoch + 1, trainer.train.epochs
-    where = (f"it continues after epoch {done} (last.pt)" if done else
+    # the checkpoint on disk, not the count: an interrupted save leaves the previous one
+    where = (f"it continues after epoch {done} ({LAST})" if done and (Path(run_dir) / LAST).is_file() else
              "no epoch had finished, so it starts again from epoch 1 with the same settings")
-    return f"interrupted in epoch {done + 1}/{total}; resume with `hm2bp fit --resume --out {run_dir}`: {where}"
+    return (f"interrupted in epoch {min(done + 1, total)}/{total}; resume with `hm2bp fit --resume --out {run_dir}`: "
+            f"{where}")
 
 
 def run_header(run, resume: bool) -> str:

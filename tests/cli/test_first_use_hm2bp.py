@@ -17,25 +17,12 @@ from typer.testing import CliRunner
 
 from hm2bp.cli import app as hm2bp_app
 from hm2bp.presets import preset_path
-from tests.hm2bp.synthetic import make_store
+from tests.hm2bp.synthetic import make_store, tiny_network_toml
 from tests.messages import one_line_error
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
-TINY = """steps = 50
-[[layers]]
-name = "hidden"
-size = 16
-threshold = 5.0
-[[layers]]
-name = "output"
-size = 4
-threshold = 3.0
-[train]
-lr = 0.01
-batch_size = 8
-epochs = 1
-"""
+TINY = tiny_network_toml(hidden=16, epochs=1)
 
 
 @pytest.fixture(scope="module")

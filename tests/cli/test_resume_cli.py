@@ -17,28 +17,10 @@ import torch
 
 from hm2bp.train.checkpoint import load_checkpoint
 from hm2bp.train.metrics import read_metrics
-from tests.hm2bp.synthetic import make_store
+from tests.hm2bp.synthetic import make_store, tiny_network_toml
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = """steps = 50
-[[layers]]
-name = "hidden"
-size = 24
-threshold = 5.0
-[[layers]]
-name = "output"
-size = 4
-threshold = 3.0
-lateral_inhibition = 1.0
-[loss]
-desired = 10
-undesired = 2
-margin = 2
-[train]
-lr = 0.01
-batch_size = 2
-epochs = 9
-"""
+CONFIG = tiny_network_toml(hidden=24, batch_size=2, epochs=9)
 #: Every option that shapes the run differs from its default, so that a resume that forgot one would differ.
 OPTIONS = ("--epochs", "3", "--seed", "3", "--batch-size", "1", "--max-train", "240", "--val-fraction", "0.25",
            "--device", "cpu", "--backend", "numba", "--quiet")
