@@ -273,14 +273,22 @@ class Network:
             per_worker = list(pool.map(run, range(n_workers)))
         return [per_worker[k % n_workers][k // n_workers] for k in range(len(chunks))]
 
-    def predict(self, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward only: (predictions int64 `[B]`, output counts int64 `[B, n_out]`) (algorithm.md §3.13)."""
+    def layer_counts(self, spikes: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward only: the spike count of every neuron, `{layer: int64 [B, n]}` in layer order, from
+        `spikes [B, T, n_inputs]` (the batch cut into chunks over the kernel set's threads)."""
         spikes = self._check_spikes(spikes)
         self.kernels.prepare(list(self._layers.values()))
         # The forward pass is exact per sample, so chunks on threads give the same counts in any order.
-        parts = self._map_chunks(spikes.shape[0], lambda c, _w: self._walk_forward(spikes[c])[1][-1].counts)
-        counts = torch.cat(parts) if parts else torch.zeros(0, self._n_out, dtype=torch.int64)
-        counts = counts.to(self.device)
+        parts = self._map_chunks(spikes.shape[0], lambda c, _w: [r.counts for r in self._walk_forward(spikes[c])[1]])
+        out = {}
+        for k, (name, layer) in enumerate(self._layers.items()):
+            counts = torch.cat([p[k] for p in parts]) if parts else torch.zeros(0, layer.n_post, dtype=torch.int64)
+            out[name] = counts.to(self.device)
+        return out
+
+    def predict(self, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward only: (predictions int64 `[B]`, output counts int64 `[B, n_out]`) (algorithm.md §3.13)."""
+        counts = self.layer_counts(spikes)[self.layer_names[-1]]
         return torch.argmax(counts, dim=1), counts
 
     # --------------------------------------------------------------------------------------------- backward
