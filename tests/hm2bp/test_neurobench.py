@@ -12,29 +12,20 @@ from hm2bp import Network
 from hm2bp.train.evaluate import evaluate
 from hm2bp.train.neurobench import NeuroBenchMeter, network_cost
 from tests.hm2bp.synthetic import make_store
-
-CNN = {
-    "steps": 30,
-    "layers": [
-        {"name": "conv", "type": "conv", "channels": 3, "kernel": 3, "threshold": 0.6},
-        {"name": "pool", "type": "pool", "window": 2, "threshold": 0.5},
-        {"name": "hidden", "size": 7, "threshold": 0.8},
-        {"name": "output", "size": 4, "threshold": 0.6, "lateral_inhibition": 1.0},
-    ],
-    "loss": {"desired": 6, "undesired": 2, "margin": 1},
-}
+from tests.hm2bp.test_architecture import TINY_CNN
 
 
 @pytest.fixture(scope="module")
 def case():
-    """A conv-pool-dense-dense network with active layers and 30 % zero weights, and 10 input samples."""
-    net = Network.from_config(CNN, 64, (1, 8, 8), generator=torch.Generator().manual_seed(5), threads=1)
+    """A conv-pool-dense-dense network (lateral inhibition on the output) with active layers and 30 % zero weights,
+    and 10 input samples."""
+    net = Network.from_config(TINY_CNN, 36, (1, 6, 6), generator=torch.Generator().manual_seed(5), threads=1)
     rng = np.random.default_rng(1)
     with torch.no_grad():
         for w in net.weights().values():
             w.mul_(4.0).add_(0.3)
             w[torch.from_numpy(rng.random(tuple(w.shape)) < 0.3)] = 0.0
-    x = torch.from_numpy(rng.random((10, 30, 64)) < 0.3)
+    x = torch.from_numpy(rng.random((10, 40, 36)) < 0.3)
     x[:, 0] = False
     return net, x
 
@@ -46,8 +37,8 @@ def test_metrics_equal_brute_force_recounts(case):
         meter.add(x[part], net.layer_counts(x[part]))
     got = meter.result()
     spikes = net.forward(x)
-    n_weights = sum(w.numel() for w in net.weights().values()) + 16  # + the 4 x 4 lateral matrix
-    zeros = sum(int((w == 0).sum()) for w in net.weights().values()) + 4  # its diagonal
+    n_weights = sum(w.numel() for w in net.weights().values()) + 9  # + the 3 x 3 lateral matrix
+    zeros = sum(int((w == 0).sum()) for w in net.weights().values()) + 3  # its diagonal
     assert got["footprint"] == 4 * n_weights and got["connection_sparsity"] == zeros / n_weights
     for name, s in spikes.items():
         assert got["activation_sparsity_by_layer"][name] == 1 - s.sum().item() / s.numel()
@@ -55,11 +46,11 @@ def test_metrics_equal_brute_force_recounts(case):
         s.numel() for s in spikes.values())
     # synaptic operations, every sample and step: each spike counts its non-zero outgoing weights
     nz = {k: (v != 0).double() for k, v in net.weights().items()}
-    effective = torch.nn.functional.conv2d(x.double().reshape(300, 1, 8, 8), nz["conv"]).sum().item()
+    effective = torch.nn.functional.conv2d(x.double().reshape(400, 1, 6, 6), nz["conv"]).sum().item()
     effective += (spikes["pool"].double() @ nz["hidden"].T).sum().item()
     effective += (spikes["hidden"].double() @ nz["output"].T).sum().item()
-    effective += 3.0 * spikes["output"].sum().item()  # lateral: the 3 other output neurons
-    dense = 30 * (3 * 6 * 6 * 9 + 7 * 27 + 4 * 7 + 16)
+    effective += 2.0 * spikes["output"].sum().item()  # lateral: the 2 other output neurons
+    dense = 40 * (2 * 4 * 4 * 9 + 6 * 8 + 3 * 6 + 9)
     ops = got["synaptic_operations"]
     assert ops == {"Effective_MACs": 0.0, "Effective_ACs": pytest.approx(effective / 10, rel=1e-12),
                    "Dense": dense}
@@ -105,22 +96,22 @@ class Stepped(nn.Module):
     def __init__(self, net: Network) -> None:
         super().__init__()
         w = {k: v.detach().clone() for k, v in net.weights().items()}
-        self.conv = nn.Conv2d(1, 3, 3, bias=False)
+        self.conv = nn.Conv2d(1, 2, 3, bias=False)
         self.pool = nn.LPPool2d(1, 2)
-        self.hidden = nn.Linear(27, 7, bias=False)
-        self.output = nn.Linear(7, 4, bias=False)
-        self.lateral = nn.Linear(4, 4, bias=False)
+        self.hidden = nn.Linear(8, 6, bias=False)
+        self.output = nn.Linear(6, 3, bias=False)
+        self.lateral = nn.Linear(3, 3, bias=False)
         with torch.no_grad():
             self.conv.weight.copy_(w["conv"])
             self.hidden.weight.copy_(w["hidden"])
             self.output.weight.copy_(w["output"])
-            self.lateral.weight.copy_(-1.0 + torch.eye(4))
-        self.acts = nn.ModuleDict({"conv_act": Replay((3, 6, 6)), "pool_act": Replay((3, 3, 3)),
-                                   "hidden_act": Replay((7,)), "output_act": Replay((4,))})
+            self.lateral.weight.copy_(-1.0 + torch.eye(3))
+        self.acts = nn.ModuleDict({"conv_act": Replay((2, 4, 4)), "pool_act": Replay((2, 2, 2)),
+                                   "hidden_act": Replay((6,)), "output_act": Replay((3,))})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.acts
-        s = a["pool_act"](self.pool(a["conv_act"](self.conv(x.reshape(-1, 1, 8, 8)))))
+        s = a["pool_act"](self.pool(a["conv_act"](self.conv(x.reshape(-1, 1, 6, 6)))))
         out = a["output_act"](self.output(a["hidden_act"](self.hidden(s.flatten(1)))))
         self.lateral(out)
         return out
