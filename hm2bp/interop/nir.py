@@ -178,7 +178,7 @@ def read_nir(path: str | Path):
     nir = import_nir()
     path = Path(path)
     if not path.is_file():
-        raise NirError(f"{path}: no such NIR file" + (" (a directory)" if path.is_dir() else ""))
+        raise NirError(f"{path}: is a directory, not a NIR file" if path.is_dir() else f"{path}: no such NIR file")
     try:
         return nir.read(path)
     except Exception as exc:  # h5py and nir raise many types for files that are not NIR graphs
@@ -197,7 +197,8 @@ def recorded_dt_us(ckpt: dict[str, Any], path: str | Path) -> float:
         return float(open_store(store["path"]).dt_us)
     except (KeyError, OSError, ValueError) as exc:
         raise NirError(f"{path}: the checkpoint does not record the step length of its store, and the store "
-                       f"{store.get('path')!r} cannot be read ({exc}); pass the step length (--dt-us)") from None
+                       f"{store.get('path')!r} cannot be read ({exc}); pass the step length: dt_us (hm2bp export "
+                       "--dt-us)") from None
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, dt_us: float | None = None):

@@ -78,8 +78,8 @@ def evaluate_loader(network, loader: SpikeLoader, progress: Progress | None = No
         if meter is None:
             p, _ = network.predict(batch.spikes)
         else:  # every layer's counts, from the same forward pass
-            counts = network.layer_counts(batch.spikes)
-            meter.add(batch.spikes, counts)
+            inputs, counts = network.spike_counts(batch.spikes)
+            meter.add(inputs, counts)
             p = torch.argmax(counts[network.layer_names[-1]], dim=1)
         preds.append(p)
         labels.append(batch.labels)

@@ -82,8 +82,8 @@ def network_cost(network) -> dict[str, Any]:
 
 
 class NeuroBenchMeter:
-    """Accumulates NeuroBench's workload metrics over forward passes: `add(input spikes, layer counts)` per batch
-    (counts from `Network.layer_counts`), `result()` at the end. Sums stay on the network's device until then."""
+    """Accumulates NeuroBench's workload metrics over forward passes: `add(*network.spike_counts(spikes))` per
+    batch, `result()` at the end. Sums stay on the network's device until then."""
 
     def __init__(self, network) -> None:
         self.steps = int(network.steps)
@@ -97,16 +97,17 @@ class NeuroBenchMeter:
         self.samples = 0
         self.static = network_cost(network)
 
-    def add(self, spikes: torch.Tensor, counts: dict[str, torch.Tensor]) -> None:
-        """One batch: the input `spikes [B, T, n_inputs]` and every layer's counts `{layer: int64 [B, n]}`."""
+    def add(self, inputs: torch.Tensor, counts: dict[str, torch.Tensor]) -> None:
+        """One batch: the input units' spike counts `int64 [B, n_inputs]` and every layer's `{layer: int64 [B, n]}`
+        (`Network.spike_counts`)."""
         totals = {name: c.sum(0) for name, c in counts.items()}
-        totals[None] = spikes.sum((0, 1))
+        totals[None] = inputs.sum(0)
         for c in self.connections:
             self.effective[c.name] += totals[c.source].to(torch.float64) @ c.fanout
         for name, total in totals.items():
             if name is not None:
                 self.spikes[name] += total.sum()
-        self.samples += int(spikes.shape[0])
+        self.samples += int(inputs.shape[0])
 
     def result(self) -> dict[str, Any]:
         """The metrics (per sample where NeuroBench says so), JSON-ready; see the module docstring."""

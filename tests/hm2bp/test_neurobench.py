@@ -34,7 +34,7 @@ def test_metrics_equal_brute_force_recounts(case):
     net, x = case
     meter = NeuroBenchMeter(net)
     for part in (slice(0, 4), slice(4, 10)):
-        meter.add(x[part], net.layer_counts(x[part]))
+        meter.add(*net.spike_counts(x[part]))
     got = meter.result()
     spikes = net.forward(x)
     n_weights = sum(w.numel() for w in net.weights().values()) + 9  # + the 3 x 3 lateral matrix
@@ -151,7 +151,7 @@ def test_metrics_equal_neurobench_on_an_equivalent_model(case):
     theirs = Benchmark(Model(), loader, [], [], metrics).run(quiet=True)
     meter = NeuroBenchMeter(net)
     for part in (slice(0, 4), slice(4, 8), slice(8, 10)):
-        meter.add(x[part], net.layer_counts(x[part]))
+        meter.add(*net.spike_counts(x[part]))
     ours = meter.result()
     assert theirs["Footprint"] == ours["footprint"]
     assert theirs["ConnectionSparsity"] == round(ours["connection_sparsity"], 4) and ours["connection_sparsity"] > 0.2
