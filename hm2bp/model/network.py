@@ -273,14 +273,27 @@ class Network:
             per_worker = list(pool.map(run, range(n_workers)))
         return [per_worker[k % n_workers][k // n_workers] for k in range(len(chunks))]
 
-    def predict(self, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward only: (predictions int64 `[B]`, output counts int64 `[B, n_out]`) (algorithm.md §3.13)."""
+    def spike_counts(self, spikes: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward only: the spike count of every input unit and every neuron, `(int64 [B, n_inputs], {layer: int64
+        [B, n]} in layer order)`, from `spikes [B, T, n_inputs]` (the batch cut into chunks over the kernel set's
+        threads)."""
         spikes = self._check_spikes(spikes)
         self.kernels.prepare(list(self._layers.values()))
+
+        def work(c: slice, _w: int) -> list[torch.Tensor]:
+            inp, runs = self._walk_forward(spikes[c])
+            return [inp.counts] + [r.counts for r in runs]
+
         # The forward pass is exact per sample, so chunks on threads give the same counts in any order.
-        parts = self._map_chunks(spikes.shape[0], lambda c, _w: self._walk_forward(spikes[c])[1][-1].counts)
-        counts = torch.cat(parts) if parts else torch.zeros(0, self._n_out, dtype=torch.int64)
-        counts = counts.to(self.device)
+        parts = self._map_chunks(spikes.shape[0], work)
+        sizes = [self.n_inputs] + [layer.n_post for layer in self._layers.values()]
+        out = [(torch.cat([p[k] for p in parts]) if parts else torch.zeros(0, n, dtype=torch.int64)).to(self.device)
+               for k, n in enumerate(sizes)]
+        return out[0], dict(zip(self.layer_names, out[1:], strict=True))
+
+    def predict(self, spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward only: (predictions int64 `[B]`, output counts int64 `[B, n_out]`) (algorithm.md §3.13)."""
+        counts = self.spike_counts(spikes)[1][self.layer_names[-1]]
         return torch.argmax(counts, dim=1), counts
 
     # --------------------------------------------------------------------------------------------- backward

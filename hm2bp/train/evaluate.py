@@ -16,6 +16,7 @@ from hm2bp.model import Network
 from hm2bp.train.checkpoint import CheckpointError, check_against_network
 from hm2bp.train.loader import SpikeLoader, resolve_device
 from hm2bp.train.metrics import confusion_matrix
+from hm2bp.train.neurobench import NeuroBenchMeter
 from hm2bp.train.progress import Progress
 from hm2bp.train.splits import SplitSource
 
@@ -64,21 +65,29 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(network, split: SplitSource, batch_size: int = EVAL_BATCH, device: str | torch.device = "cpu",
-             limit: int | None = None, progress: Progress | None = None) -> EvalResult:
-    """Predict every sample of `split` (the first `limit`) with `network.predict` (forward only)."""
+             limit: int | None = None, progress: Progress | None = None,
+             meter: NeuroBenchMeter | None = None) -> EvalResult:
+    """Predict every sample of `split` (the first `limit`) with `network.predict` (forward only); `meter`, if given,
+    accumulates NeuroBench's workload metrics of the same forward passes."""
     return evaluate_loader(network, SpikeLoader(split, batch_size, device=device, shuffle=False, limit=limit),
-                           progress)
+                           progress, meter)
 
 
 @torch.no_grad()
-def evaluate_loader(network, loader: SpikeLoader, progress: Progress | None = None) -> EvalResult:
+def evaluate_loader(network, loader: SpikeLoader, progress: Progress | None = None,
+                    meter: NeuroBenchMeter | None = None) -> EvalResult:
     """Predict every sample a (sequential) loader serves; predictions are argmax of counts (algorithm.md §3.13)."""
     t0 = time.perf_counter()
     if progress is not None:
         progress.evaluating(loader.split.name, loader.n)
     labels, preds, indices = [], [], []
     for batch in loader.epoch(0):
-        p, _ = network.predict(batch.spikes)
+        if meter is None:
+            p, _ = network.predict(batch.spikes)
+        else:  # every layer's counts, from the same forward pass
+            inputs, counts = network.spike_counts(batch.spikes)
+            meter.add(inputs, counts)
+            p = torch.argmax(counts[network.layer_names[-1]], dim=1)
         preds.append(p)
         labels.append(batch.labels)
         indices.append(batch.indices)

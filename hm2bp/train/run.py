@@ -277,7 +277,8 @@ def build_trainer(store, config: NetworkConfig, train, test, valid, validation, 
     net = Network.from_config(config, train.n_units, tuple(train.unit_shape), generator=generator,
                                   backend=backend).to(dev)
     info = {"path": str(store.path), "fingerprint": store.fingerprint, "train_split": train_split,
-            "test_split": test.name if test is not None else None, "validation": validation}
+            "test_split": test.name if test is not None else None, "validation": validation,
+            "dt_us": float(store.dt_us)}  # the step length, for exports (`hm2bp export`)
     store_name = str(store.path).rstrip("/").rsplit("/", 1)[-1]
     return Trainer(net, train, test, valid_split=valid, device=dev, run_dir=run_dir, max_train=max_train,
                    max_test=max_test, store_info=info, shuffle_buffer=shuffle_buffer, world=world,

@@ -1,10 +1,11 @@
 """The layering of hm2bp, checked on the source (imports) and at run time (the calls of one training step).
 
-Rooms, from the top: cli -> train -> model -> kernels -> rules; `config`, `errors`, `geometry` and `presets` are
-shared (usable by all, using nothing above them). A room imports and calls only itself, rooms below it and the
-shared modules; the model reaches the kernel sets only through `hm2bp.kernels` (the dispatcher) and
-`hm2bp.kernels.base`; nothing outside `hm2bp/kernels/` names a backend, imports a set, numba or Triton, or probes a
-set with `hasattr`.
+Rooms, from the top: cli -> interop -> train -> model -> kernels -> rules (`interop`, the network in other tools'
+formats, builds on the trained network and its checkpoints and serves the command line and the package's API);
+`config`, `errors`, `geometry` and `presets` are shared (usable by all, using nothing above them). A room imports
+and calls only itself, rooms below it and the shared modules; the model reaches the kernel sets only through
+`hm2bp.kernels` (the dispatcher) and `hm2bp.kernels.base`; nothing outside `hm2bp/kernels/` names a backend,
+imports a set, numba or Triton, or probes a set with `hasattr`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hm2bp import Network
 from hm2bp.kernels import BACKENDS
 
 REPO = Path(__file__).resolve().parents[2]
-LEVEL = {"shared": 0, "rules": 1, "kernels": 2, "model": 3, "train": 4, "cli": 5, "api": 6}
+LEVEL = {"shared": 0, "rules": 1, "kernels": 2, "model": 3, "train": 4, "interop": 5, "cli": 6, "api": 7}
 SHARED = {"config", "errors", "geometry", "presets"}
 BACKEND_NAMES = set(BACKENDS) - {"auto"}
 
@@ -138,7 +139,7 @@ def test_the_import_check_catches_what_it_forbids(tmp_path):
 # --------------------------------------------------------------------------------------- private names
 TEST_FILES = [*sorted((REPO / "tests" / "hm2bp").glob("*.py")),
               *(REPO / "tests" / "cli" / f for f in ("test_hm2bp_cli.py", "test_reliability_cli.py",
-                                                   "test_end_to_end.py"))]
+                                                   "test_end_to_end.py", "test_eval_neurobench_cli.py"))]
 
 
 def _private_uses(path: Path) -> list[str]:
