@@ -43,14 +43,14 @@ def _pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
-def _tile(batch: int, n: int, cap: int = 128, whole: bool = False, lanes: int = 128) -> tuple[int, int]:
+def _tile(batch: int, n: int, cap: int = 128, whole: bool = False, lanes: int = 128,
+          wide: bool = False) -> tuple[int, int]:
     """(samples, neurons) of a program's tile: neurons a power of two up to `cap` (all of them with `whole`), and
-    as many samples as fill `lanes` elements, so that small layers still give a program enough lanes. Under the
-    interpreter, which runs the programs one after the other, a tile takes whole layers and batches (up to
-    16k elements): fewer, wider programs run much faster there."""
-    from hm2bp.kernels.triton import interpreting
-
-    if interpreting():
+    as many samples as fill `lanes` elements, so that small layers still give a program enough lanes. `wide` (CPU
+    tensors, which only Triton's interpreter runs, one program after the other): a tile takes whole layers and
+    batches (up to 16k elements), since fewer, wider programs run much faster there. A pure function of its
+    arguments, so the GPU's choice is known without a GPU (the compile check relies on it)."""
+    if wide:
         cap, lanes = max(cap, 1024), 1 << 14
     bn = max(16, _pow2(n) if whole else min(cap, _pow2(n)))
     sb = max(1, min(_pow2(batch), lanes // bn))
@@ -79,8 +79,11 @@ class TritonKernels(TorchKernels):
         from hm2bp.kernels.triton import interpreting
 
         super().__init__(device)
-        if self.device.type != "cuda" and not interpreting():
+        # meta: shape-only tensors, whose launches are recorded and not run (hm2bp.kernels.triton.aot)
+        if self.device.type not in ("cuda", "meta") and not interpreting():
             raise ValueError("the triton kernel set needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
+        #: Wide tiles (`_tile`) for CPU tensors, which run under the interpreter; False: the tiles a GPU uses.
+        self.wide_tiles = self.device.type == "cpu"
         exact_matmul_precision()
         from hm2bp.kernels.triton import current, effect, lif, optim, output, spsp
         from hm2bp.kernels.triton.launch import launch
@@ -131,7 +134,7 @@ class TritonKernels(TorchKernels):
         codes = torch.empty(batch, steps, n, dtype=torch.int16, device=current.device)
         counts = torch.empty(batch, n, dtype=torch.int64, device=current.device)
         thr = spike_threshold(layer.vth) if epsilon else np.float32(layer.vth)
-        sb, bn = _tile(batch, n, whole=lateral != 0.0)
+        sb, bn = _tile(batch, n, whole=lateral != 0.0, wide=self.wide_tiles)
         if batch:
             self._launch(self._k["lif"], (_cdiv(batch, sb), _cdiv(n, bn)), current, codes, counts, batch, steps, n,
                          float(np.float32(nrn.tau_m)), float(np.float32(nrn.tau_s)), float(thr),
@@ -246,7 +249,7 @@ class TritonKernels(TorchKernels):
         side = torch.empty(batch, n, dtype=F64, device=codes.device)
         cap = self.code_cap(nrn)
         pm, ps, const = self._powers(steps, nrn, cap, codes.device)
-        sb, bn = _tile(batch, n)
+        sb, bn = _tile(batch, n, wide=self.wide_tiles)
         if batch:
             self._launch(self._k["spsp"], (_cdiv(batch, sb), _cdiv(n, bn)), codes, current, k, side, pm, ps, const,
                          batch, steps, n, int(nrn.refractory), _window(nrn.tau_m), SB=sb, BN=bn)
@@ -295,7 +298,7 @@ class TritonKernels(TorchKernels):
         n_post = layer.n_post
         out = torch.empty(batch, n_pre, dtype=F64, device=delta.device)
         storage = layer.storage.detach()  # W[i, j] = storage[j, i]
-        sb, bj = _tile(batch, n_pre, 64, lanes=64)
+        sb, bj = _tile(batch, n_pre, 64, lanes=64, wide=self.wide_tiles)
         bi = max(16, min(32, _pow2(n_post)))
         if batch:
             # the whole rule of `hm2bp_grad.effect_ratio_error` (effect sum and ratio-1 parts) in one kernel
@@ -321,7 +324,7 @@ class TritonKernels(TorchKernels):
         dcoef = torch.where(post_counts > 0, delta, 0.0).to(F64).contiguous()
         weight = layer.weight.detach().contiguous()
         out = torch.empty(batch, layer.n_pre, dtype=F64, device=delta.device)
-        sb, bj = _tile(batch, layer.n_pre, 64)
+        sb, bj = _tile(batch, layer.n_pre, 64, wide=self.wide_tiles)
         if batch:
             self._launch(self._k["conv_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, dcoef, weight,
                          pre_spikes, out, batch, steps, c_out, c_in, h, w, ho, wo, ks, SB=sb, BJ=bj)
@@ -332,7 +335,7 @@ class TritonKernels(TorchKernels):
         batch, steps = pre_spikes.shape[:2]
         c, h, w = layer.in_shape
         out = torch.empty(batch, layer.n_pre, dtype=F64, device=k.device)
-        sb, bj = _tile(batch, layer.n_pre)
+        sb, bj = _tile(batch, layer.n_pre, wide=self.wide_tiles)
         if batch:
             self._launch(self._k["pool_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, pre_spikes, out,
                          batch, steps, c, h, w, layer.window, SB=sb, BJ=bj)

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows"])
 def compact_rows_kernel(spk_ptr, idx_ptr, cnt_ptr, n_rows, n, RB: tl.constexpr, BN: tl.constexpr):
     cols = tl.arange(0, BN)
     for rr in range(0, RB):
@@ -30,7 +30,7 @@ def compact_rows_kernel(spk_ptr, idx_ptr, cnt_ptr, n_rows, n, RB: tl.constexpr, 
             tl.store(cnt_ptr + r64, offset)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows"])
 def sparse_current_kernel(idx_ptr, cnt_ptr, wt_ptr, out_ptr, n_rows, n_pre, n_post, RB: tl.constexpr,
                           BN: tl.constexpr):
     cols = tl.program_id(1) * BN + tl.arange(0, BN)

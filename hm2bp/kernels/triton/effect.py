@@ -30,7 +30,7 @@ def _post_tile(delta_ptr, post_count_ptr, w_ptr, w_stride_i, w_stride_j, r64, rm
     return io, um, d, active, w
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch", "steps"])
 def dense_effect_kernel(k_ptr, delta_ptr, post_count_ptr, pre_count_ptr, w_ptr, w_stride_i, w_stride_j, pre_ptr,
                         out_ptr, batch, steps, n_post, n_pre, SB: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr):
     # preDelta of a dense layer with effect ratios (algorithm.md §3.2-8), the whole rule in one pass:
@@ -70,7 +70,7 @@ def dense_effect_kernel(k_ptr, delta_ptr, post_count_ptr, pre_count_ptr, w_ptr, 
     tl.store(out_ptr + r64[:, None] * n_pre + jo[None, :], out, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch", "steps"])
 def conv_effect_kernel(k_ptr, dcoef_ptr, w_ptr, pre_ptr, out_ptr, batch, steps, c_out, c_in, h, wd, ho, wo, ks,
                        SB: tl.constexpr, BJ: tl.constexpr):
     rows = tl.program_id(0) * SB + tl.arange(0, SB)
@@ -105,7 +105,7 @@ def conv_effect_kernel(k_ptr, dcoef_ptr, w_ptr, pre_ptr, out_ptr, batch, steps, 
     tl.store(out_ptr + r64[:, None] * n_pre + jo[None, :], acc, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch", "steps"])
 def pool_effect_kernel(k_ptr, pre_ptr, out_ptr, batch, steps, c, h, wd, window, SB: tl.constexpr, BJ: tl.constexpr):
     rows = tl.program_id(0) * SB + tl.arange(0, SB)
     r64 = rows.to(tl.int64)

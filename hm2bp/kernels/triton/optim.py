@@ -31,7 +31,7 @@ def sgd_kernel(w_ptr, g_ptr, u_ptr, n, mu, lr, BLOCK: tl.constexpr):
     tl.store(w_ptr + offs, tl.load(w_ptr + offs, mask=mask, other=0.0) - u, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch"])
 def finish_dense_kernel(acc_ptr, w_ptr, sumsq_ptr, reg_ptr, out_ptr, flag_ptr, n_pre, n_post, batch,
                         HAS_REG: tl.constexpr, BLOCK: tl.constexpr):
     # A dense layer's gradient in its storage order [n_pre, n_post] (algorithm.md §3.7): acc / B + R(W)^T, with
@@ -40,12 +40,12 @@ def finish_dense_kernel(acc_ptr, w_ptr, sumsq_ptr, reg_ptr, out_ptr, flag_ptr, n
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n_pre * n_post
-    g = tl.load(acc_ptr + offs, mask=mask, other=0.0) / batch.to(tl.float64)
+    g = tl.load(acc_ptr + offs, mask=mask, other=0.0) / tl.cast(batch, tl.float64)
     if HAS_REG:
         lam = tl.load(reg_ptr)
         beta = tl.load(reg_ptr + 1)
         limit = tl.load(reg_ptr + 2)
-        s_i = tl.load(sumsq_ptr + offs % n_post, mask=mask, other=0.0) / (limit * limit * n_pre.to(tl.float64))
+        s_i = tl.load(sumsq_ptr + offs % n_post, mask=mask, other=0.0) / (limit * limit * tl.cast(n_pre, tl.float64))
         factor = lam * beta * tl.exp(beta * (s_i - 1.0)) / limit
         g = g + factor * tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float64)
     g32 = g.to(tl.float32)
