@@ -83,8 +83,20 @@ def mnist_input(batch: int, steps: int, seed: int = 0) -> tuple[torch.Tensor, to
     return torch.from_numpy(spikes), torch.from_numpy(labels)
 
 
-def build(model: str, backend: str, device: str, steps: int) -> tuple[Network, Adam]:
+def _tiny(cfg: dict) -> dict:
+    """The same network with a few neurons per layer (`--tiny`: a dry run of this script on CPU)."""
+    small = {"conv": ("channels", 2), "dense": ("size", 8)}
+    layers = [dict(layer) for layer in cfg["layers"]]
+    for layer in layers[:-1]:
+        key, value = small.get(layer.get("type", "dense"), (None, None))
+        if key:
+            layer[key] = value
+    return {**cfg, "layers": layers}
+
+
+def build(model: str, backend: str, device: str, steps: int, tiny: bool = False) -> tuple[Network, Adam]:
     cfg = dict(MLP, steps=steps) if model == "mlp" else {**load_preset("mnist-cnn"), "steps": steps}
+    cfg = _tiny(cfg) if tiny else cfg
     net = Network.from_config(cfg, 784, (1, 28, 28), backend=backend).to(device)
     return net, Adam(net.weights(), 1e-3, backend=net.kernels.optimizer_backend)
 
@@ -277,6 +289,8 @@ def main() -> None:
                     help="T values of --count-only for the CNN (its conv kernels are slow under the interpreter)")
     ap.add_argument("--count-batch", type=int, default=4)
     ap.add_argument("--out", type=Path, default=None, help="write the report as JSON")
+    ap.add_argument("--tiny", action="store_true",
+                    help="networks of the same structure with a few neurons per layer (a dry run on CPU)")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (Triton interpreter)",
@@ -289,7 +303,7 @@ def main() -> None:
         for steps in counts:
             x, y = mnist_input(args.count_batch, steps)
             for backend in args.backends.split(","):
-                net, opt = build(model, backend, device, steps)
+                net, opt = build(model, backend, device, steps, args.tiny)
                 c = count_launches(net, opt, x.to(device), y.to(device))
                 row = {"model": model, "backend": backend, "steps": steps, "batch": args.count_batch, **c}
                 report["launches"].append(row)
@@ -301,7 +315,7 @@ def main() -> None:
                 for backend in args.backends.split(","):
                     if device == "cpu":
                         break  # the interpreter's timings say nothing about a GPU: see the model below
-                    net, opt = build(model, backend, device, args.steps)
+                    net, opt = build(model, backend, device, args.steps, args.tiny)
                     try:
                         r = time_steps(net, opt, x.to(device), y.to(device), args.timed, args.repeats)
                     except torch.cuda.OutOfMemoryError:
@@ -312,7 +326,7 @@ def main() -> None:
                     print(f"{model} {backend:6s} batch {batch:5d}: {r}", flush=True)
         if args.cpu_batch:
             x, y = mnist_input(args.cpu_batch, args.steps)
-            net, opt = build("mlp", "numba", "cpu", args.steps)
+            net, opt = build("mlp", "numba", "cpu", args.steps, args.tiny)
             r = time_steps(net, opt, x, y, 2, args.repeats)
             report["timings"].append({"model": "mlp", "backend": "numba (CPU)", "batch": args.cpu_batch, **r})
             print(f"mlp numba CPU batch {args.cpu_batch}: {r}", flush=True)
@@ -324,7 +338,7 @@ def main() -> None:
         print(f"model (H200, {launches} launches): mlp batch {batch}: {m}", flush=True)
     cnn_launches = max([r["kernels"] for r in report["launches"] if r["model"] == "cnn" and r["backend"] == "triton"]
                        or [230])
-    cnn, _ = build("cnn", "torch", "cpu", args.steps)
+    cnn, _ = build("cnn", "torch", "cpu", args.steps, args.tiny)
     for batch in (int(b) for b in args.cnn_batches.split(",")):
         m = model_cnn_step(cnn, batch, args.steps, cnn_launches)
         report["model"].append({"model": "cnn", "batch": batch, **m})
