@@ -18,6 +18,7 @@ pytest.importorskip("triton", reason="the compile check needs the triton package
 from hm2bp import Network  # noqa: E402
 from hm2bp.kernels.triton import aot  # noqa: E402
 from hm2bp.optim import Adam  # noqa: E402
+from tests.hm2bp.test_backends import TRITON_DEVICE  # noqa: E402
 from tests.hm2bp.test_gradients import CFG  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,17 +51,18 @@ def test_cases_cover_presets_batches_and_variations():
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_meta_recording_is_what_a_real_step_launches(batch):
-    """A training step run for real (CPU tensors under the interpreter, with the tiles a GPU uses) and the same step
-    on shape-only tensors launch the same kernels with the same specialisation-relevant arguments, in order."""
+    """A training step run for real (on a GPU; elsewhere on CPU tensors under the interpreter, with the tiles a GPU
+    uses) and the same step on shape-only tensors launch the same kernels with the same specialisation-relevant
+    arguments, in order."""
     recorded = {}
-    for device in ("cpu", "meta"):
+    for device in (TRITON_DEVICE, "meta"):
         net = Network.from_config(CFG, 14, backend="triton").to(device)
         net.kernels.wide_tiles = False
         optimizer = Adam(net.weights(), 1e-3, backend="triton")
         with aot.recorder() as launches:
             aot.training_step(net, optimizer, batch, 1e-3)
         recorded[device] = launches
-    assert recorded["cpu"] == recorded["meta"]
+    assert recorded[TRITON_DEVICE] == recorded["meta"]
     names = {launch.name for launch in recorded["meta"]}
     assert {"lif_scan_kernel", "spsp_readout_kernel", "dense_effect_kernel", "finish_dense_kernel",
             "adam_kernel", "output_stage_kernel", "lateral_factor_kernel"} <= names

@@ -47,7 +47,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -433,10 +433,12 @@ class Report:
         return out
 
 
-def describe_specialisation(spec: dict[str, Any]) -> str:
-    """`name=value` for every constant (constexprs and ints equal to 1), then the int and pointer arguments that are
-    not known divisible by 16."""
+def describe_specialisation(spec: dict[str, Any], unspecialised: Iterable[str] = ()) -> str:
+    """`name=value` for every constant (constexprs and ints equal to 1), the ints and pointers not known to be
+    divisible by 16 (leaving out the `unspecialised` ones, declared `do_not_specialize`), and the pointers' element
+    types."""
     names = list(spec["signature"])
+    skip = set(unspecialised)
 
     def index(path: str) -> int:
         return int(path.strip("(), ").split(",")[0])
@@ -444,8 +446,9 @@ def describe_specialisation(spec: dict[str, Any]) -> str:
     consts = [f"{names[index(k)]}={v}" for k, v in spec["constants"].items()]
     div16 = {names[index(k)] for k in spec["attrs"]}
     plain = [n for n, t in spec["signature"].items()
-             if t != "constexpr" and n not in div16 and not t.startswith(("fp", "bf", "u1"))]
-    return " ".join(consts) + (f"; not /16: {' '.join(plain)}" if plain else "")
+             if t != "constexpr" and n not in div16 and n not in skip and not t.startswith(("fp", "bf", "u1"))]
+    pointers = ",".join(t[1:] for t in spec["signature"].values() if t.startswith("*"))
+    return " ".join(consts) + (f"; not /16: {' '.join(plain)}" if plain else "") + f"; *{pointers}"
 
 
 def _variants(seen: dict[Launch, list[str]], targets: tuple[int, ...]) -> list[Variant]:
@@ -455,8 +458,9 @@ def _variants(seen: dict[Launch, list[str]], targets: tuple[int, ...]) -> list[V
         key = (launch.kernel, *(specs[a]["key"] for a in targets))
         variant = by_key.get(key)
         if variant is None:
-            variant = by_key[key] = Variant(launch.kernel, describe_specialisation(specs[targets[0]]), launch, [],
-                                            {a: specs[a]["key"] for a in targets})
+            unspecialised = [p.name for p in _kernel(launch.kernel).params if p.do_not_specialize]
+            variant = by_key[key] = Variant(launch.kernel, describe_specialisation(specs[targets[0]], unspecialised),
+                                            launch, [], {a: specs[a]["key"] for a in targets})
         variant.cases += [n for n in names if n not in variant.cases]
     return sorted(by_key.values(), key=lambda v: (v.name, v.specialisation))
 
