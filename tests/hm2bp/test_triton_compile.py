@@ -35,6 +35,13 @@ def test_describe_keeps_what_triton_specialises_on():
     assert [aot.describe(v) for v in (1, 16, 2.5, True)] == [1, 16, 2.5, True]
 
 
+def test_forbidden_ptx_instructions_are_found():
+    ptx = "\tld.global.f32 %f1, [%rd1];\n\t@%p1 atom.global.add.f32 %f2, [%rd2], %f1;\n\tredux.sync.add.s32 %r1, %r2;"
+    assert [m[1] for m in aot.FORBIDDEN_PTX.finditer(ptx)] == ["atom"]
+    assert [m[1] for m in aot.FORBIDDEN_PTX.finditer("  @!%p3 red.global.add.f64 [%rd1], %fd1;\n")] == ["red"]
+    assert not aot.FORBIDDEN_PTX.search("\tfma.rn.f64 %fd3, %fd1, %fd2, %fd3;\n\tshfl.sync.bfly.b32 %r1;")
+
+
 def test_cases_cover_presets_batches_and_variations():
     from hm2bp.presets import preset_names
 
