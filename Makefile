@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	# tonic only for its functional transforms, the reference of tests/spikedata/test_transforms.py (loaded file by
 	# file, so none of its own deps is needed; --no-deps so that it can never replace the installed torch).
 	$(BIN)/pip install --quiet --no-deps tonic
+	# independent event decoders and writers, test-only peers of the readers' cross-checks (skipped when absent):
+	# evlib (EVT 2.1, Prophesee HDF5 / ECF, text), faery (DAT, CSV, AEDAT 4 writer), expelliarmus (DAT),
+	# dv-processing (AEDAT 4), hdf5plugin (DSEC's Blosc); --no-deps so that they can never replace torch
+	$(BIN)/pip install --quiet --no-deps evlib polars polars-runtime-32 faery expelliarmus dv-processing hdf5plugin
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,7 +35,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	# benchmark-only peers; --no-deps so that they can never replace the installed torch
-	$(BIN)/pip install --quiet --no-deps snntorch tonic expelliarmus importRosbag
+	$(BIN)/pip install --quiet --no-deps snntorch tonic expelliarmus importRosbag evlib polars polars-runtime-32 \
+		faery dv-processing hdf5plugin
 	$(BIN)/pip install --quiet h5py tqdm pandas
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

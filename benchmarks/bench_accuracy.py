@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from hm2bp.config import load_config  # noqa: E402
 from hm2bp.presets import load_preset  # noqa: E402
-from hm2bp.trainer import Progress, prepare_run  # noqa: E402
+from hm2bp.train.progress import Progress  # noqa: E402
+from hm2bp.train.run import prepare_run  # noqa: E402
 from spikedata.pipeline import SplitJob, encode_to_store  # noqa: E402
 from spikedata.store import EventBlock, open_store  # noqa: E402
 
@@ -40,7 +41,7 @@ STEPS = 400
 
 @lru_cache(maxsize=2)
 def _images(split: str) -> tuple[np.ndarray, np.ndarray]:
-    from spikedata.datasets.mnist import load_mnist_5k
+    from spikedata.datasets.mnist_5k import load_mnist_5k
     from spikedata.io.idx import read_idx
 
     if split == "train":
@@ -65,7 +66,7 @@ def build_store(path: Path) -> Path:
     if path.exists():
         return path
     from spikedata.checksum import files_sha256
-    from spikedata.datasets.mnist import mnist_5k_path
+    from spikedata.datasets.mnist_5k import mnist_5k_path
     from spikedata.encoders.poisson import DEFAULT_MAX_PROB
 
     jobs = {split: SplitJob(len(_images(split)[1]), partial(encode_range, split, seed), chunk=500)

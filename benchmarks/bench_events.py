@@ -25,9 +25,9 @@ import numpy as np
 from sample_data import SAMPLE_DATA
 from timing import best
 
-from spikedata.datasets.event_folder import split_jobs, store_attrs
-from spikedata.datasets.nmnist import PRESETS, find_nmnist
-from spikedata.encoders.event_binning import NMNIST_PLAIN, bin_events, spikes_to_dense
+from spikedata.datasets.nmnist import NMNIST_PLAIN, PRESETS, find_nmnist
+from spikedata.datasets.shared.event_encoding import split_jobs, store_attrs
+from spikedata.encoders.event_binning import bin_events, spikes_to_dense
 from spikedata.io.events import read_events
 from spikedata.pipeline import encode_to_store
 

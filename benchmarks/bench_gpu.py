@@ -12,11 +12,11 @@ runs of `--timed` steps, between `torch.cuda.synchronize()` calls. The numba CPU
 
 Kernel launches per step are counted: on a GPU, the CUDA kernels the torch profiler records; on CPU (where Triton
 kernels run under the interpreter), the aten operations the step dispatches that would each launch a kernel (views,
-allocations and value reads excluded; the numpy shortcuts CPU tensors take replaced by the torch operations a GPU
-runs) plus the Triton launches. Host synchronisations (values read back) are counted too. `--count-only` does just
-that, at several T, to show that the count does not grow with T (for T >= 3 * 35 = 105 the synthetic train of a
-silent label respects the refractory period and the fused read-out runs; below, that one layer takes the reference
-read-out).
+allocations and value reads excluded; the triton and torch kernel sets run the same torch operations on CPU
+tensors as on a GPU) plus the Triton launches. Host synchronisations (values read back) are counted too.
+`--count-only` does just that, at several T, to show that the count does not grow with T (for T >= 3 * 35 = 105
+the synthetic train of a silent label respects the refractory period and the fused read-out runs; below, that one
+layer takes the reference read-out).
 
 Without a GPU the timing part reports a model of the step time on one H200 built from those counts and from the
 float64 FLOPs and memory traffic of the step (`model_step` for the MLP, `model_cnn_step` layer by layer for the
@@ -46,7 +46,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported: its kernels then run on CPU tensors
 
 from hm2bp import Network, load_preset  # noqa: E402
-from hm2bp.optim import Adam  # noqa: E402
+from hm2bp.train.optim import Adam  # noqa: E402
 
 MNIST = SAMPLE_DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
 MLP = {"steps": 400, "layers": [{"name": "hidden", "size": 800, "threshold": 20.0},
@@ -98,7 +98,7 @@ def build(model: str, backend: str, device: str, steps: int, tiny: bool = False)
     cfg = dict(MLP, steps=steps) if model == "mlp" else {**load_preset("mnist-cnn"), "steps": steps}
     cfg = _tiny(cfg) if tiny else cfg
     net = Network.from_config(cfg, 784, (1, 28, 28), backend=backend).to(device)
-    return net, Adam(net.weights(), 1e-3, backend=net.kernels.optimizer_backend)
+    return net, Adam(net.weights(), 1e-3, kernels=net.kernels)
 
 
 def train_step(net: Network, opt: Adam, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -137,7 +137,6 @@ class _AtenCounter:
 
 def count_launches(net: Network, opt: Adam, x: torch.Tensor, y: torch.Tensor) -> dict[str, int]:
     """Kernel launches of one step (see the module docstring for how they are counted)."""
-    from hm2bp import hm2bp_grad
     from hm2bp.kernels.triton import launch as launch_mod
 
     train_step(net, opt, x, y)  # warm-up (compilation, caches)
@@ -161,25 +160,17 @@ def count_launches(net: Network, opt: Adam, x: torch.Tensor, y: torch.Tensor) ->
         finally:
             counter.inside_triton = False
 
-    # On CPU the small per-sample arithmetic takes numpy shortcuts; count the torch operations a GPU runs instead.
-    on_cpu = hm2bp_grad._on_cpu
-    hm2bp_grad._on_cpu = lambda *tensors: False
     launch_mod.launch = counted_launch
     patched = [m for m in sys.modules.values() if getattr(m, "launch", None) is plain_launch]
     for m in patched:
         m.launch = counted_launch
-    if hasattr(net.kernels, "_launch"):
-        net.kernels._launch = counted_launch
     try:
         with counter.mode:
             train_step(net, opt, x, y)
     finally:
-        hm2bp_grad._on_cpu = on_cpu
         launch_mod.launch = plain_launch
         for m in patched:
             m.launch = plain_launch
-        if hasattr(net.kernels, "_launch"):
-            net.kernels._launch = plain_launch
     triton = sum(launch_mod.LAUNCHES.values())
     return {"kernels": counter.kernels + triton, "aten": counter.kernels, "triton": triton,
             "host_syncs": counter.syncs}

@@ -81,7 +81,7 @@ def shd_benchmark(args) -> None:
     import h5py
     import tonic
 
-    from spikedata.datasets.heidelberg import HeidelbergRange, heidelberg_jobs
+    from spikedata.datasets.shared.heidelberg_encoding import HeidelbergRange, heidelberg_jobs
     from spikedata.encoders.event_binning import bin_unit_events
     from spikedata.pipeline import encode_to_store
     from spikedata.store import open_store

@@ -76,7 +76,7 @@ def run_hm2bp(spikes: np.ndarray, labels: np.ndarray, batch: int) -> dict:
     from hm2bp import Network
 
     try:
-        from hm2bp.optim import Adam
+        from hm2bp.train.optim import Adam
     except ImportError:  # pragma: no cover - before the optimiser module exists
         Adam = None
     net = Network.from_config(NET, N_IN)

@@ -100,7 +100,7 @@ DRAWS = ("epoch", "sample")
 @dataclass(frozen=True)
 class AugmentSpec:
     """Training-image augmentation (algorithm.md §2.1; CNN config: SCALE 12, ROTATION 12, DISTORTION 3.4), applied by
-    `hm2bp.augment` to the store's `images` extra and Poisson re-encoded every epoch (TOML table `[augment]`).
+    `hm2bp.train.augment` to the store's `images` extra and Poisson re-encoded every epoch (TOML table `[augment]`).
 
     `scale` in percent, `rotation` in degrees, `distortion` the elastic displacement scale (pixels per unit of the
     smoothed noise), `field_size`/`sigma` the Gaussian smoothing kernel (pixels), `max_prob` the per-step spike

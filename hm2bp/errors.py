@@ -9,3 +9,11 @@ from spikedata.errors import PicklableError
 
 class Hm2bpError(PicklableError):
     """Base of every hm2bp error about its input or a run that cannot continue."""
+
+
+class SetupError(Hm2bpError, ValueError):
+    """The store, config or run directory do not fit together; the message says what and where."""
+
+
+class TrainingError(Hm2bpError, RuntimeError):
+    """Training cannot continue (non-finite gradient, inconsistent resume, ...); the message says why."""

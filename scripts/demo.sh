@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 "$BIN/python" - "$OUT/run/metrics.jsonl" <<'PY'
 import sys
 
-from hm2bp.metrics import read_metrics
+from hm2bp.train.metrics import read_metrics
 
 last = read_metrics(sys.argv[1])[-1]
 print(f"\ndemo result: test accuracy {100 * last['test_at_best']:.2f} % at epoch {last['best_epoch'] + 1} "

@@ -106,7 +106,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.hm2bp._synthetic import make_store
+from tests.hm2bp.synthetic import make_store
 
 n_train, n_test, units, steps, hidden, batch, epochs = (int(v) for v in os.environ["FIT"].split())
 device = os.environ["DEVICE"]

@@ -6,8 +6,7 @@ Names are imported lazily so that `import spikedata` stays fast and never compil
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spikedata.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -25,16 +24,16 @@ _EXPORTS = {
     "load_manifest": "spikedata.manifest",
     "read_events": "spikedata.io.events",
     "read_events_with_info": "spikedata.io.events",
-    "EventFileInfo": "spikedata.io.events",
-    "EventFileError": "spikedata.io.events",
+    "EventFileInfo": "spikedata.io.event_types",
+    "EventFileError": "spikedata.io.event_types",
     "bin_events": "spikedata.encoders.event_binning",
     "BinningOptions": "spikedata.encoders.event_binning",
-    "NMNIST_REFERENCE": "spikedata.encoders.event_binning",
+    "NMNIST_REFERENCE": "spikedata.datasets.nmnist",
     "read_audio": "spikedata.io.audio",
     "probe_audio": "spikedata.io.audio",
     "AudioError": "spikedata.io.audio",
     "bin_unit_events": "spikedata.encoders.event_binning",
-    "probe_heidelberg": "spikedata.datasets.heidelberg",
+    "probe_heidelberg": "spikedata.datasets.shared.heidelberg",
     "lyon_passive_ear": "spikedata.encoders.lyon",
     "bsa_encode": "spikedata.encoders.bsa",
     "bsa_kernel": "spikedata.encoders.bsa",
@@ -46,15 +45,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'spikedata' has no attribute {name!r}")
-    if module == f"spikedata.{name}":
-        return importlib.import_module(module)
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -30,3 +30,8 @@ class SpikedataError(PicklableError):
 class DatasetError(SpikedataError, ValueError):
     """Dataset files are missing, do not follow the expected layout or their manifest, or are inconsistent with
     each other; the message says which file and where."""
+
+
+class OptionError(SpikedataError, ValueError):
+    """An encoding option has a value it cannot take; the message names the option as a parameter in backticks
+    (`steps`), which the command line shows as its flag (`--steps`)."""

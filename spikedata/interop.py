@@ -27,7 +27,7 @@ def to_tonic(split: Split, i: int) -> np.ndarray:
     if len(shape) != 3:
         raise StoreError(f"split {split.name!r}: unit_shape {list(shape)} is not (channels, height, width); "
                          "only event / image stores map to tonic's (x, y, t, p)")  # fmt: skip
-    order = split._store.attrs.get("encoder", {}).get("params", {}).get("unit_order", "pyx")
+    order = split.store.attrs.get("encoder", {}).get("params", {}).get("unit_order", "pyx")
     times, units = split.events(i)
     units = np.asarray(units, dtype=np.int64)
     c, a, b = shape

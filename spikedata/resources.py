@@ -21,7 +21,10 @@ class ResourceError(SpikedataError, MemoryError):
 
 
 def format_bytes(n: float) -> str:
-    """`1.5 GB`-style size (decimal units)."""
+    """`1.5 GB`-style size (decimal units); sizes beyond what a float holds (a corrupt header's product of
+    dimensions) as a power of ten, never an OverflowError."""
+    if isinstance(n, int) and abs(n) >= 10**21:
+        return f"about 10^{len(str(abs(n))) - 1} bytes"
     for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
         if abs(n) < 1000 or unit == "PB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

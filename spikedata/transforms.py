@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from spikedata.errors import SpikedataError
-from spikedata.io.events import EVENT_DTYPE
+from spikedata.io.event_types import EVENT_DTYPE
 
 
 class EventsOutsideSensor(SpikedataError, ValueError):

@@ -7,15 +7,12 @@ import re
 
 import typer
 
+from hm2bp.kernels import BACKEND_HELP, BACKENDS
 from spikedata.cli.common import fail
 
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:K (the K-th GPU).")
 
-BACKEND = typer.Option(
-    "auto", "--backend",
-    help="Kernel set: auto (numba on CPU, triton on CUDA when Triton is installed, else torch), numba, triton or "
-         "torch (the plain reference, any device).",
-)
+BACKEND = typer.Option("auto", "--backend", help=f"Kernel set: {BACKEND_HELP}.")
 
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
 
@@ -43,7 +40,6 @@ def check_device(device: str) -> str:
 
 def check_backend(backend: str) -> str:
     """`backend` if it is a kernel set's name (the device pairing is checked when the network is built)."""
-    names = ("auto", "numba", "triton", "torch")
-    if backend not in names:
-        raise typer.BadParameter(f"--backend must be one of {', '.join(names)}; got {backend!r}")
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     return backend

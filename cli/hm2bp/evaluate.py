@@ -26,27 +26,19 @@ def evaluate_cmd(
     json_out: Path | None = typer.Option(None, "--json", help="Also write accuracy and confusion matrix as JSON."),
 ) -> None:
     """Evaluate a checkpoint: prints accuracy, per-class accuracy and the confusion matrix (text and PNG)."""
-    from hm2bp.checkpoint import load_checkpoint
-    from hm2bp.metrics import format_confusion, per_class_accuracy, plot_confusion
-    from hm2bp.trainer import check_compatible, evaluate, load_network_from_checkpoint
-    from spikedata.store import open_store
+    from hm2bp.train.evaluate import evaluate
+    from hm2bp.train.metrics import format_confusion, per_class_accuracy, plot_confusion
+    from hm2bp.train.run import start_eval
 
     device = check_device(device)
     backend = check_backend(backend)
     try:
-        ckpt = load_checkpoint(checkpoint)
-        st = open_store(store)
-        if split not in st.splits:
-            fail(f"{store}: no split {split!r}; the store has splits {st.splits}")
-        data = st[split]
-        if len(data) == 0:
-            fail(f"{store}: split {split!r} is empty (0 samples)")
-        net = load_network_from_checkpoint(ckpt, _device(device), checkpoint, backend)  # checks config and weights
-        check_compatible(net.config, data, int(ckpt["n_inputs"]), f"checkpoint {checkpoint}")
-        if ckpt["store"].get("fingerprint") != st.fingerprint:
+        run = start_eval(store, checkpoint, split, device, backend)
+        ckpt, data = run.checkpoint, run.split
+        if not run.same_store:
             warn(f"{store} is not the store {checkpoint} was trained on ({ckpt['store'].get('path')}; "
                  "fingerprints differ)")
-        res = evaluate(net, data, batch_size, _device(device), max_n)
+        res = evaluate(run.network, data, batch_size, run.device, max_n)
     except (PicklableError, ValueError, KeyError, OSError) as exc:
         fail(error_text(exc))
     classes = data.classes
@@ -72,8 +64,3 @@ def evaluate_cmd(
                                         "per_class_accuracy": [None if a != a else float(a) for a in acc],
                                         "confusion": cm.tolist(), "classes": list(classes)}, indent=1))
 
-
-def _device(device: str):
-    from hm2bp.loader import resolve_device
-
-    return resolve_device(device)

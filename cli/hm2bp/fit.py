@@ -1,6 +1,6 @@
 """`hm2bp fit STORE (--preset NAME | --config FILE)`: train a network on a spike store.
 
-Runs unchanged under `torchrun` (data-parallel, `hm2bp.distributed`, `docs/scaling.md`): rank 0 prints and writes
+Runs unchanged under `torchrun` (data-parallel, `hm2bp.train.distributed`, `docs/scaling.md`): rank 0 prints and writes
 the run directory, the other ranks print only errors.
 """
 
@@ -24,7 +24,7 @@ def _pct(acc: float | None) -> str:
     return "-" if acc is None else f"{100 * acc:.2f} %"
 
 
-class _RichProgress:
+class RichProgress:
     """Progress bar per epoch (fits 80 columns): `epoch k/N`, samples, samples/s, running loss and accuracy, time
     left; then one summary line per epoch. Epochs are shown counted from 1; metrics.jsonl counts them from 0."""
 
@@ -71,18 +71,6 @@ class _RichProgress:
             f"{record['seconds']:.1f} s, {record['samples_per_s']:.1f} samples/s")
 
 
-def _load_config(preset: str | None, config: Path | None):
-    from hm2bp.config import load_config
-    from hm2bp.presets import load_config_file, load_preset, preset_meta
-
-    if (preset is None) == (config is None):
-        raise typer.BadParameter("give exactly one of --preset NAME or --config FILE")
-    if preset is not None:
-        return load_config(load_preset(preset)), preset_meta(preset).get("inputs"), f"preset {preset!r}"
-    cfg, meta = load_config_file(config)
-    return cfg, meta.get("inputs"), f"config {config}"
-
-
 @hm2bp_app.command("fit")
 def fit(
     store: str = typer.Argument(..., help="Spike store: a directory written by `spikedata encode`, or an fsspec "
@@ -101,7 +89,7 @@ def fit(
                                          help="Train on a seeded, stratified subset of N train samples."),
     max_test: int | None = typer.Option(None, "--max-test", min=1, help="Test on only the first N test samples."),
     shuffle_buffer: int = typer.Option(
-        4096, "--shuffle-buffer", min=1,  # = hm2bp.loader.DEFAULT_BUFFER (not imported here: keeps --help fast)
+        4096, "--shuffle-buffer", min=1,  # = hm2bp.train.loader.DEFAULT_BUFFER (not imported here: keeps --help fast)
         help="Samples shuffled together (a split that fits gets a full permutation per epoch; memory ~ buffer).",
     ),
     train_split: str = typer.Option("train", "--train-split", help="Split to train on."),
@@ -122,7 +110,7 @@ def fit(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar (epoch summaries only)."),
     backend: str = BACKEND,
     device_data: float = typer.Option(
-        0.25, "--device-data", min=0.0, max=1.0,  # = hm2bp.device_data.DEFAULT_RESIDENT_FRACTION
+        0.25, "--device-data", min=0.0, max=1.0,  # = hm2bp.train.device_data.DEFAULT_RESIDENT_FRACTION
         help="On CUDA: share of the GPU's free memory the training events may take to stay on it (0: stream them).",
     ),
     report_every: int | None = typer.Option(
@@ -135,79 +123,68 @@ def fit(
     ),
 ) -> None:
     """Train a spiking network with HM2-BP; writes metrics.jsonl, learning_curve.png, last.pt and best.pt."""
-    from hm2bp.distributed import DistributedError, init_world, shutdown
-    from hm2bp.trainer import prepare_run
-    from spikedata.store import is_url, open_store
+    from hm2bp.train.distributed import DistributedError, init_world, shutdown
+    from hm2bp.train.run import run_fit, start_fit
 
     device = check_device(device)
     backend = check_backend(backend)
+    if (preset is None) == (config is None):
+        raise typer.BadParameter("give exactly one of --preset NAME or --config FILE")
     try:
         world, dev = init_world(device, dist_timeout)  # joins torchrun's process group when launched by it
     except DistributedError as exc:
         fail(str(exc))
-    main = world.is_main
 
     def fail_rank(message: str) -> None:  # with several ranks, say which one failed
         fail(f"rank {world.rank}: {message}" if world.is_distributed and not message.startswith("rank ") else message)
 
+    overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed))
+                 if v is not None}
     try:
-        cfg, expected_inputs, source = _load_config(preset, config)
-        overrides = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed))
-                     if v is not None}
-        if overrides:
-            cfg = cfg.replace_train(**overrides)
-        if augment is not None:
-            cfg = cfg.replace_augment(enabled=augment)
-        st = open_store(store)
-        name = store.rstrip("/").rsplit("/", 1)[-1] if is_url(store) else Path(store).resolve().name
-        run_dir = out or Path("runs") / f"{name.removesuffix('.zarr')}-{preset or config.stem}"
-        trainer = prepare_run(
-            st, cfg, run_dir, expected_inputs=expected_inputs, config_source=source, resume=resume,
+        run = start_fit(
+            store, preset=preset, config_file=config, overrides=overrides, augment=augment, out=out, resume=resume,
             overwrite=overwrite, device=str(dev), max_train=max_train, max_test=max_test, train_split=train_split,
-            shuffle_buffer=shuffle_buffer,
-            test_split=None if test_split.lower() == "none" else test_split,
+            shuffle_buffer=shuffle_buffer, test_split=None if test_split.lower() == "none" else test_split,
             valid_split=None if valid_split.lower() == "none" else valid_split, val_fraction=val_fraction,
             command=shlex.join(["hm2bp", *sys.argv[1:]]), world=world, backend=backend,
             resident_fraction=device_data, report_every=report_every,
         )
     except (PicklableError, KeyError, ValueError, OSError) as exc:  # every project error, and bad files
         fail_rank(error_text(exc))
-    t = trainer.train
+    trainer, t = run.trainer, run.trainer.train
     first = trainer.state.epoch + 1
-    ranks = f", {world.world_size} ranks ({world.backend}, global batch {trainer.loader.global_batch})" \
-        if world.is_distributed else ""
-    if main:
+    if world.is_main:
         note_validation(trainer)
-        echo(
-            f"{source}: {' -> '.join([str(trainer.train_split.n_units)] + [s.describe() for s in cfg.layers])}, "
-            f"T {cfg.steps}, {t.optimizer} lr {t.lr:g} ({t.lr_schedule}, batch scaling {t.lr_batch_scaling}), "
-            f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device} "
-            f"({trainer.net.backend} kernels), run dir {run_dir}"
-            + ranks + (f", resuming at epoch {first + 1}/{t.epochs}" if resume else ""))
-    if main and trainer.device.type == "cpu":
-        from hm2bp import conv, hm2bp_grad, lif, optim, spsp
-
-        spatial = any(trainer.net.layer(name).kind != "dense" for name in trainer.net.layer_names)
-        note_first_compilation(lif, spsp, hm2bp_grad, optim, *([conv] if spatial else []))
+        echo(run_header(run, resume))
+        note_first_compilation(*trainer.net.jit_modules())
     if first >= t.epochs:
-        if main:
+        if world.is_main:
             echo(f"nothing to do: {t.epochs} epochs already done")
         shutdown(world)
         return
     try:
-        trainer.fit(progress=_RichProgress(show=not quiet and console.is_terminal) if main else None)
+        run_fit(trainer, RichProgress(show=not quiet and console.is_terminal) if world.is_main else None)
     except (PicklableError, OSError) as exc:  # e.g. a store chunk found damaged at its first read
         fail_rank(error_text(exc))
     except KeyboardInterrupt:
-        say(f"interrupted; resume with --resume --out {run_dir}")
+        say(f"interrupted; resume with --resume --out {run.run_dir}")
         raise typer.Exit(130) from None
-    finally:
-        if trainer.run_lock is not None:  # the run directory is free again (rank 0 holds its lock)
-            trainer.run_lock.release()
     shutdown(world)
-    if not main:
-        return
-    echo(summary_line(trainer.state, t.epochs) + f"; run directory {run_dir}")
+    if world.is_main:
+        echo(summary_line(trainer.state, t.epochs) + f"; run directory {run.run_dir}")
+
+
+def run_header(run, resume: bool) -> str:
+    """One line: the network, the training settings, the data, the device and kernels, the run directory."""
+    trainer, cfg = run.trainer, run.config
+    t, world = trainer.train, trainer.world
+    ranks = f", {world.world_size} ranks ({world.backend}, global batch {trainer.loader.global_batch})" \
+        if world.is_distributed else ""
+    return (f"{run.source}: {' -> '.join([str(trainer.train_split.n_units)] + [s.describe() for s in cfg.layers])}, "
+            f"T {cfg.steps}, {t.optimizer} lr {t.lr:g} ({t.lr_schedule}, batch scaling {t.lr_batch_scaling}), "
+            f"batch {t.batch_size}, {trainer.loader.n} train samples, device {trainer.device} "
+            f"({trainer.net.backend} kernels), run dir {run.run_dir}"
+            + ranks + (f", resuming at epoch {trainer.state.epoch + 2}/{t.epochs}" if resume else ""))
 
 
 def note_validation(trainer) -> None:

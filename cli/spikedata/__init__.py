@@ -4,7 +4,7 @@ The commands are thin: parse options, call the library, print. Heavy imports hap
 `spikedata --help` stays fast.
 """
 
-from spikedata.cli import encode_events, encode_images, encode_speech, fetch, inspect, verify  # noqa: F401  (register)
+from spikedata.cli import encode, fetch, inspect, verify  # noqa: F401  (register)
 from spikedata.cli.app import app, encode_app
 from spikedata.cli.common import run_app
 

@@ -42,9 +42,11 @@ FLAGS = {
 _PARAM = re.compile(r"`([^`]+)`")
 
 
-def as_flags(message: str) -> str:
-    """`message` with every backticked library parameter of `FLAGS` replaced by its command-line flag."""
-    return _PARAM.sub(lambda m: FLAGS.get(m.group(1), m.group(0)), message)
+def as_flags(message: str, flags: dict[str, str] | None = None) -> str:
+    """`message` with every backticked library parameter of `FLAGS` (and of `flags`, a command's own) replaced by
+    its command-line flag."""
+    known = {**FLAGS, **(flags or {})}
+    return _PARAM.sub(lambda m: known.get(m.group(1), m.group(0)), message)
 
 
 def debug_option(
@@ -142,9 +144,3 @@ def run_app(app: typer.Typer, prog: str) -> None:
         console.print(f"[red]error:[/red] {escape(as_flags(text))}", highlight=False)
         raise SystemExit(1) from None
 
-
-# Options every `spikedata encode` command has (typer needs each in the command's own signature).
-OUT = typer.Option(..., "--out", help="Path of the spike store to write (a directory, e.g. mnist.zarr).")
-WORKERS = typer.Option(1, "--workers", min=1, help="Encoding processes (the store is the same for any number).")
-OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing store at --out.")
-QUIET = typer.Option(False, "--quiet", help="No progress bar.")

@@ -1,10 +1,11 @@
-"""Kernel sets: the operations a network's layers run, chosen once when the network is built.
+"""Kernel sets: the operations a network's layers run, chosen once when the network is built. This module is the one
+place a backend is chosen; nothing outside `hm2bp.kernels` names one.
 
 `make_kernels(backend, device)`:
-* `numba`: CPU tensors (the fast CPU path);
-* `triton`: CUDA tensors, fused Triton kernels and a synchronisation-free step (CPU tensors under
-  `TRITON_INTERPRET=1`, for tests);
-* `torch`: the plain torch reference, any device;
+* `numba`: CPU tensors (the fast CPU path, `hm2bp.kernels.numba`);
+* `triton`: CUDA tensors, fused Triton kernels and a synchronisation-free step (`hm2bp.kernels.triton`; CPU tensors
+  under `TRITON_INTERPRET=1`, for tests);
+* `torch`: the plain torch reference, any device (`hm2bp.kernels.torch`, binding `hm2bp.rules`);
 * `auto`: numba for CPU, triton for CUDA when Triton can be imported, otherwise torch.
 All three give the same spikes and the same gradients (to float rounding); `docs/trainer.md` says why.
 """
@@ -13,13 +14,22 @@ from __future__ import annotations
 
 import importlib.util
 
-import torch
+import numpy as np
+
+# `torch` itself is not bound here: the submodule `hm2bp.kernels.torch` takes that name in this package once loaded.
+from torch import Tensor
+from torch import device as Device
 
 from hm2bp.kernels.base import KernelSet, Trains
 
 BACKENDS = ("auto", "numba", "triton", "torch")
 
-__all__ = ["BACKENDS", "KernelSet", "Trains", "make_kernels", "resolve_backend", "triton_available"]
+#: What each choice of `BACKENDS` means (for command-line help).
+BACKEND_HELP = ("auto (numba on CPU, triton on CUDA when Triton is installed, else torch), numba, triton or torch (the "
+                "plain reference, any device)")
+
+__all__ = ["BACKENDS", "BACKEND_HELP", "KernelSet", "Trains", "cpu_working_set", "gather_events", "make_kernels",
+           "resolve_backend", "triton_available"]
 
 
 def triton_available() -> bool:
@@ -27,11 +37,11 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def resolve_backend(backend: str, device: torch.device | str) -> str:
+def resolve_backend(backend: str, device: Device | str) -> str:
     """The concrete backend `backend` means on `device` (ValueError for an unknown name or an impossible pair)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    dev = torch.device(device)
+    dev = Device(device)
     if backend == "auto":
         if dev.type == "cpu":
             return "numba"
@@ -43,18 +53,36 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
     return backend
 
 
-def make_kernels(backend: str, device: torch.device | str, threads: int | None = None) -> KernelSet:
-    """The kernel set `backend` (see `resolve_backend`) for tensors on `device`."""
+def make_kernels(backend: str, device: Device | str, threads: int | None = None) -> KernelSet:
+    """The kernel set `backend` (see `resolve_backend`) for tensors on `device`; `threads`: CPU threads of a set
+    that spreads a batch over them (default: the CPUs available to this process, at most 4)."""
     name = resolve_backend(backend, device)
-    dev = torch.device(device)
+    dev = Device(device)
     if name == "numba":
-        from hm2bp.kernels.numba_set import NumbaKernels
+        from hm2bp.kernels.numba.set import NumbaKernels
 
         return NumbaKernels(dev, threads)
     if name == "triton":
-        from hm2bp.kernels.triton_set import TritonKernels
+        from hm2bp.kernels.triton.set import TritonKernels
 
         return TritonKernels(dev)
-    from hm2bp.kernels.torch_set import TorchKernels
+    from hm2bp.kernels.torch import TorchKernels
 
     return TorchKernels(dev)
+
+
+def cpu_working_set(threads: int | None = None) -> tuple[int, int]:
+    """(threads, samples per chunk) of the CPU kernel set: how many samples' activations are alive at once, for a
+    memory check before a network is built (`threads` None: the default)."""
+    from hm2bp.kernels.numba.tuning import CHUNK_SIZE, default_threads
+
+    return (threads or default_threads()), CHUNK_SIZE
+
+
+def gather_events(indptr: np.ndarray, times: np.ndarray, units: np.ndarray, positions: np.ndarray,
+                  pin: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """The events of samples `positions` of a split's CSR as one contiguous CSR of host tensors (pinned when
+    `pin`): one compiled pass of the CPU kernels (`hm2bp.kernels.numba.csr.gather_events`), whatever set trains."""
+    from hm2bp.kernels.numba.csr import gather_events as gather
+
+    return gather(indptr, times, units, positions, pin)

@@ -13,7 +13,17 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from spikedata.datasets.event_folder import EventFolder, scan_folder
+from spikedata.datasets.shared.declaration import Dataset, EncodeRun
+from spikedata.datasets.shared.event_folder import EventFolder, scan_folder
+from spikedata.datasets.shared.options import (
+    BINNING,
+    CHUNK,
+    EVENT_CHECKS,
+    SEEDED_SPLIT,
+    SOURCE,
+    EventChecks,
+    SplitSelection,
+)
 from spikedata.errors import DatasetError
 from spikedata.manifest import load_manifest
 
@@ -33,3 +43,24 @@ def find_cifar10dvs(source: str | os.PathLike) -> EventFolder:
     options = () if kinds == {True} else (("layout", "dvs128"),)
     release = "aedat4" if kinds == {True} else "aedat2"
     return replace(folder, splits={"train": replace(split, read_options=options)}, notes={"release": release})
+
+
+def encode(dataset: Dataset, run: EncodeRun, source: Path, binning: dict, events: EventChecks,
+           splits: SplitSelection, chunk: int) -> Path:
+    """Bin the CIFAR10-DVS recordings under `source` on the manifest's 128 x 128 sensor."""
+    from spikedata.datasets.shared.event_encoding import encode_with_layout, note_unsplit
+
+    folder = find_cifar10dvs(source)
+    note_unsplit(run, "CIFAR10-DVS", splits)
+    return encode_with_layout(dataset, run, folder, binning, events, splits, chunk)
+
+
+DATASET = Dataset(
+    "cifar10dvs",
+    "CIFAR10-DVS (AEDAT 2.0 or 4.0); no published split (use --test-fraction, e.g. 0.1).",
+    encode,
+    options=(SOURCE, BINNING, EVENT_CHECKS, SEEDED_SPLIT, CHUNK),
+    manifest="cifar10dvs",
+    reader=find_cifar10dvs,
+    preset="cifar10dvs-mlp",
+)

@@ -26,7 +26,17 @@ import csv
 import os
 from pathlib import Path
 
-from spikedata.datasets.event_folder import EventFolder, EventSplit, natural_key
+from spikedata.datasets.shared.declaration import Dataset, EncodeRun, Option
+from spikedata.datasets.shared.event_folder import EventFolder, EventSplit, natural_key
+from spikedata.datasets.shared.options import (
+    BINNING,
+    CHUNK,
+    EVENT_CHECKS,
+    SOURCE,
+    SPLIT_SELECTION,
+    EventChecks,
+    SplitSelection,
+)
 from spikedata.errors import DatasetError
 from spikedata.manifest import load_manifest
 
@@ -103,3 +113,31 @@ def find_dvsgesture(source: str | os.PathLike, overlap: str = "keep") -> EventFo
         splits[split] = EventSplit(str(root), split, tuple(files), tuple(labels), tuple(segments))
     notes = {"overlapping_label_rows": n_overlaps, "overlap_policy": overlap, "clipped_rows": n_clipped}
     return EventFolder(root, classes, splits, notes=notes, split_info={"kind": "published"})
+
+
+def encode(dataset: Dataset, run: EncodeRun, source: Path, overlap: str, binning: dict, events: EventChecks,
+           splits: SplitSelection, chunk: int) -> Path:
+    """Bin the labelled segments of the DVS128 Gesture recordings under `source` (published split)."""
+    from spikedata.datasets.shared.event_encoding import encode_with_layout
+
+    folder = find_dvsgesture(source, overlap=overlap)
+    if folder.notes.get("overlapping_label_rows"):
+        run.report.note(f"{folder.notes['overlapping_label_rows']} label row(s) overlap the next row of their file "
+                        f"(`overlap` {overlap})")
+    return encode_with_layout(dataset, run, folder, binning, events, splits, chunk, published=True)
+
+
+DATASET = Dataset(
+    "dvsgesture",
+    "IBM DVS128 Gesture: one sample per labelled segment, published split.",
+    encode,
+    options=(
+        SOURCE,
+        Option("overlap", str, "keep", "Overlapping label rows: 'keep' (each row as given) or 'clip' (a row ends "
+               "where the next starts)."),
+        BINNING, EVENT_CHECKS, SPLIT_SELECTION, CHUNK,
+    ),
+    manifest="dvsgesture",
+    reader=find_dvsgesture,
+    preset="dvsgesture-mlp",
+)

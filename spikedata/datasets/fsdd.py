@@ -9,9 +9,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from spikedata.datasets.speech import SPLITS, Utterance
+from spikedata.datasets.shared.declaration import Dataset, EncodeRun
+from spikedata.datasets.shared.options import SOURCE, speech_front_end
+from spikedata.datasets.shared.speech import SPLITS, Utterance
 from spikedata.errors import DatasetError
+
+if TYPE_CHECKING:
+    from spikedata.encoders.speech import SpeechFrontEnd
 
 __all__ = ["FSDD_CLASSES", "TEST_TAKES", "scan_fsdd", "parse_fsdd_name"]
 
@@ -49,3 +55,22 @@ def scan_fsdd(source: str | os.PathLike) -> tuple[list[Utterance], list[int]]:
         for s, digit, speaker, _take, path in rows
     ]
     return utterances, [r[3] for r in rows]
+
+
+def encode(dataset: Dataset, run: EncodeRun, source: Path, front_end: SpeechFrontEnd) -> Path:
+    """Encode the FSDD recordings under `source` (takes 0-4 = test)."""
+    from spikedata.datasets.shared.speech import encode_speech
+
+    utterances, takes = scan_fsdd(source)
+    return encode_speech("fsdd", run, source, utterances, FSDD_CLASSES, front_end, {"take": [int(t) for t in takes]})
+
+
+DATASET = Dataset(
+    "fsdd",
+    "Encode the Free Spoken Digit Dataset (takes 0-4 = test) into a store; speaker and take kept per sample.",
+    encode,
+    options=(SOURCE.but(help="Directory holding the recordings."), speech_front_end()),
+    manifest="fsdd",
+    reader=scan_fsdd,
+    preset="fsdd-mlp",
+)

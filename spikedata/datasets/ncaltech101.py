@@ -12,11 +12,24 @@ the one the user gives.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from spikedata.datasets.event_folder import EventFolder, scan_folder
+from spikedata.datasets.shared.declaration import Dataset, EncodeRun
+from spikedata.datasets.shared.event_folder import EventFolder, scan_folder
+from spikedata.datasets.shared.options import (
+    BINNING,
+    CHUNK,
+    EVENT_CHECKS,
+    SEEDED_SPLIT,
+    SENSOR_SIZE,
+    SOURCE,
+    EventChecks,
+    SplitSelection,
+    parse_ints,
+)
 from spikedata.io.atis import OVERFLOW_Y, RECORD_BYTES
 
 
@@ -43,3 +56,34 @@ def scan_extent(folder: EventFolder) -> tuple[int, int]:
                 max_x = max(max_x, int(events[:, 0].max()))
                 max_y = max(max_y, int(events[:, 1].max()))
     return max_x + 1, max_y + 1
+
+
+def encode(dataset: Dataset, run: EncodeRun, source: Path, sensor_size: str | None, binning: dict,
+           events: EventChecks, splits: SplitSelection, chunk: int) -> Path:
+    """Bin the N-Caltech101 recordings under `source` on the given sensor (WIDTH,HEIGHT), else on the largest
+    extent of the files."""
+    from spikedata.datasets.shared.event_encoding import encode_with_layout, note_unsplit
+
+    folder = find_ncaltech101(source)
+    size = parse_ints(sensor_size, 2, "sensor_size")
+    observed = scan_extent(folder) if size is None else None
+    if size is None:
+        size = observed
+        run.report.say(f"sensor size from the data: {size[0]} x {size[1]}")
+    folder = replace(folder, notes={**folder.notes, "sensor_size_observed": observed and list(observed)})
+    note_unsplit(run, "N-Caltech101", splits)
+    return encode_with_layout(dataset, run, folder, binning, events, splits, chunk, sensor_size=size)
+
+
+DATASET = Dataset(
+    "ncaltech101",
+    "N-Caltech101 (ATIS .bin), sensor size from the data; no published split (use --test-fraction).",
+    encode,
+    options=(
+        SOURCE,
+        SENSOR_SIZE.but(help="WIDTH,HEIGHT (default: the largest extent of the files, scanned first)."),
+        BINNING, EVENT_CHECKS, SEEDED_SPLIT, CHUNK,
+    ),
+    manifest="ncaltech101",
+    reader=find_ncaltech101,
+)

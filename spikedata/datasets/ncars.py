@@ -10,7 +10,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from spikedata.datasets.event_folder import EventFolder, EventSplit, _files_under
+from spikedata.datasets.shared.declaration import Dataset, EncodeRun
+from spikedata.datasets.shared.event_folder import EventFolder, EventSplit, files_under
+from spikedata.datasets.shared.options import (
+    BINNING,
+    CHUNK,
+    EVENT_CHECKS,
+    SOURCE,
+    SPLIT_SELECTION,
+    EventChecks,
+    SplitSelection,
+)
 from spikedata.manifest import load_manifest
 
 
@@ -26,7 +36,7 @@ def find_ncars(source: str | os.PathLike) -> EventFolder:
             continue
         files, labels = [], []
         for label, name in enumerate(classes):
-            for f in _files_under(folder / name, (".dat",)) if (folder / name).is_dir() else []:
+            for f in files_under(folder / name, (".dat",)) if (folder / name).is_dir() else []:
                 files.append(f.relative_to(source).as_posix())
                 labels.append(label)
         if files:
@@ -35,3 +45,22 @@ def find_ncars(source: str | os.PathLike) -> EventFolder:
         raise FileNotFoundError(f"{source}: no N-CARS folders n-cars_train/ or n-cars_test/ with "
                                 f"{'/ and '.join(classes)}/ *.dat files")  # fmt: skip
     return EventFolder(source, classes, splits, split_info={"kind": "published"})
+
+
+def encode(dataset: Dataset, run: EncodeRun, source: Path, binning: dict, events: EventChecks,
+           splits: SplitSelection, chunk: int) -> Path:
+    """Bin the N-CARS recordings under `source` (published split) on the manifest's sensor."""
+    from spikedata.datasets.shared.event_encoding import encode_with_layout
+
+    return encode_with_layout(dataset, run, find_ncars(source), binning, events, splits, chunk, published=True)
+
+
+DATASET = Dataset(
+    "ncars",
+    "Prophesee N-CARS (.dat), published split.",
+    encode,
+    options=(SOURCE, BINNING, EVENT_CHECKS, SPLIT_SELECTION, CHUNK),
+    manifest="ncars",
+    reader=find_ncars,
+    preset="ncars-mlp",
+)

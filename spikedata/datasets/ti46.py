@@ -13,7 +13,7 @@ suffix. Any other copy can be described by a regular expression with named group
 (and optionally `take`), searched, ignoring case, in each file's path relative to the source, with `/` separators.
 
 Encoded with the paper's speech front end (:class:`spikedata.encoders.speech.SpeechFrontEnd`) by
-:func:`spikedata.datasets.speech.speech_jobs`; each sample keeps its speaker, session, token and path.
+:func:`spikedata.datasets.shared.speech.speech_jobs`; each sample keeps its speaker, session, token and path.
 """
 
 from __future__ import annotations
@@ -22,10 +22,15 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from spikedata.datasets.speech import SPLITS, Utterance
+from spikedata.datasets.shared.declaration import Dataset, EncodeRun, Option
+from spikedata.datasets.shared.options import SOURCE, speech_front_end
+from spikedata.datasets.shared.speech import SPLITS, Utterance
 from spikedata.errors import DatasetError
+
+if TYPE_CHECKING:
+    from spikedata.encoders.speech import SpeechFrontEnd
 
 __all__ = ["SUBSETS", "Ti46Copy", "expected_counts", "parse_take", "prompt_codes", "scan_ti46", "ti46_classes"]
 
@@ -132,7 +137,7 @@ def scan_ti46(source: str | os.PathLike, subset: str = "ti_alpha", pattern: str 
     directory, its parent or the subset directory itself. With `pattern`, a regular expression with named groups
     `label` (prompt code or class name), `speaker`, `split` and optionally `take` is searched in each file's path
     relative to `source`. Extras: `session` and `token` (from the take), `speaker` and `path` are added by
-    :func:`spikedata.datasets.speech.speech_jobs`. An unknown prompt code is an error naming the file.
+    :func:`spikedata.datasets.shared.speech.speech_jobs`. An unknown prompt code is an error naming the file.
     """
     root = Path(source)
     if not root.is_dir():
@@ -189,3 +194,34 @@ def scan_ti46(source: str | os.PathLike, subset: str = "ti_alpha", pattern: str 
     if all(take is not None for _, take in found):
         extras = {"session": [t[0] for _, t in found], "token": [t[1] for _, t in found]}
     return Ti46Copy([u for u, _ in found], ti46_classes(subset), extras, ignored, ignored_example)
+
+
+def encode(dataset: Dataset, run: EncodeRun, source: Path, subset: str, pattern: str | None,
+           front_end: SpeechFrontEnd) -> Path:
+    """Encode the recordings of TI46 `subset` under `source` (found by its layout or by `pattern`)."""
+    from spikedata.datasets.shared.speech import encode_speech
+
+    copy = scan_ti46(source, subset, pattern)
+    if copy.ignored:
+        run.report.note(f"{copy.ignored} audio files under {source} do not match and are ignored, e.g. "
+                        f"{copy.ignored_example}")
+    return encode_speech(f"ti46-{subset}", run, source, copy.utterances, copy.classes, front_end, copy.extras,
+                         expected_counts(subset))
+
+
+DATASET = Dataset(
+    "ti46",
+    "Encode TI46 (LDC93S9, obtained by the user; any of its layouts, see data_manifests/ti46.toml) into a store; "
+    "speaker, session, token and path kept per sample.",
+    encode,
+    options=(
+        SOURCE.but(help="Directory holding the recordings."),
+        Option("subset", str, "ti_alpha", "ti_alpha (26 letters) or ti20 (10 digits and 10 command words)."),
+        Option("pattern", str, None, "Regex with named groups label, speaker, split (and optionally take), searched "
+               "in each file's path relative to --source (instead of the TI46 layout)."),
+        speech_front_end(),
+    ),
+    manifest="ti46",
+    reader=scan_ti46,
+    preset="ti46-mlp",
+)

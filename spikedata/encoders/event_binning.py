@@ -21,8 +21,9 @@ Mapping of one event (t µs, x, y, p), in this order:
 6. several events of one unit in one step collapse to one spike; their number is reported (`n_collapsed`).
 
 The HM2-BP reference conversion of N-MNIST (``NMNIST_Converter('Train', 1, 600)`` followed by the C++ reader's
-+1 shift and ``t + 1 >= END_TIME`` cut, algorithm.md §2.2) is `NMNIST_REFERENCE`: stabilise, 34 x 34 box, step
-``ceil(t / 600) + 1`` kept when < 540, reference channel ``c`` (1-based) = unit + 1 with ``unit_order="pxy"``.
++1 shift and ``t + 1 >= END_TIME`` cut, algorithm.md §2.2) is `spikedata.datasets.nmnist.NMNIST_REFERENCE`:
+stabilise, 34 x 34 box, step ``ceil(t / 600) + 1`` kept when < 540, reference channel ``c`` (1-based) = unit + 1
+with ``unit_order="pxy"``.
 """
 
 from __future__ import annotations
@@ -111,15 +112,6 @@ class BinningOptions:
         """JSON-able parameters for the store's `encoder.params`."""
         d = asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-
-#: The HM2-BP reference's N-MNIST conversion (algorithm.md §2.2), reproduced exactly (channel order included).
-NMNIST_REFERENCE = BinningOptions(
-    sensor_size=(34, 34), dt_us=600, n_steps=540, t_start_us=0, rounding="ceil", time_shift=1, stabilize=True,
-    unit_order="pxy",
-)  # fmt: skip
-#: N-MNIST without the reference's quirks: floor((t) / 600), no shift, no stabilisation, polarity x height x width.
-NMNIST_PLAIN = BinningOptions(sensor_size=(34, 34), dt_us=600, n_steps=540)
 
 
 class BinnedEvents(NamedTuple):

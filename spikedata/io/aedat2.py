@@ -18,8 +18,9 @@ the addresses: any address above 16 bits means DAVIS. Coordinates are the addres
 additionally mirrors x (x' = width - 1 - x) when displaying, which this reader does not do.
 
 Checks (`spikedata.io.validate`): the version line must be exactly ``#!AER-DAT2.0`` (or 1.0), an all-zero payload
-is refused, coordinates must lie inside the sensor the chip name gives (else the caller's `sensor_size`), and time
-must be monotone within 1 ms after unwrapping.
+is refused, records none of which is a polarity event (e.g. a body of 0xFF bytes, which the DAVIS layout reads as
+IMU samples) are refused, coordinates must lie inside the sensor the chip name gives (else the caller's
+`sensor_size`), and time must be monotone within 1 ms after unwrapping.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import os
 
 import numpy as np
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, chip_sensor_size, skipped_info
+from spikedata.io.chips import chip_sensor_size
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
 from spikedata.io.validate import check_events, check_payload, check_sensor_size
 
 FORMAT = "aedat2"
@@ -130,6 +132,12 @@ def read_aedat2(
         counts = {"special": int(special.sum())}
         a = addr[polarity]
         x, y, p = (a >> 1) & 0x7F, (a >> 8) & 0x7F, 1 - (a & 1)
+    if n and not a.shape[0]:
+        # jAER writes polarity events in every recording it makes; a record stream without a single one is a
+        # damaged or filled body (e.g. all 0xFF), which would otherwise become an empty sample without a word
+        kinds = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        raise EventFileError(path, fmt, start, f"none of its {n} records is a polarity event ({kinds}; {chosen} "
+                             "layout): a damaged or filled body, not a recording")
     events = np.empty(a.shape[0], dtype=EVENT_DTYPE)
     events["t"] = t[polarity]
     events["x"] = x

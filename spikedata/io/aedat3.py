@@ -16,7 +16,8 @@ every other type are skipped and counted.
 
 Checks besides the framing: the first line must be exactly ``#!AER-DAT3.1``, every header line must be a ``#``
 line, ``#Format`` (when present) must be RAW, every packet's source must be declared by a ``#Source`` line, its
-eventValid <= eventNumber <= eventCapacity and eventTSOverflow >= 0; then the events go through
+eventValid <= eventNumber <= eventCapacity and eventTSOverflow >= 0, every valid polarity event's time stamp
+>= 0 (libcaer's are positive 32-bit µs); then the events go through
 `spikedata.io.validate` (coordinates inside the source's sensor, monotone time within 1 ms, no zero-filled runs).
 """
 
@@ -27,7 +28,8 @@ import re
 
 import numpy as np
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, chip_sensor_size, skipped_info
+from spikedata.io.chips import chip_sensor_size
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
 from spikedata.io.validate import check_events, check_magic, check_sensor_size
 
 FORMAT = "aedat3"
@@ -119,6 +121,12 @@ def read_aedat3(data: bytes, path: str | os.PathLike = "<bytes>",
             ev = np.frombuffer(data, dtype=POLARITY_EVENT, count=number, offset=body)
             valid = (ev["data"] & 1).astype(bool)
             skipped["invalid"] = skipped.get("invalid", 0) + int(number - valid.sum())
+            negative = np.flatnonzero(valid & (ev["t"] < 0))
+            if negative.size:  # libcaer's time stamps are positive 32-bit µs; a negative one is damage
+                k = int(negative[0])
+                raise EventFileError(path, FORMAT, body + 8 * k, f"polarity event {k} of the packet at byte {pos} "
+                                     f"has the negative time stamp {int(ev['t'][k])} µs (AEDAT 3.1 time stamps are "
+                                     "positive 32-bit µs)")
             d = ev["data"][valid]
             out = np.empty(d.shape[0], dtype=EVENT_DTYPE)
             out["t"] = ev["t"][valid].astype(np.int64) + (int(h["ts_overflow"]) << 31)

@@ -1,15 +1,14 @@
-"""DV AEDAT 4.0 files, decoded by the `aedat` package (Rust; LZ4 / zstd packets, flatbuffers).
+"""DV AEDAT 4.0 files (LZ4 / zstd packets of flatbuffers), decoded here in one pass into the event array
+(`spikedata.io.aedat4_packets`).
 
 Layout: ``#!AER-DAT4.0\\r\\n``, int32 header size, an `IOHeader` flatbuffer (file identifier ``IOHE``; fields
 compression (int32 enum), dataTablePosition (int64, -1 = none), infoNode (string: the stream description as
 XML)), then packets ``int32 stream id, int32 size, size bytes`` (each a compressed flatbuffer), then (written when
 the recording was closed) a data table at `dataTablePosition`.
 
-The decoder trusts its input: a damaged IOHeader makes it index outside the flatbuffer, a description that is not
-valid UTF-8 makes its XML parser slice strings inside a character, and both raise a Rust panic
-(`pyo3_runtime.PanicException`, a BaseException); a string that cannot become a Python str even aborts the process
-(SIGABRT, "panic in a destructor during cleanup"). So before the decoder sees a file, `check_structure` verifies
-everything the decoder would trust:
+Nothing is decoded before `check_structure` has verified the framing (the `aedat` package, which this module
+used before, trusted its input: a damaged IOHeader or a description that is not UTF-8 made it panic or abort the
+process):
 
 * the magic line exactly; the header size; the IOHeader flatbuffer: root offset, file identifier, vtable and every
   field inside the buffer, the compression code known, the infoNode string inside the buffer and NUL-terminated;
@@ -17,9 +16,10 @@ everything the decoder would trust:
   name and a ``typeIdentifier``; event streams with integer ``sizeX``/``sizeY`` that are a plausible sensor);
 * every packet: a declared stream id, a size inside the file (up to the data table), and its compression framing
   (LZ4 frame or zstd frame headers and block headers walked without decompressing) from which the largest size it
-  can decompress to follows; the sum is checked against the available memory before anything is decompressed.
+  can decompress to follows.
 
-Any exception of the decoder (panics included) becomes `EventFileError`. Decoded events then go through
+The packets are then decoded with every offset checked (a damaged packet is an `EventFileError` naming its byte
+offset), into an event array sized beforehand (its memory checked). Decoded events then go through
 `spikedata.io.validate` (coordinates inside the stream's sizeX x sizeY, monotone time within 1 ms, no repeated
 runs). Events of the lowest-numbered event stream are returned (as tonic does); IMU samples, triggers, frames and
 events of other event streams are skipped and counted.
@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
+from spikedata.io import aedat4_packets as P
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
 from spikedata.io.validate import check_events, check_magic, check_sensor_size
-from spikedata.resources import ResourceError, format_bytes, require_memory
+from spikedata.resources import ResourceError, require_memory
 
 FORMAT = "aedat4"
 MAGIC = b"#!AER-DAT4.0\r\n"
@@ -71,6 +70,10 @@ class Structure:
     streams: dict[int, Stream]
     data_table: int
     max_decompressed: int
+    #: (stream id, first byte, end) of every packet's compressed payload, in file order
+    packets: tuple[tuple[int, int, int], ...] = ()
+    #: the largest size one packet can decompress to
+    max_packet: int = 0
 
 
 # ---------------------------------------------------------------------------------------------- IOHeader
@@ -267,7 +270,8 @@ def check_structure(data: bytes, path: str | os.PathLike) -> Structure:
                              "header")
     end = n if table < 0 else min(table, n)
     pos = body
-    bound = 0
+    bound = biggest = 0
+    packets: list[tuple[int, int, int]] = []
     compression = COMPRESSION[code]
     while pos < end:
         if end - pos < 8:
@@ -281,77 +285,150 @@ def check_structure(data: bytes, path: str | os.PathLike) -> Structure:
             raise EventFileError(path, FORMAT, pos, f"packet of stream {stream_id}, which the header does not "
                                  f"declare (streams: {sorted(streams)})")
         if compression.startswith("lz4"):
-            bound += _lz4_bound(data, pos + 8, pos + 8 + size, path, pos)
+            one = _lz4_bound(data, pos + 8, pos + 8 + size, path, pos)
         elif compression.startswith("zstd"):
-            bound += _zstd_bound(data, pos + 8, pos + 8 + size, path, pos)
+            one = _zstd_bound(data, pos + 8, pos + 8 + size, path, pos)
         else:
-            bound += size
+            one = size
+        bound += one
+        biggest = max(biggest, one)
+        packets.append((stream_id, pos + 8, pos + 8 + size))
         pos += 8 + size
     if table >= n:
         raise EventFileError(
             path, FORMAT, n, f"truncated: the file ends before its data table (which the header puts at byte {table})"
         )
-    return Structure(compression, streams, table, bound)
+    return Structure(compression, streams, table, bound, tuple(packets), biggest)
 
 
 def read_aedat4(data: bytes, path: str | os.PathLike = "<bytes>",
                 sensor_size: tuple[int, int] | None = None) -> tuple[np.ndarray, EventFileInfo]:
     """Polarity events of an AEDAT 4.0 file's bytes (lowest event stream) and its info. The stream's sizeX x
     sizeY bounds the coordinates (`sensor_size` is accepted for a uniform reader interface and not needed)."""
-    import aedat
-
     structure = check_structure(data, path)
-    # Decoded packets and the events built from them live side by side: about twice the decompressed size.
-    try:
-        require_memory(2 * structure.max_decompressed, f"{path}: decoding its packets (up to "
-                       f"{format_bytes(structure.max_decompressed)} decompressed)")
-    except ResourceError as exc:
-        raise EventFileError(path, FORMAT, None, str(exc)) from None
-    p = Path(str(path))
-    if p.is_file() and p.stat().st_size == len(data):
-        return _decode(aedat, str(p), path, structure)
-    # the decoder reads only from a path: hand it the bytes through a temporary file
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp) / "events.aedat4"
-        tmp_path.write_bytes(data)
-        return _decode(aedat, str(tmp_path), path, structure)
-
-
-def _decode(aedat, file: str, path: str | os.PathLike, structure: Structure) -> tuple[np.ndarray, EventFileInfo]:
+    ids = np.array([p[0] for p in structure.packets], np.int64)
+    starts = np.array([p[1] for p in structure.packets], np.int64)
+    ends = np.array([p[2] for p in structure.packets], np.int64)
+    src = np.frombuffer(data, np.uint8)
+    scratch = np.empty(max(structure.max_packet, P.HEAD_BYTES), np.uint8)
     event_ids = sorted(i for i, s in structure.streams.items() if s.type_id == "EVTS")
     target = event_ids[0] if event_ids else None
-    chunks = []
-    skipped: dict[str, int] = {}
+    mine = ids == target
+    counts = np.zeros(len(ids), np.int64)
+    counts[~mine] = _counts(src, starts[~mine], ends[~mine], scratch, structure.compression, path)
+    upper = _zstd_upper(data, starts[mine], ends[mine]) if structure.compression.startswith("zstd") else None
+    if upper is None:
+        counts[mine] = _counts(src, starts[mine], ends[mine], scratch, structure.compression, path)
+    n = int(counts[mine].sum()) if upper is None else upper
     try:
-        decoder = aedat.Decoder(file)
-        streams = decoder.id_to_stream()
-        for packet in decoder:
-            for key, value in packet.items():
-                if key == "stream_id":
-                    continue
-                if key == "events" and packet["stream_id"] == target:
-                    chunks.append(value)
-                else:
-                    name = key if key != "events" else f"events_stream_{packet['stream_id']}"
-                    skipped[name] = skipped.get(name, 0) + (len(value) if key != "frame" else 1)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - pyo3 panics are BaseExceptions; all become the project's error
-        raise EventFileError(path, FORMAT, None, f"the aedat decoder failed: {type(exc).__name__}: {exc}") from exc
-    if sorted(streams) != sorted(structure.streams):
-        raise EventFileError(path, FORMAT, None, f"the decoder found streams {sorted(streams)}, the header declares "
-                             f"{sorted(structure.streams)}")
-    raw = np.concatenate(chunks) if chunks else None
-    n = 0 if raw is None else raw.shape[0]
+        require_memory(n * EVENT_DTYPE.itemsize + scratch.nbytes, f"{path}: {n} events")
+    except ResourceError as exc:
+        raise EventFileError(path, FORMAT, None, str(exc)) from None
     events = np.empty(n, dtype=EVENT_DTYPE)
-    if raw is not None:
-        events["t"] = raw["t"].astype(np.int64)
-        events["x"] = raw["x"]
-        events["y"] = raw["y"]
-        events["p"] = raw["on"]
+    got = _events(src, starts[mine], ends[mine], scratch, structure.compression, events, path)
+    if got != n and upper is None:
+        raise EventFileError(path, FORMAT, None, f"the event packets hold {got} events, their first bytes "
+                             f"declared {n} (damaged packets)")
+    n = got
+    events = events[:n] if 4 * n >= 3 * len(events) else events[:n].copy()
+    skipped: dict[str, int] = {}
+    for sid, stream in structure.streams.items():
+        if sid == target:
+            continue
+        kind = TYPE_IDS.get(stream.type_id, stream.type_id.lower())
+        if kind == "events":
+            kind = f"events_stream_{sid}"
+        total = int(np.count_nonzero(ids == sid)) if kind == "frame" else int(counts[ids == sid].sum())
+        if total:
+            skipped[kind] = total
     size = structure.streams[target].size if target is not None else None
     events, repairs = check_events(events, path, FORMAT, size)
     total, by_type = skipped_info(skipped)
-    header = {f"stream {i}": str(s.get("type")) for i, s in streams.items()}
-    info = EventFileInfo(str(path), FORMAT, n, size, total, by_type, None, None, header, repairs)
-    return events, info
+    header = {f"stream {i}": TYPE_IDS.get(s.type_id, s.type_id) for i, s in structure.streams.items()}
+    return events, EventFileInfo(str(path), FORMAT, n, size, total, by_type, None, None, header, repairs)
+
+
+def _fail(path, starts, packet: int, err: int):
+    raise EventFileError(path, FORMAT, int(starts[packet]) - 8, f"packet at byte {int(starts[packet]) - 8}: "
+                         f"{P.ERRORS.get(int(err), 'corrupt packet')}")
+
+
+def _zstd_packets(src, starts, ends, limit: int | None):
+    """Decompressed packets (zstd: one at a time, `limit` bytes each when given) as uint8 arrays."""
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    for a, b in zip(starts, ends, strict=True):
+        try:
+            if limit is None:
+                out = dctx.decompressobj().decompress(memoryview(src[a:b]))
+            else:
+                out = dctx.stream_reader(memoryview(src[a:b])).read(limit)
+        except zstandard.ZstdError as exc:
+            yield None, str(exc)
+            continue
+        yield np.frombuffer(out, np.uint8), None
+
+
+def _counts(src, starts, ends, scratch, compression: str, path) -> np.ndarray:
+    """Element count of every packet (from its first decompressed bytes)."""
+    if compression.startswith("lz4"):
+        counts, bad, err = P.count_lz4(src, starts, ends, scratch)
+        if bad >= 0:
+            _fail(path, starts, bad, err)
+        return counts
+    counts = np.zeros(len(starts), np.int64)
+    packets = _zstd_packets(src, starts, ends, P.HEAD_BYTES) if compression.startswith("zstd") else \
+        ((src[a:b], None) for a, b in zip(starts, ends, strict=True))
+    for k, (buf, problem) in enumerate(packets):
+        if problem is not None:
+            raise EventFileError(path, FORMAT, int(starts[k]) - 8, f"packet at byte {int(starts[k]) - 8}: {problem}")
+        first, c = P.element_vector(buf, len(buf))
+        if first < 0 and c:
+            _fail(path, starts, k, c)
+        counts[k] = c if first >= 0 else 0
+    return counts
+
+
+def _events(src, starts, ends, scratch, compression: str, events, path) -> int:
+    """Copy the events of every event packet into `events` (sized by `_counts` or `_zstd_upper`); how many."""
+    if compression.startswith("lz4"):
+        got, bad, err = P.decode_lz4(src, starts, ends, scratch, events)
+        if bad >= 0:
+            _fail(path, starts, bad, err)
+    else:
+        got = 0
+        packets = _zstd_packets(src, starts, ends, None) if compression.startswith("zstd") else \
+            ((src[a:b], None) for a, b in zip(starts, ends, strict=True))
+        for k, (buf, problem) in enumerate(packets):
+            if problem is not None:
+                raise EventFileError(path, FORMAT, int(starts[k]) - 8, f"packet at byte {int(starts[k]) - 8}: "
+                                     f"{problem}")
+            first, c = P.element_vector(buf, len(buf))
+            if first < 0:
+                if c:
+                    _fail(path, starts, k, c)
+                continue
+            err = P.copy_events(buf, len(buf), first, c, events, got)
+            if err:
+                _fail(path, starts, k, err)
+            got += c
+    return got
+
+
+def _zstd_upper(data, starts, ends) -> int | None:
+    """At most how many events the zstd packets hold, from the content size their frame headers state (16 bytes
+    an event; the flatbuffer's few bytes around them make it an upper bound by one or two events a packet), so
+    zstd packets are decompressed once; None when a frame states no size."""
+    import zstandard
+
+    total = 0
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        try:
+            size = zstandard.frame_content_size(data[a : min(b, a + 18)])
+        except zstandard.ZstdError:
+            return None
+        if size < 0:
+            return None
+        total += size // 16
+    return total

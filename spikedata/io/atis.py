@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
 from spikedata.io.validate import TIME_TOLERANCE_US, check_events, check_payload, check_sensor_size
 
 FORMAT = "atis40"

@@ -1,13 +1,17 @@
-"""Event-camera recordings -> one event type: a numpy structured array of (t µs, x, y, p).
+"""Event-camera recordings -> one event type: detect a file's format from its content and dispatch to its reader.
 
 `read_events(path)` detects the format from the file's content (never its name) and dispatches to one module per
-format:
+format (`READERS`):
 
 * ``atis40``  -- the 40-bit ATIS layout of N-MNIST / N-Caltech101 ``.bin`` files (`spikedata.io.atis`);
 * ``aedat2``  -- jAER AEDAT 2.0 (and its 16-bit predecessor 1.0) (`spikedata.io.aedat2`);
 * ``aedat3``  -- cAER AEDAT 3.1 packets (`spikedata.io.aedat3`);
-* ``aedat4``  -- DV AEDAT 4.0, decoded by the `aedat` package (`spikedata.io.aedat4`);
-* ``evt2``, ``evt3``, ``dat`` -- Prophesee EVT 2.0 / EVT 3.0 ``.raw`` and ``.dat`` files (`spikedata.io.prophesee`).
+* ``aedat4``  -- DV AEDAT 4.0, LZ4 / zstd packets decoded in one pass (`spikedata.io.aedat4`);
+* ``evt2``, ``evt3``, ``dat`` -- Prophesee EVT 2.0 / EVT 3.0 ``.raw`` and ``.dat`` files, Event2D or CD events
+  (`spikedata.io.prophesee`); ``evt21`` -- Prophesee EVT 2.1 ``.raw`` (`spikedata.io.evt21`);
+* ``hdf5``   -- HDF5 event files: Prophesee's ``/CD/events`` (ECF codec), DSEC's ``events/{x,y,p,t}``, evlib's
+  (`spikedata.io.hdf5_events`);
+* ``text``   -- plain text / CSV event lists (`spikedata.io.text_events`).
 
 Every reader returns events in file order with fields `t` (int64, µs), `x`, `y` (int16, pixels from 0) and `p`
 (int8, 1 = ON / brightness increase, 0 = OFF), plus an `EventFileInfo` (format, sensor size where the file states
@@ -15,22 +19,36 @@ it, records that were not polarity events and were skipped, repairs). A truncate
 foreign file raises `EventFileError`, whose message names the file, the format and the byte offset where reading
 failed. Every reader checks what it decoded with `spikedata.io.validate` (exact magic and version, coordinates
 inside the sensor, polarity 0/1, monotone time within 1 ms, no zero-filled runs) before returning it.
+
+The event type and the reader's error live below this module, in `spikedata.io.event_types`; a new format is a
+reader module built on them, one entry in `READERS` and its rule in `detect_format`.
 """
 
 from __future__ import annotations
 
+import importlib
+import mmap
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from spikedata.errors import SpikedataError
+from spikedata.io.event_types import EventFileError, EventFileInfo
 
-#: The one event type of `spikedata`: time in µs, pixel coordinates from 0, polarity 1 = ON, 0 = OFF.
-EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
-
-FORMATS = ("atis40", "aedat2", "aedat3", "aedat4", "evt2", "evt3", "dat")
+#: Format name -> (reader module, reader function `read(data, path, **options) -> (events, EventFileInfo)`).
+READERS = {
+    "atis40": ("spikedata.io.atis", "read_atis"),
+    "aedat2": ("spikedata.io.aedat2", "read_aedat2"),
+    "aedat3": ("spikedata.io.aedat3", "read_aedat3"),
+    "aedat4": ("spikedata.io.aedat4", "read_aedat4"),
+    "evt2": ("spikedata.io.prophesee", "read_evt2"),
+    "evt3": ("spikedata.io.prophesee", "read_evt3"),
+    "dat": ("spikedata.io.prophesee", "read_dat"),
+    "evt21": ("spikedata.io.evt21", "read_evt21"),
+    "hdf5": ("spikedata.io.hdf5_events", "read_hdf5_events"),
+    "text": ("spikedata.io.text_events", "read_text"),
+}
+FORMATS = tuple(READERS)
 
 #: The exact version lines of the AEDAT versions read here -> format name.
 AEDAT_VERSION_LINES = {
@@ -55,55 +73,6 @@ _FOREIGN_MAGIC = {
     b"\x28\xb5\x2f\xfd": "zstd",
     b"\x04\x22\x4d\x18": "LZ4 frame",
 }
-
-
-class EventFileError(SpikedataError, ValueError):
-    """An event file cannot be read: message names the file, the format tried and the byte offset."""
-
-    def __init__(self, path: str | os.PathLike, fmt: str, offset: int | None, message: str):
-        self.path = str(path)
-        self.format = fmt
-        self.offset = offset
-        where = f"byte offset {offset}" if offset is not None else "byte offset unknown"
-        super().__init__(f"{self.path}: {fmt}: {message} ({where})")
-
-
-@dataclass(frozen=True)
-class EventFileInfo:
-    """What a reader learnt about a file besides its events.
-
-    `sensor_size` is (width, height) in pixels where the file states it (AEDAT chip / source name or stream
-    size), else None. `skipped_records` counts records that are not polarity events (APS frame samples, IMU
-    samples, special/trigger events, invalid events, timestamp-overflow markers); `skipped_by_type` breaks it down.
-    """
-
-    path: str
-    format: str
-    n_events: int
-    sensor_size: tuple[int, int] | None = None
-    skipped_records: int = 0
-    skipped_by_type: dict[str, int] = field(default_factory=dict)
-    chip: str | None = None
-    address_layout: str | None = None
-    header: dict[str, str] = field(default_factory=dict)
-    repairs: dict[str, int] = field(default_factory=dict)
-
-
-def make_events(t, x, y, p) -> np.ndarray:
-    """Structured event array [n] (`EVENT_DTYPE`) from four equally long 1-d arrays."""
-    t = np.asarray(t)
-    out = np.empty(t.shape[0], dtype=EVENT_DTYPE)
-    out["t"] = t
-    out["x"] = x
-    out["y"] = y
-    out["p"] = p
-    return out
-
-
-def skipped_info(counts: dict[str, int]) -> tuple[int, dict[str, int]]:
-    """(total, non-zero counts) of skipped records by type."""
-    nonzero = {k: int(v) for k, v in counts.items() if v}
-    return sum(nonzero.values()), nonzero
 
 
 def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>") -> str:
@@ -133,9 +102,15 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
         if near is not None:
             raise EventFileError(path, "aedat", 0, f"damaged version line {head[:12]!r} (one or two bytes off "
                                  f"{near!r}); refusing to guess the format")
+        from spikedata.io.text_events import looks_like_text
+
+        if looks_like_text(data):
+            return "text"  # '# timestamp x y polarity' and numbers: a text event file (evlib writes these)
         if _text_line(data):
             return "aedat2"  # jAER files without a version line (AEDAT 1.0) start with '#' comment lines
         # else: an ATIS file whose first event has x = 35 (the byte '#'): binary, read below
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"  # an event layout or not: the HDF5 reader says which it found
     for magic, name in _FOREIGN_MAGIC.items():
         if head.startswith(magic):
             raise EventFileError(path, "unknown", 0, f"not an event file: the content looks like {name}")
@@ -144,10 +119,14 @@ def detect_format(data: bytes | memoryview, path: str | os.PathLike = "<bytes>")
 
         found = detect(data)
         if found is not None and found.startswith("unsupported:"):
-            raise EventFileError(path, "prophesee", 0, f"{found.split(':', 1)[1]} is not supported (EVT 2.0, EVT 3.0 "
-                                 "and DAT are)")  # fmt: skip
+            raise EventFileError(path, "prophesee", 0, f"{found.split(':', 1)[1]} is not supported (EVT 2.0, EVT 2.1, "
+                                 "EVT 3.0 and DAT are)")  # fmt: skip
         if found is not None:
             return found
+    from spikedata.io.text_events import looks_like_text
+
+    if looks_like_text(data):
+        return "text"
     return "atis40"
 
 
@@ -182,8 +161,23 @@ def read_events_with_info(
         raise EventFileError(path, "unknown", None, "is a directory, not an event file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such event file")
-    data = path.read_bytes()
-    return read_events_bytes(data, path, format=format, **options)
+    return read_events_bytes(file_bytes(path), path, format=format, **options)
+
+
+#: Files from this size on are mapped into memory instead of copied (`file_bytes`).
+MAP_FROM_BYTES = 1 << 20
+
+
+def file_bytes(path: Path) -> bytes | mmap.mmap:
+    """The bytes of an event file: small files read, large ones mapped read-only (pages populated up front), so a
+    reader decodes from the page cache without a copy of the file beside its event array. The map is released
+    with its last reference; readers return arrays of their own, never views of it."""
+    size = path.stat().st_size
+    if size < MAP_FROM_BYTES or os.name != "posix":
+        return path.read_bytes()
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                         prot=mmap.PROT_READ)
 
 
 def read_events_bytes(
@@ -192,27 +186,10 @@ def read_events_bytes(
     """As `read_events_with_info` for the bytes of a file already in memory (e.g. a zip member); `path` is
     only used in messages (and, for AEDAT 4, to hand the bytes to the `aedat` decoder)."""
     fmt = format or detect_format(data, path)
-    if fmt == "atis40":
-        from spikedata.io.atis import read_atis
-
-        return read_atis(data, path, **options)
-    if fmt == "aedat2":
-        from spikedata.io.aedat2 import read_aedat2
-
-        return read_aedat2(data, path, **options)
-    if fmt == "aedat3":
-        from spikedata.io.aedat3 import read_aedat3
-
-        return read_aedat3(data, path, **options)
-    if fmt == "aedat4":
-        from spikedata.io.aedat4 import read_aedat4
-
-        return read_aedat4(data, path, **options)
-    if fmt in ("evt2", "evt3", "dat"):
-        from spikedata.io import prophesee
-
-        return getattr(prophesee, f"read_{fmt}")(data, path, **options)
-    raise ValueError(f"unknown event format {fmt!r}; known: {', '.join(FORMATS)}")
+    if fmt not in READERS:
+        raise ValueError(f"unknown event format {fmt!r}; known: {', '.join(FORMATS)}")
+    module, function = READERS[fmt]
+    return getattr(importlib.import_module(module), function)(data, path, **options)
 
 
 def read_events(path: str | os.PathLike, format: str | None = None, **options) -> np.ndarray:
@@ -222,30 +199,3 @@ def read_events(path: str | os.PathLike, format: str | None = None, **options) -
     Use `read_events_with_info` for the sensor size and the count of skipped non-polarity records.
     """
     return read_events_with_info(path, format=format, **options)[0]
-
-
-# Sensor size (width, height) of the chips that AEDAT headers name, matched on the lower-cased chip / source name.
-_CHIP_SIZES = (
-    ("dvxplorer", (640, 480)),
-    ("davis640", (640, 480)),
-    ("rgbw640", (640, 480)),
-    ("davis346", (346, 260)),
-    ("davis240", (240, 180)),
-    ("dvs240", (240, 180)),
-    ("davis208", (208, 192)),
-    ("davis128", (128, 128)),
-    ("dvs128", (128, 128)),
-    ("tmpdiff128", (128, 128)),
-    ("edvs", (128, 128)),
-)
-
-
-def chip_sensor_size(chip: str | None) -> tuple[int, int] | None:
-    """(width, height) of a DVS / DAVIS chip from its class or source name (e.g. 'Davis346red'), else None."""
-    if not chip:
-        return None
-    name = chip.lower().replace("_", "").replace("-", "")
-    for key, size in _CHIP_SIZES:
-        if key in name:
-            return size
-    return None

@@ -54,6 +54,14 @@ class IdxHeader:
     header_bytes: int
 
     @property
+    def shape_text(self) -> str:
+        """The shape for messages: a corrupt header's hundreds of dimensions abbreviated."""
+        dims = list(self.shape)
+        if len(dims) <= 6:
+            return str(dims)
+        return f"[{', '.join(map(str, dims[:4]))}, ... ({len(dims)} dimensions)]"
+
+    @property
     def data_bytes(self) -> int:
         return math.prod(self.shape) * self.dtype.itemsize  # Python ints: no overflow for any header
 
@@ -76,13 +84,13 @@ def read_idx_bytes(path: str | os.PathLike) -> bytes:
 
 def _check_size(header: IdxHeader, path: Path, limit: int | None, what: str) -> None:
     if any(d == 0 for d in header.shape):
-        raise IdxError(f"{path}: header declares shape {list(header.shape)}: no data")
+        raise IdxError(f"{path}: header declares shape {header.shape_text}: no data")
     if limit is not None and header.data_bytes > limit:
-        raise IdxError(f"{path}: header declares shape {list(header.shape)} ({format_bytes(header.data_bytes)}), "
+        raise IdxError(f"{path}: header declares shape {header.shape_text} ({format_bytes(header.data_bytes)}), "
                        f"but {what}")
     try:
         require_memory(header.header_bytes + 2 * header.data_bytes,
-                       f"{path}: shape {list(header.shape)} ({format_bytes(header.data_bytes)} of data)")
+                       f"{path}: shape {header.shape_text} ({format_bytes(header.data_bytes)} of data)")
     except ResourceError as exc:
         raise IdxError(str(exc)) from None
 
@@ -91,13 +99,13 @@ def _check_body(header: IdxHeader, body: int, path: Path | str) -> None:
     """The `body` bytes after the header hold exactly the declared array."""
     if body < header.data_bytes:
         raise IdxError(
-            f"{path}: truncated: header declares shape {list(header.shape)} ({header.data_bytes} data bytes) "
+            f"{path}: truncated: header declares shape {header.shape_text} ({header.data_bytes} data bytes) "
             f"but only {body} bytes follow the header"
         )
     if body > header.data_bytes:
         raise IdxError(
             f"{path}: {body - header.data_bytes} unexpected bytes after the {header.data_bytes} data bytes of "
-            f"shape {list(header.shape)}"
+            f"shape {header.shape_text}"
         )
 
 
@@ -150,7 +158,7 @@ def _read_gzip(f, path: Path, compressed: int) -> bytes:
                     limit = dims
             if header is not None and len(out) > limit:
                 raise IdxError(f"{path}: more data than the {header.data_bytes} bytes of shape "
-                               f"{list(header.shape)} (unexpected bytes after the data)")
+                               f"{header.shape_text} (unexpected bytes after the data)")
     except zlib.error as exc:
         raise IdxError(f"{path}: corrupt or truncated gzip stream ({exc})") from exc
     if not d.eof:

@@ -33,9 +33,9 @@ encoder sends the next TIME_HIGH before it does, so the time base is never advan
 (Metavision's rule). Events before the first TIME_HIGH have no time and are skipped (and counted), as
 Metavision does. A word of a type the format does not define is an error.
 
-DAT (``% Version 2``): after the header one byte event type (0 = 2-D events) and one byte event size (8), then
-8-byte events: uint32 time (µs; its 32-bit wrap is unwrapped) and uint32 with x in bits 13-0, y in bits 27-14,
-polarity in bit 28.
+DAT (``% Version 2``): after the header one byte event type (0 = Event2D, 12 = EventCD) and one byte event size
+(8), then 8-byte events: uint32 time (µs; its 32-bit wrap is unwrapped) and uint32 with x in bits 13-0, y in bits
+27-14, polarity in bits 31-28 (0 or 1; anything else is refused by the event check).
 
 Every reader then checks what it decoded with the readers' shared rules (`spikedata.io.validate.check_events`,
 one numba pass): polarity 0 / 1, coordinates inside the header's geometry (else the caller's sensor size), no
@@ -52,10 +52,13 @@ import re
 import numba
 import numpy as np
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError, EventFileInfo, skipped_info
 from spikedata.io.validate import check_events, check_sensor_size
 
 FORMATS = ("evt2", "evt3", "dat")
+#: DAT event types read: 0 = Event2D (ATIS / Gen1 recordings, N-CARS), 12 = EventCD (Metavision's CD events); both
+#: 8 bytes, the same layout.
+DAT_EVENT_TYPES = {0: "Event2D", 12: "EventCD"}
 #: A decoded event may lie at most this far (µs) before the latest earlier event; real recordings step back by a
 #: few µs (EVT 3 TIME_LOW jitter), a mis-decoded or foreign file by much more.
 TIME_TOLERANCE_US = 1000
@@ -106,14 +109,14 @@ def parse_header(data: bytes | memoryview) -> tuple[int, list[tuple[str, str]]] 
 
 
 def header_format(entries: list[tuple[str, str]]) -> str | None:
-    """'evt2', 'evt3', 'dat', 'unsupported:<what>' or None (not a Prophesee header) from the header entries."""
+    """'evt2', 'evt21', 'evt3', 'dat', 'unsupported:<what>' or None (not a Prophesee header) from the header entries."""
     table = {k.lower(): v for k, v in entries}
     if "evt" in table:
         version = table["evt"].strip()
-        return {"2.0": "evt2", "3.0": "evt3"}.get(version, f"unsupported:EVT {version}")
+        return {"2.0": "evt2", "2.1": "evt21", "3.0": "evt3"}.get(version, f"unsupported:EVT {version}")
     if "format" in table:
         name = table["format"].split(";")[0].strip().upper()
-        return {"EVT2": "evt2", "EVT3": "evt3"}.get(name, f"unsupported:format {name}")
+        return {"EVT2": "evt2", "EVT21": "evt21", "EVT3": "evt3"}.get(name, f"unsupported:format {name}")
     for key, value in entries:
         if key.lower() == "data" and value.lower().startswith("file containing"):
             return "dat"
@@ -160,7 +163,7 @@ _EVT2_TYPES = (0x0, 0x1, 0x8, 0xA, 0xE, 0xF)
 
 
 @numba.njit(cache=True)
-def _first_of_type(words, shift, typ):  # pragma: no cover - numba
+def first_of_type(words, shift, typ):  # pragma: no cover - numba
     for i in range(words.shape[0]):
         if (words[i] >> shift) == typ:
             return i
@@ -280,14 +283,23 @@ def _evt3_decode(words, out):  # pragma: no cover - numba
     return n
 
 
+@numba.njit(cache=True, inline="always")
+def time_high_34(high, base, loops, have_time):  # pragma: no cover - numba
+    """EVT 2.0 / 2.1 TIME_HIGH: the new time base (µs) from its 28 bits and the loop count of the 34-bit time; a
+    TIME_HIGH that falls back by nearly the whole range starts the next loop (Metavision's rule)."""
+    max_base = ((np.int64(1) << 28) - 1) << 6
+    loop = np.int64(1) << 34
+    new_base = (high << 6) + loops * loop
+    if have_time and base > new_base and base - new_base >= max_base - (np.int64(10) << 6):
+        return new_base + loop, loops + 1
+    return new_base, loops
+
+
 @numba.njit(cache=True)
 def _evt2_decode(words, out):  # pragma: no cover - numba
     """One pass into the `EVENT_DTYPE` records `out`, one slot per word: (events, first word of an undefined type
     or -1, skipped [ext_trigger, others, continued, before_first_time_high])."""
     skipped = np.zeros(4, np.int64)
-    max_base = ((np.int64(1) << 28) - 1) << 6
-    loop = np.int64(1) << 34
-    threshold = np.int64(10) << 6
     n = 0
     base = np.int64(0)
     loops = np.int64(0)
@@ -305,11 +317,7 @@ def _evt2_decode(words, out):  # pragma: no cover - numba
             out[n].p = typ
             n += 1
         elif typ == 0x8:
-            new_base = ((w & 0xFFFFFFF) << 6) + loops * loop
-            if have_time and base > new_base and base - new_base >= max_base - threshold:
-                new_base += loop
-                loops += 1
-            base = new_base
+            base, loops = time_high_34(w & 0xFFFFFFF, base, loops, have_time)
             have_time = True
         elif typ == 0xA:
             skipped[0] += 1
@@ -335,22 +343,22 @@ def _dat_decode(ts, data, out):  # pragma: no cover - numba
         out[i].t = t + wrap
         out[i].x = d & 0x3FFF
         out[i].y = (d >> 14) & 0x3FFF
-        out[i].p = (d >> 28) & 1
+        out[i].p = (d >> 28) & 0xF
 
 
-def _header_or_fail(data: bytes, path, fmt: str) -> tuple[int, list[tuple[str, str]]]:
+def header_or_fail(data: bytes, path, fmt: str) -> tuple[int, list[tuple[str, str]]]:
     parsed = parse_header(data)
     if parsed is None:
         raise EventFileError(path, fmt, 0, "no '%' text header")
     return parsed
 
 
-def _info(path, fmt, n, size, skipped: dict[str, int], entries, repairs: dict[str, int]) -> EventFileInfo:
+def make_info(path, fmt, n, size, skipped: dict[str, int], entries, repairs: dict[str, int]) -> EventFileInfo:
     total, by_type = skipped_info(skipped)
     return EventFileInfo(str(path), fmt, int(n), size, total, by_type, None, None, dict(entries), repairs=repairs)
 
 
-def _words_or_fail(data: bytes, start: int, itemsize: int, dtype: str, path, fmt: str) -> np.ndarray:
+def words_or_fail(data: bytes, start: int, itemsize: int, dtype: str, path, fmt: str) -> np.ndarray:
     body = len(data) - start
     if body % itemsize:
         end = start + (body // itemsize) * itemsize
@@ -359,7 +367,7 @@ def _words_or_fail(data: bytes, start: int, itemsize: int, dtype: str, path, fmt
     return np.frombuffer(data, dtype=dtype, offset=start, count=body // itemsize)
 
 
-def _check_types(words, hist, defined, shift, start, itemsize, path, fmt) -> None:
+def check_word_types(words, hist, defined, shift, start, itemsize, path, fmt) -> None:
     unknown = [t for t in range(16) if hist[t] and t not in defined]
     if unknown:
         i = int(np.flatnonzero(np.isin(words >> shift, unknown))[0])
@@ -368,7 +376,7 @@ def _check_types(words, hist, defined, shift, start, itemsize, path, fmt) -> Non
                              f"not {fmt}")  # fmt: skip
 
 
-def _bound(entries: list[tuple[str, str]], sensor_size, path, fmt: str) -> tuple[int, int] | None:
+def sensor_bound(entries: list[tuple[str, str]], sensor_size, path, fmt: str) -> tuple[int, int] | None:
     """The sensor the coordinates must fit: the header's geometry, else the caller's `sensor_size` (as the other
     readers do: a file's own statement wins)."""
     stated = header_sensor_size(entries)
@@ -384,19 +392,19 @@ def read_evt3(
     """Events of an EVT 3.0 ``.raw`` file's bytes and its info; `sensor_size` bounds x, y when the header states no
     geometry."""
     fmt = "evt3"
-    start, entries = _header_or_fail(data, path, fmt)
-    size = _bound(entries, sensor_size, path, fmt)
-    words = _words_or_fail(data, start, 2, "<u2", path, fmt)
-    first = _first_of_type(words, 12, 0x8)
+    start, entries = header_or_fail(data, path, fmt)
+    size = sensor_bound(entries, sensor_size, path, fmt)
+    words = words_or_fail(data, start, 2, "<u2", path, fmt)
+    first = first_of_type(words, 12, 0x8)
     n, before, hist = _evt3_histogram(words, _POPCOUNT12, first)
-    _check_types(words, hist, _EVT3_TYPES, 12, start, 2, path, fmt)
+    check_word_types(words, hist, _EVT3_TYPES, 12, start, 2, path, fmt)
     events = np.empty(int(n), dtype=EVENT_DTYPE)
     _evt3_decode(words, events)
     events, repairs = check_events(events, path, fmt, size, tolerance_us=time_tolerance_us,
                                    offsets=lambda k: start + 2 * int(_evt3_word_of_event(words, _POPCOUNT12, first, k)))
     skipped = {"ext_trigger": hist[0xA], "others": hist[0xE], "continued": hist[0x7],
                "before_first_time_high": before}  # fmt: skip
-    return events, _info(path, fmt, n, size, skipped, entries, repairs)
+    return events, make_info(path, fmt, n, size, skipped, entries, repairs)
 
 
 def read_evt2(
@@ -406,24 +414,24 @@ def read_evt2(
     """Events of an EVT 2.0 ``.raw`` file's bytes and its info; `sensor_size` bounds x, y when the header states no
     geometry."""
     fmt = "evt2"
-    start, entries = _header_or_fail(data, path, fmt)
-    size = _bound(entries, sensor_size, path, fmt)
-    words = _words_or_fail(data, start, 4, "<u4", path, fmt)
+    start, entries = header_or_fail(data, path, fmt)
+    size = sensor_bound(entries, sensor_size, path, fmt)
+    words = words_or_fail(data, start, 4, "<u4", path, fmt)
     # Nearly every EVT 2.0 word is an event: decode in one pass into one slot per word, then keep the first n.
     events = np.empty(words.shape[0], dtype=EVENT_DTYPE)
     n, unknown, counts = _evt2_decode(words, events)
     if unknown >= 0:
-        _check_types(words[: unknown + 1], np.bincount(words[: unknown + 1] >> 28, minlength=16), _EVT2_TYPES, 28,
+        check_word_types(words[: unknown + 1], np.bincount(words[: unknown + 1] >> 28, minlength=16), _EVT2_TYPES, 28,
                      start, 4, path, fmt)  # fmt: skip
     # a view, not `resize` (which reallocates and copies the whole array); copied only when the non-event words
     # would leave a quarter or more of the buffer unused
     events = events[: int(n)] if 4 * int(n) >= 3 * words.shape[0] else events[: int(n)].copy()
-    first = _first_of_type(words, 28, 0x8)
+    first = first_of_type(words, 28, 0x8)
     events, repairs = check_events(events, path, fmt, size, tolerance_us=time_tolerance_us,
                                    offsets=lambda k: start + 4 * int(_evt2_word_of_event(words, first, k)))
     skipped = dict(zip(("ext_trigger", "others", "continued", "before_first_time_high"), counts.tolist(),
                        strict=True))  # fmt: skip
-    return events, _info(path, fmt, n, size, skipped, entries, repairs)
+    return events, make_info(path, fmt, n, size, skipped, entries, repairs)
 
 
 def read_dat(
@@ -433,7 +441,7 @@ def read_dat(
     """Events of a Prophesee ``.dat`` file's bytes (2-D events, Version 2) and its info; `sensor_size` bounds x, y
     when the header states no geometry."""
     fmt = "dat"
-    start, entries = _header_or_fail(data, path, fmt)
+    start, entries = header_or_fail(data, path, fmt)
     table = {k.lower(): v for k, v in entries}
     version = table.get("version", "").strip()
     if version and version != "2":
@@ -444,17 +452,18 @@ def read_dat(
     if len(data) - start < 2:
         raise EventFileError(path, fmt, start, "truncated: no event type / size bytes after the header")
     ev_type, ev_size = data[start], data[start + 1]
-    if ev_type != 0 or ev_size != 8:
-        raise EventFileError(path, fmt, start, f"event type {ev_type} of size {ev_size}: only 2-D events (type 0, "
-                             "8 bytes) are supported")  # fmt: skip
+    if ev_type not in DAT_EVENT_TYPES or ev_size != 8:
+        raise EventFileError(path, fmt, start, f"event type {ev_type} of size {ev_size}: only 2-D / CD events (type 0 "
+                             "or 12, 8 bytes) are supported")  # fmt: skip
     body = start + 2
-    words = _words_or_fail(data, body, 4, "<u4", path, fmt)
+    words = words_or_fail(data, body, 4, "<u4", path, fmt)
     if len(words) % 2:
         raise EventFileError(path, fmt, len(data) - 4, "truncated: the last 4 bytes do not form an 8-byte event")
     pairs = words.reshape(-1, 2)
-    size = _bound(entries, sensor_size, path, fmt)
+    size = sensor_bound(entries, sensor_size, path, fmt)
     events = np.empty(pairs.shape[0], dtype=EVENT_DTYPE)
     _dat_decode(pairs[:, 0], pairs[:, 1], events)
     events, repairs = check_events(events, path, fmt, size, tolerance_us=time_tolerance_us,
                                    offsets=lambda k: body + 8 * int(k))
-    return events, _info(path, fmt, len(events), size, {}, entries, repairs)
+    entries = [*entries, ("event_type", f"{ev_type} ({DAT_EVENT_TYPES[ev_type]})")]
+    return events, make_info(path, fmt, len(events), size, {}, entries, repairs)

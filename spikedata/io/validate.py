@@ -41,7 +41,7 @@ import os
 import numba
 import numpy as np
 
-from spikedata.io.events import EventFileError
+from spikedata.io.event_types import EventFileError
 
 #: Largest backward time step (µs) that is repaired (by a stable sort on t) instead of refused.
 TIME_TOLERANCE_US = 1000
@@ -106,9 +106,9 @@ def check_events(
     if n == 0:
         return events, repairs
     w, h = sensor_size if sensor_size is not None else (-1, -1)
-    if _clean(events, int(w), int(h), max_repeats):
+    if events_look_clean(events, int(w), int(h), max_repeats):
         return events, repairs
-    bad_p, outside, n_outside, run_start, run_len, worst, worst_step, any_back = _scan(events, int(w), int(h))
+    bad_p, outside, n_outside, run_start, run_len, worst, worst_step, any_back = scan_events(events, int(w), int(h))
     if bad_p >= 0:
         i = bad_p
         raise EventFileError(path, fmt, _where(offsets, i), f"event {i}: polarity {int(events['p'][i])} (must be 0 "
@@ -137,10 +137,11 @@ def check_events(
 
 
 @numba.njit(cache=True, nogil=True)
-def _clean(ev, w, h, max_repeats):  # pragma: no cover - numba
-    # The common case in one branch-free pass (about twice as fast as `_scan`): polarities 0/1, coordinates inside
-    # the sensor, time never steps back, and fewer than `max_repeats` identical neighbours in all (so no run can be
-    # longer). Anything else goes to `_scan`, which finds where.
+def events_look_clean(ev, w, h, max_repeats):  # pragma: no cover - numba
+    """True when events [n] (`EVENT_DTYPE`) are plainly fine: polarities 0/1, coordinates inside the sensor
+    (w, h px; w < 0: only x, y >= 0), time never steps back, and fewer than `max_repeats` identical neighbours in
+    all (so no run can be longer). False sends them to `scan_events`, which finds what is wrong and where."""
+    # The common case in one branch-free pass, about twice as fast as `scan_events`.
     n = ev.shape[0]
     x_lo, y_lo, x_hi, y_hi = np.int64(0), np.int64(0), np.int64(-1), np.int64(-1)
     bad_p = np.int64(0)
@@ -163,10 +164,12 @@ def _clean(ev, w, h, max_repeats):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(ev, w, h):  # pragma: no cover - numba
-    # One pass over the `EVENT_DTYPE` records: first bad polarity, first event outside the sensor (and how many),
-    # the longest run of identical consecutive events (start, length), the largest backward time step (event,
-    # size), any step back. Records rather than four strided field views: about 20 % faster.
+def scan_events(ev, w, h):  # pragma: no cover - numba
+    """Every defect `check_events` reports, in one pass over events [n] (`EVENT_DTYPE`): (first bad polarity,
+    first event outside the sensor w x h px, how many are outside, start and length of the longest run of identical
+    consecutive events, event and size (µs) of the largest backward time step, whether time ever steps back);
+    -1 where there is none."""
+    # Records rather than four strided field views: about 20 % faster.
     n = ev.shape[0]
     bad_p = -1
     outside = -1

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from spikedata import open_store
 from spikedata.cli import app as spikedata_app
 from spikedata.encoders.event_binning import BinningOptions, bin_events
-from spikedata.io.events import make_events
-from tests.spikedata.test_events_io import _aedat2, _aedat31, _polarity_packet
+from spikedata.io.event_types import make_events
+from tests.writers import aedat2_bytes, aedat31_bytes, polarity_packet
 
 runner = CliRunner()
 
@@ -51,8 +51,8 @@ def _recording(seed: int, t_end: int):
     t = np.arange(0, t_end, 50)
     x, y, p = rng.integers(0, 128, len(t)), rng.integers(0, 128, len(t)), rng.integers(0, 2, len(t))
     rows = [(int(a), int(b), int(c), int(d), 1) for a, b, c, d in zip(x, y, p, t, strict=True)]
-    packets = [_polarity_packet(rows[k : k + 500]) for k in range(0, len(rows), 500)]
-    return _aedat31(packets), make_events(t, x, y, p)
+    packets = [polarity_packet(rows[k : k + 500]) for k in range(0, len(rows), 500)]
+    return aedat31_bytes(packets), make_events(t, x, y, p)
 
 
 @pytest.fixture()
@@ -225,7 +225,7 @@ def test_cifar10dvs_aedat2_tree(tmp_path):
             recs = [_dvs128_record(int(rng.integers(128)), int(rng.integers(128)), int(rng.integers(2)), t0 + 37 * i)
                     for i in range(200)]  # fmt: skip
             (src / c).mkdir(parents=True, exist_ok=True)
-            (src / c / f"cifar10_{c}_{k}.aedat").write_bytes(_aedat2(recs, None))
+            (src / c / f"cifar10_{c}_{k}.aedat").write_bytes(aedat2_bytes(recs, None))
             expected[f"{c}/cifar10_{c}_{k}.aedat"] = recs
     out = tmp_path / "c.zarr"
     _ok("cifar10dvs", "--source", str(src), "--out", str(out), "--test-fraction", "0.25", "--downsample", "1",

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from spikedata import open_store
 from spikedata.cli import app as spikedata_app
-from spikedata.encoders.event_binning import NMNIST_REFERENCE, bin_events
+from spikedata.datasets.nmnist import NMNIST_REFERENCE
+from spikedata.encoders.event_binning import bin_events
 from spikedata.io.events import read_events
 
 runner = CliRunner()

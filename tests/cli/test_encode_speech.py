@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from spikedata.cli import app as spikedata_app
 from spikedata.store import open_store
-from tests.spikedata.test_audio import sphere_bytes
+from tests.writers import sphere_bytes
 
 FSDD_SUBSET = ["0_george_0", "0_george_12", "3_theo_2", "3_theo_40", "8_nicolas_4", "9_jackson_33"]
 

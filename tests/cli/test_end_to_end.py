@@ -105,7 +105,7 @@ def test_preset_refuses_a_store_of_another_size(shared_data, tmp_path, preset):
 def test_shd_file_to_trained_network(tmp_path):
     """SHD-format HDF5 (written here, gzipped as published) -> `encode shd` -> `fit --preset shd-mlp` (one small
     epoch) -> `eval`. Needs no sample data."""
-    from tests.spikedata.test_heidelberg import make_samples, write_heidelberg
+    from tests.writers import make_samples, write_heidelberg
 
     src = tmp_path / "shd"
     src.mkdir()
@@ -131,7 +131,7 @@ def test_heidelberg_presets_fit_the_default_encoding():
     """shd-mlp / ssc-mlp simulate exactly the steps `spikedata encode shd|ssc` writes by default, on 700 inputs."""
     from hm2bp.config import load_config
     from hm2bp.presets import preset_meta
-    from spikedata.datasets.heidelberg import default_steps
+    from spikedata.datasets.shared.heidelberg import default_steps
     from spikedata.manifest import load_manifest
 
     for dataset, n_classes in (("shd", 20), ("ssc", 35)):

@@ -5,11 +5,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from hm2bp.checkpoint import load_checkpoint
 from hm2bp.cli import app as hm2bp_app
-from hm2bp.metrics import read_metrics
-from tests.hm2bp._synthetic import make_store
-from tests.messages import message_lines
+from hm2bp.train.checkpoint import load_checkpoint
+from hm2bp.train.metrics import read_metrics
+from tests.hm2bp.synthetic import make_store
+from tests.messages import one_line_error
 
 runner = CliRunner()
 
@@ -56,16 +56,6 @@ def config(stores):
     return path
 
 
-def _one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = message_lines(result.output)
-    assert lines[-1].startswith("error:"), result.output
-    assert len(lines) == 1, result.output  # a single-line message, nothing before it
-    for fragment in fragments:
-        assert fragment in result.output, result.output
-
-
 @pytest.fixture(scope="module")
 def run_dir(stores, config):
     out = stores["root"] / "run"
@@ -108,7 +98,7 @@ def test_eval_prints_accuracy_and_confusion(run_dir, stores):
 
 def test_eval_refuses_size_mismatch(run_dir, stores):
     result = runner.invoke(hm2bp_app, ["eval", str(stores["wide"]), "--checkpoint", str(run_dir / "last.pt")])
-    _one_line_error(result, "store has 48 units", "expects 40")
+    one_line_error(result, "store has 48 units", "expects 40")
 
 
 def test_fit_errors_are_one_line(stores, config):
@@ -116,21 +106,21 @@ def test_fit_errors_are_one_line(stores, config):
     bad = root / "bad.toml"
     bad.write_text(TINY.replace("threshold = 5.0", "treshold = 5.0"))
     result = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(bad), "--out", str(root / "b")])
-    _one_line_error(result, "layers[0].treshold: unknown key")
+    one_line_error(result, "layers[0].treshold: unknown key")
     zero = root / "zero.toml"
     zero.write_text(TINY.replace("size = 20", "size = 0"))
     result = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(zero), "--out", str(root / "z")])
-    _one_line_error(result, "layers[0].size")
+    one_line_error(result, "layers[0].size")
     result = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--preset", "mnist-mlp", "--out", str(root / "c")])
-    _one_line_error(result, "store has 40 units, preset 'mnist-mlp' expects 784")
+    one_line_error(result, "store has 40 units, preset 'mnist-mlp' expects 784")
     result = runner.invoke(hm2bp_app, ["fit", str(stores["wide"]), "--config", str(config), "--out", str(root / "d")])
-    _one_line_error(result, "store has 48 units")
+    one_line_error(result, "store has 48 units")
     result = runner.invoke(hm2bp_app, ["fit", str(stores["empty"]), "--config", str(config), "--out", str(root / "e")])
-    _one_line_error(result, "split 'train' is empty")
+    one_line_error(result, "split 'train' is empty")
     result = runner.invoke(hm2bp_app, ["fit", str(root / "missing.zarr"), "--config", str(config)])
-    _one_line_error(result, "no such spike store")
+    one_line_error(result, "no such spike store")
     result = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--preset", "nope"])
-    _one_line_error(result, "unknown preset 'nope'")
+    one_line_error(result, "unknown preset 'nope'")
     for path in ("b", "z", "c", "d", "e"):
         assert not (root / path / "last.pt").exists()
 
@@ -143,17 +133,17 @@ def test_resume_continues_and_extends(run_dir, stores, config):
     assert [r["epoch"] for r in read_metrics(run_dir / "metrics.jsonl")] == [0, 1, 2, 3]
     clash = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
                                       "--resume", "--lr", "0.5"])
-    _one_line_error(clash, "config differs from the checkpoint's at train.lr")
+    one_line_error(clash, "config differs from the checkpoint's at train.lr")
     fewer = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
                                       "--seed", "1", "--resume", "--max-train", "20"])
-    _one_line_error(fewer, "--resume: the checkpoint was trained on 160 samples, this run uses 20",
+    one_line_error(fewer, "--resume: the checkpoint was trained on 160 samples, this run uses 20",
                     "(resume with the same --max-train)")  # library parameters are named as the CLI's flags
     fresh = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir)])
-    _one_line_error(fresh, "already holds a run", "pass --resume to continue it, --overwrite to replace it",
+    one_line_error(fresh, "already holds a run", "pass --resume to continue it, --overwrite to replace it",
                     "another --out")
     held = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(run_dir),
                                      "--seed", "1", "--resume", "--val-fraction", "0.25", "--epochs", "5"])
-    _one_line_error(held, "validation split None differs", "--val-fraction")
+    one_line_error(held, "validation split None differs", "--val-fraction")
 
 
 def test_overwrite_replaces_a_run(stores, config):
@@ -168,7 +158,7 @@ def test_overwrite_replaces_a_run(stores, config):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the run diverges on purpose
-def test_fit_diverging_run_is_a_one_line_error(stores, config):
+def test_fit_diverging_run_is_aone_line_error(stores, config):
     out = stores["root"] / "diverge"
     result = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(out),
                                        "--device", "cpu", "--lr", "1e30", "--epochs", "2", "--quiet"])
@@ -195,7 +185,7 @@ def test_fit_selects_best_on_a_held_out_validation_split(stores, config):
     assert ckpt["store"]["validation"] == {"split": "train (held out)", "fraction": 0.25, "seed": 0, "n": 40}
     bad = runner.invoke(hm2bp_app, ["fit", str(stores["tiny"]), "--config", str(config), "--out", str(out / "x"),
                                     "--val-fraction", "1.5"])
-    _one_line_error(bad, "--val-fraction must lie in (0, 1)")
+    one_line_error(bad, "--val-fraction must lie in (0, 1)")
 
 
 def test_fit_uses_the_stores_own_validation_split(tmp_path, config):
@@ -208,7 +198,7 @@ def test_fit_uses_the_stores_own_validation_split(tmp_path, config):
     assert all(r["valid_accuracy"] is not None for r in read_metrics(out / "metrics.jsonl"))
     both = runner.invoke(hm2bp_app, ["fit", str(store), "--config", str(config), "--out", str(tmp_path / "b"),
                                      "--val-fraction", "0.1"])
-    _one_line_error(both, "has its own validation split 'valid'; give either --val-fraction or a validation split")
+    one_line_error(both, "has its own validation split 'valid'; give either --val-fraction or a validation split")
     none = runner.invoke(hm2bp_app, ["fit", str(store), "--config", str(config), "--out", str(tmp_path / "n"),
                                      "--device", "cpu", "--epochs", "1", "--quiet", "--valid-split", "none"])
     assert none.exit_code == 0 and "chosen on the test split" in none.output
@@ -235,7 +225,7 @@ def test_device_option_is_validated(stores, config):
     missing = runner.invoke(hm2bp_app, ["eval", str(stores["tiny"]), "--checkpoint", "x.pt", "--device",
                                         f"cuda:{n}"])
     expected = "CUDA is not available" if n == 0 else f"has {n} CUDA device(s)"
-    _one_line_error(missing, f"--device cuda:{n}", expected)
+    one_line_error(missing, f"--device cuda:{n}", expected)
 
 
 def test_progress_bar_counts_epochs_from_one_and_fits_80_columns():
@@ -247,7 +237,7 @@ def test_progress_bar_counts_epochs_from_one_and_fits_80_columns():
 
     old = fit_cli.console
     fit_cli.console = Console(file=io.StringIO(), width=80)
-    bar = fit_cli._RichProgress(show=True)
+    bar = fit_cli.RichProgress(show=True)
     try:
         bar.epoch_start(9, 200, 60000, 1e-3)  # epoch index 9 of 200 epochs
         bar.batch_end(32, 2000.0, 30)

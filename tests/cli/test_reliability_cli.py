@@ -17,11 +17,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hm2bp.checkpoint import load_checkpoint, save_checkpoint
 from hm2bp.cli import app as hm2bp_app
+from hm2bp.train.checkpoint import load_checkpoint, save_checkpoint
 from spikedata.cli import app as spikedata_app
-from tests.cli.test_hm2bp_cli import TINY, _one_line_error
-from tests.hm2bp._synthetic import make_store
+from tests.cli.test_hm2bp_cli import TINY
+from tests.hm2bp.synthetic import make_store
+from tests.messages import one_line_error
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -58,17 +59,17 @@ def test_fit_on_a_damaged_store_fails_before_training(env, tmp_path):
     assert "is missing" in lines[1] and "Traceback" not in result.output
     assert not (tmp_path / "run" / "last.pt").exists()
     (bad / "train" / "labels" / "c" / "0").unlink()
-    _one_line_error(fit(env, store=bad, out=tmp_path / "run"), "array 'labels', chunk 0")
+    one_line_error(fit(env, store=bad, out=tmp_path / "run"), "array 'labels', chunk 0")
 
 
 def test_config_directory_and_impossible_layer(env, tmp_path):
     result = runner.invoke(hm2bp_app, ["fit", str(env["store"]), "--config", str(tmp_path), "--out",
                                        str(tmp_path / "r")])
-    _one_line_error(result, "is a directory")
+    one_line_error(result, "is a directory")
     huge = tmp_path / "huge.toml"
     huge.write_text(TINY.replace("size = 20", "size = 100000000"))
     result = runner.invoke(hm2bp_app, ["fit", str(env["store"]), "--config", str(huge), "--out", str(tmp_path / "r")])
-    _one_line_error(result, "'hidden' with 100,000,000 neurons", "would need", "of memory to train")
+    one_line_error(result, "'hidden' with 100,000,000 neurons", "would need", "of memory to train")
     assert not (tmp_path / "r").exists()  # a failed set-up leaves no run directory behind
 
 
@@ -89,7 +90,7 @@ def test_second_fit_into_a_busy_run_directory(env, tmp_path):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        _one_line_error(fit(env, out=run), f"the run directory is being written by process {holder.pid}")
+        one_line_error(fit(env, out=run), f"the run directory is being written by process {holder.pid}")
     finally:
         holder.kill()
         holder.wait()
@@ -118,7 +119,7 @@ def damaged_checkpoint(env, tmp_path, change) -> Path:
 def test_eval_of_a_bad_checkpoint(env, tmp_path, change, message):
     path = damaged_checkpoint(env, tmp_path, change)
     result = runner.invoke(hm2bp_app, ["eval", str(env["store"]), "--checkpoint", str(path), "--device", "cpu"])
-    _one_line_error(result, message)
+    one_line_error(result, message)
 
 
 def test_eval_of_a_flipped_checkpoint(env, tmp_path):
@@ -127,7 +128,7 @@ def test_eval_of_a_flipped_checkpoint(env, tmp_path):
     path = tmp_path / "flipped.pt"
     path.write_bytes(bytes(data))
     result = runner.invoke(hm2bp_app, ["eval", str(env["store"]), "--checkpoint", str(path), "--device", "cpu"])
-    _one_line_error(result, str(path))
+    one_line_error(result, str(path))
 
 
 def test_resume_with_a_wrong_boost_length(env, tmp_path):
@@ -136,7 +137,7 @@ def test_resume_with_a_wrong_boost_length(env, tmp_path):
     bad = damaged_checkpoint(env, tmp_path, lambda d: d.update(boost=torch.ones(7, dtype=torch.float64)))
     shutil.copy(bad, run / "last.pt")
     result = fit(env, "--resume", "--epochs", "2", out=run)
-    _one_line_error(result, "7 boost weights, the run has 48 training samples")
+    one_line_error(result, "7 boost weights, the run has 48 training samples")
 
 
 def test_verify_and_inspect_report_integrity(env, tmp_path):
@@ -150,9 +151,9 @@ def test_verify_and_inspect_report_integrity(env, tmp_path):
     shutil.copytree(env["store"], bad)
     chunk = bad / "test" / "units" / "c" / "0"
     chunk.write_bytes(chunk.read_bytes()[:-3])
-    _one_line_error(runner.invoke(spikedata_app, ["verify", str(bad), "--quiet"]),
+    one_line_error(runner.invoke(spikedata_app, ["verify", str(bad), "--quiet"]),
                     "split 'test', array 'units', chunk 0", "cannot be decoded")
-    _one_line_error(runner.invoke(spikedata_app, ["inspect", str(bad)]), "split 'test', array 'units', chunk 0")
+    one_line_error(runner.invoke(spikedata_app, ["inspect", str(bad)]), "split 'test', array 'units', chunk 0")
 
 
 def test_truncated_gz_source_and_bracketed_messages(shared_data, tmp_path):
@@ -162,10 +163,10 @@ def test_truncated_gz_source_and_bracketed_messages(shared_data, tmp_path):
     (src / "t10k-images-idx3-ubyte.gz").write_bytes(images[: len(images) // 3])
     shutil.copy(shared_data / "mnist" / "t10k-labels-idx1-ubyte.gz", src)
     args = ["encode", "mnist", "--source", str(src), "--out", str(tmp_path / "m.zarr"), "--split", "test", "--quiet"]
-    _one_line_error(runner.invoke(spikedata_app, args), "t10k-images-idx3-ubyte.gz: truncated gzip stream")
+    one_line_error(runner.invoke(spikedata_app, args), "t10k-images-idx3-ubyte.gz: truncated gzip stream")
     # int32 'images': the message keeps its brackets (no markup interpretation)
     values = np.zeros((10000, 28, 28), ">i4")
     (src / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(struct.pack(">HBBIII", 0, 0x0C, 3, 10000, 28, 28)
                                                                   + values.tobytes(), compresslevel=1))
-    _one_line_error(runner.invoke(spikedata_app, [*args, "--no-verify"]),
+    one_line_error(runner.invoke(spikedata_app, [*args, "--no-verify"]),
                     "expected uint8 images [n, H, W], got int32 [10000, 28, 28]")

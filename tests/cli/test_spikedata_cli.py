@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spikedata.cli import app as spikedata_app
-from spikedata.datasets.mnist import load_mnist_5k
+from spikedata.datasets.mnist_5k import load_mnist_5k
 from spikedata.encoders.poisson import poisson_encode
 from spikedata.io.idx import read_idx
 from spikedata.store import open_store

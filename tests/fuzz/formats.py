@@ -92,7 +92,8 @@ class Format:
 
 def check_event_file(path: Path, seed: Path, context: dict, op: str) -> str:
     """Read an event file as `spikedata encode` does and re-check every event of the result."""
-    from spikedata.io.events import EVENT_DTYPE, EventFileError, read_events_with_info
+    from spikedata.io.event_types import EVENT_DTYPE, EventFileError
+    from spikedata.io.events import read_events_with_info
     from spikedata.io.validate import check_events
 
     sensor = tuple(context["sensor_size"]) if context.get("sensor_size") else None
@@ -126,18 +127,18 @@ def write_atis(folder: Path) -> Seed:
 
 
 def write_aedat2(folder: Path) -> Seed:
-    from tests.spikedata.test_events_io import _aedat2
+    from tests.writers import aedat2_bytes
 
     rng = np.random.default_rng(12)
     recs = [((int(rng.integers(128)) << 8) | (int(rng.integers(128)) << 1) | int(rng.integers(2)), 1000 + 7 * i)
             for i in range(2000)]
     path = folder / "written_dvs128.aedat"
-    path.write_bytes(_aedat2(recs, "DVS128"))
+    path.write_bytes(aedat2_bytes(recs, "DVS128"))
     return Seed(path, {})
 
 
 def write_aedat2_davis(folder: Path) -> Seed:
-    from tests.spikedata.test_events_io import _aedat2
+    from tests.writers import aedat2_bytes
 
     rng = np.random.default_rng(13)
     recs = []
@@ -148,30 +149,90 @@ def write_aedat2_davis(folder: Path) -> Seed:
             x, y, p = int(rng.integers(346)), int(rng.integers(260)), int(rng.integers(2))
             recs.append(((y << 22) | (x << 12) | (p << 11), 500 + 5 * i))
     path = folder / "written_davis.aedat"
-    path.write_bytes(_aedat2(recs, "Davis346red"))
+    path.write_bytes(aedat2_bytes(recs, "Davis346red"))
     return Seed(path, {})
 
 
 def write_aedat31(folder: Path) -> Seed:
-    from tests.spikedata.test_events_io import _aedat31_sample
+    from tests.writers import aedat31_sample
 
     path = folder / "written.aedat"
-    path.write_bytes(_aedat31_sample()[0])
+    path.write_bytes(aedat31_sample()[0])
     return Seed(path, {})
 
 
 def write_aedat31_large(folder: Path) -> Seed:
-    from tests.spikedata.test_events_io import _aedat31, _imu6_packet, _polarity_packet
+    from tests.writers import aedat31_bytes, imu6_packet, polarity_packet
 
     rng = np.random.default_rng(14)
     packets = []
     for k in range(8):
         ev = [(int(rng.integers(128)), int(rng.integers(128)), int(rng.integers(2)), 10_000 * k + 3 * i, 1)
               for i in range(250)]
-        packets += [_polarity_packet(ev), _imu6_packet(3)]
+        packets += [polarity_packet(ev), imu6_packet(3)]
     path = folder / "written_large.aedat"
-    path.write_bytes(_aedat31(packets))
+    path.write_bytes(aedat31_bytes(packets))
     return Seed(path, {})
+
+
+def _sample_events(n: int, size: tuple[int, int], seed: int) -> np.ndarray:
+    """Time-ordered random events [n] on a sensor of `size` (width, height)."""
+    from spikedata.io.event_types import EVENT_DTYPE
+
+    rng = np.random.default_rng(seed)
+    ev = np.zeros(n, EVENT_DTYPE)
+    ev["t"] = 5000 + np.sort(rng.integers(0, 200_000, n))
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, size[0], n), rng.integers(0, size[1], n), rng.integers(0, 2, n)
+    return ev[np.lexsort((ev["x"], ev["p"], ev["y"], ev["t"]))]
+
+
+def write_evt21(folder: Path) -> Seed:
+    from tests.spikedata.test_evt21 import evt21_file, evt21_words
+
+    path = folder / "written_evt21.raw"
+    path.write_bytes(evt21_file(evt21_words(_sample_events(3000, (1280, 720), 21))))
+    return Seed(path, {})
+
+
+def write_dat_cd(folder: Path) -> Seed:
+    from tests.spikedata.test_dat_cd import dat_cd_file
+
+    path = folder / "written_cd.dat"
+    path.write_bytes(dat_cd_file(_sample_events(3000, (120, 100), 22)))
+    return Seed(path, {})
+
+
+def write_prophesee_hdf5(folder: Path) -> Seed:
+    from tests.spikedata.test_hdf5_events import write_prophesee_hdf5 as write
+
+    path = folder / "written_ecf.hdf5"
+    write(path, _sample_events(40_000, (1280, 720), 23))
+    return Seed(path, {})
+
+
+def write_dsec(folder: Path) -> Seed:
+    from tests.spikedata.test_hdf5_events import write_dsec as write
+
+    path = folder / "written_dsec.h5"
+    write(path, _sample_events(5000, (640, 480), 24))
+    return Seed(path, {"sensor_size": [640, 480]})
+
+
+def write_csv(folder: Path) -> Seed:
+    ev = _sample_events(2000, (304, 240), 25)
+    path = folder / "written.csv"
+    rows = "".join(f"{t},{x},{y},{p}\n" for t, x, y, p in zip(*(ev[k].tolist() for k in "txyp"), strict=True))
+    path.write_text("t,x@304,y@240,on\n" + rows)
+    return Seed(path, {})
+
+
+def write_txt_seconds(folder: Path) -> Seed:
+    ev = _sample_events(2000, (240, 180), 26)
+    path = folder / "written.txt"
+    rows = "".join(f"{t / 1e6:.6f} {x} {y} {2 * p - 1}\n" for t, x, y, p in zip(*(ev[k].tolist() for k in "txyp"),
+                                                                              strict=True))
+    path.write_text("# timestamp x y polarity\n" + rows)
+    return Seed(path, {"sensor_size": [240, 180]})
 
 
 # ------------------------------------------------------------------------------------------ IDX
@@ -381,12 +442,10 @@ def _set(obj, keys, value) -> None:
 
 def write_checkpoint(folder: Path) -> Seed:
     """A real checkpoint of the trainer (tiny network on a synthetic store, one epoch trained)."""
-    from hm2bp.checkpoint import save_checkpoint
-    from hm2bp.config import load_config
-    from hm2bp.network import Network
-    from hm2bp.trainer import Trainer
+    from hm2bp import Network, Trainer, load_config
+    from hm2bp.train.checkpoint import save_checkpoint
     from spikedata.store import open_store
-    from tests.hm2bp._synthetic import make_store
+    from tests.hm2bp.synthetic import make_store
 
     store = open_store(make_store(folder / "train.zarr", n_train=24, n_test=8, n_units=20, n_steps=20))
     cfg = load_config({"steps": 20, "layers": [{"name": "hidden", "size": 12, "threshold": 3.0},
@@ -409,7 +468,7 @@ def checkpoint_mutants(seeds: list[Seed], rng, case_dir: Path, foreign: list[byt
     (the payload checks must catch them, or the result must still be a consistent checkpoint)."""
     import torch
 
-    from hm2bp.checkpoint import REQUIRED, load_checkpoint, save_checkpoint
+    from hm2bp.train.checkpoint import REQUIRED, load_checkpoint, save_checkpoint
 
     seed = seeds[0]
     if rng.random() < 0.6:
@@ -446,7 +505,7 @@ def checkpoint_mutants(seeds: list[Seed], rng, case_dir: Path, foreign: list[byt
 
 @functools.lru_cache(maxsize=2)
 def _pristine_checkpoint(seed: str) -> dict:
-    from hm2bp.checkpoint import load_checkpoint
+    from hm2bp.train.checkpoint import load_checkpoint
 
     return load_checkpoint(seed)
 
@@ -466,8 +525,8 @@ def _same(a, b) -> bool:
 
 def check_checkpoint(path: Path, seed: Path, context: dict, op: str) -> str:
     """Load as `hm2bp eval` / `--resume` do: checksum, payload, network rebuilt, shapes and boost length."""
-    from hm2bp.checkpoint import check_against_network, load_checkpoint
-    from hm2bp.trainer import load_network_from_checkpoint
+    from hm2bp.train.checkpoint import check_against_network, load_checkpoint
+    from hm2bp.train.evaluate import load_network_from_checkpoint
 
     data = load_checkpoint(path)
     net = load_network_from_checkpoint(data, "cpu", path)
@@ -523,7 +582,7 @@ def config_mutants(seeds: list[Seed], rng, case_dir: Path, foreign: list[bytes])
 
 def check_config(path: Path, seed: Path, context: dict, op: str) -> str:
     """Load the config as `hm2bp fit --config` does and build its network (memory estimated first)."""
-    from hm2bp.network import Network
+    from hm2bp import Network
     from hm2bp.presets import load_config_file
 
     cfg, meta = load_config_file(path)
@@ -561,7 +620,7 @@ def check_audio(path: Path, seed: Path, context: dict, op: str) -> str:
 
 
 def write_sphere(folder: Path) -> Seed:
-    from tests.spikedata.test_audio import sphere_bytes
+    from tests.writers import sphere_bytes
 
     rng = np.random.default_rng(13)
     path = folder / "written.sph"
@@ -570,7 +629,7 @@ def write_sphere(folder: Path) -> Seed:
 
 
 def write_sphere_big_endian(folder: Path) -> Seed:
-    from tests.spikedata.test_audio import sphere_bytes
+    from tests.writers import sphere_bytes
 
     rng = np.random.default_rng(14)
     path = folder / "written_be.wav"  # TI46's CD copies: SPHERE behind a .wav suffix
@@ -593,7 +652,8 @@ def write_wav(folder: Path) -> Seed:
 def check_heidelberg(path: Path, seed: Path, context: dict, op: str) -> str:
     """Vet the file in a child process (libhdf5 may crash on damaged files), then bin every sample as
     `spikedata encode shd` does; every spike lands inside the raster."""
-    from spikedata.datasets.heidelberg import HeidelbergRange, probe_heidelberg, unpacked, vet_file
+    from spikedata.datasets.shared.heidelberg import probe_heidelberg, unpacked, vet_file
+    from spikedata.datasets.shared.heidelberg_encoding import HeidelbergRange
 
     info = probe_heidelberg(path)
     with unpacked(path) as plain:
@@ -605,14 +665,14 @@ def check_heidelberg(path: Path, seed: Path, context: dict, op: str) -> str:
 
 
 def write_shd(folder: Path) -> Seed:
-    from tests.spikedata.test_heidelberg import make_samples, write_heidelberg
+    from tests.writers import make_samples, write_heidelberg
 
     times, units, labels, speakers = make_samples(12, seed=3)
     return Seed(write_heidelberg(folder / "shd_train.h5", times, units, labels, speakers), {})
 
 
 def write_shd_gz(folder: Path) -> Seed:
-    from tests.spikedata.test_heidelberg import make_samples, write_heidelberg
+    from tests.writers import make_samples, write_heidelberg
 
     times, units, labels, speakers = make_samples(8, seed=4)
     return Seed(write_heidelberg(folder / "shd_test.h5.gz", times, units, labels, speakers, gz=True), {})
@@ -637,6 +697,12 @@ _TABLE = [
            notes="Prophesee EVT 3.0 .raw"),
     Format("dat", _real(("dvs/ncars_sample.dat", {"sensor_size": [120, 100]})), check_event_file,
            needs_sample_data=True, notes="Prophesee DAT (N-CARS); sensor from the encoder"),
+    Format("evt21", _written(write_evt21), check_event_file, notes="Prophesee EVT 2.1 written"),
+    Format("dat-cd", _written(write_dat_cd), check_event_file, notes="Prophesee DAT, CD events (type 12) written"),
+    Format("hdf5-ecf", _written(write_prophesee_hdf5), check_event_file,
+           notes="Prophesee HDF5, ECF chunks decoded by our codec"),
+    Format("hdf5-dsec", _written(write_dsec), check_event_file, notes="DSEC events/{x,y,p,t} + ms_to_idx"),
+    Format("text", _written(write_csv, write_txt_seconds), check_event_file, notes="CSV (µs) and text (s)"),
     Format("sphere", _written(write_sphere, write_sphere_big_endian), check_audio, notes="NIST SPHERE (TI46)"),
     Format("wav", _both(_written(write_wav), _real(("speech/fsdd/0_george_0.wav", {}))), check_audio,
            notes="soundfile behind the header checks"),
@@ -672,14 +738,18 @@ def foreign_samples(workdir: Path) -> list[bytes]:
 
 def warm_up() -> None:
     """Import every reader and compile its numba kernels (the child does this before its memory limit)."""
-    import hm2bp.network  # noqa: F401
-    import hm2bp.trainer  # noqa: F401
+    import hm2bp.model.network  # noqa: F401
+    import hm2bp.train.trainer  # noqa: F401
     import spikedata.io.aedat2  # noqa: F401
     import spikedata.io.aedat3  # noqa: F401
     import spikedata.io.aedat4  # noqa: F401
     import spikedata.io.atis  # noqa: F401
+    import spikedata.io.evt21  # noqa: F401
+    import spikedata.io.hdf5_events  # noqa: F401
     import spikedata.io.idx  # noqa: F401
-    import spikedata.store  # noqa: F401
+    import spikedata.io.text_events  # noqa: F401
+    import spikedata.store.reader  # noqa: F401
+    import spikedata.store.writer  # noqa: F401
 
 
 __all__ = ["FORMATS", "BY_NAME", "Format", "Seed", "field"]

@@ -1,4 +1,4 @@
-"""Augmentation of algorithm.md §2.1 (hm2bp.augment): geometry of the displacement field, identity when all
+"""Augmentation of algorithm.md §2.1 (hm2bp.train.augment): geometry of the displacement field, identity when all
 magnitudes are 0, image statistics on real MNIST digits, Poisson rate, seeding."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from hm2bp.augment import (
+from hm2bp.train.augment import (
     Augmenter,
     AugmentSpec,
     augment_images,

@@ -17,9 +17,11 @@ pytest.importorskip("triton", reason="the triton kernel set needs the triton pac
 
 from hm2bp import Network  # noqa: E402
 from hm2bp.kernels import make_kernels, resolve_backend  # noqa: E402
-from hm2bp.lif import lif_scan, spike_threshold  # noqa: E402
-from hm2bp.optim import SGD, Adam  # noqa: E402
-from hm2bp.spsp import _window, spsp_readout  # noqa: E402
+from hm2bp.kernels.numba.lif import lif_scan  # noqa: E402
+from hm2bp.kernels.numba.spsp import spsp_readout  # noqa: E402
+from hm2bp.rules.lif import spike_threshold  # noqa: E402
+from hm2bp.rules.spsp import window  # noqa: E402
+from hm2bp.train.optim import SGD, Adam, make_optimizer  # noqa: E402
 from tests.hm2bp.test_cnn_network import DEEP, make_input, make_net  # noqa: E402
 from tests.hm2bp.test_gradients import CFG, make_case  # noqa: E402
 
@@ -40,7 +42,7 @@ def _lif_codes(cur: np.ndarray, vth: float, tau_m: float, tau_s: float, t_r: int
     from hm2bp.kernels.triton.lif import lif_scan_kernel
 
     b, t, n = cur.shape
-    cap = _window(tau_m) - t_r + 1
+    cap = window(tau_m) - t_r + 1
     x = torch.from_numpy(cur).to(device)
     codes = torch.empty(b, t, n, dtype=torch.int16, device=device)
     counts = torch.empty(b, n, dtype=torch.int64, device=device)
@@ -58,7 +60,7 @@ def _lif_codes(cur: np.ndarray, vth: float, tau_m: float, tau_s: float, t_r: int
                                                        (0.0, 3, 24.0, False), (0.5, 2, 12.0, False)])
 def test_lif_and_spsp_kernels_equal_numba(lateral, t_r, tau_m, epsilon):
     """Spikes, counts, read-out K and side-effect sums bit for bit; the spike codes say what the read-out needs."""
-    from hm2bp.kernels.triton_set import TritonKernels
+    from hm2bp.kernels.triton.set import TritonKernels
 
     rng = np.random.default_rng(int(tau_m) + t_r)
     cur = (rng.standard_normal((2, 110, 21)) * 1.5 + 0.7).astype(np.float32)
@@ -143,7 +145,7 @@ def test_optimizers_triton_equal_numba():
     devices = {"numba": "cpu", "triton": TRITON_DEVICE}
     for cls in (Adam, SGD):
         ws = {b: {"w": w0.clone().T.contiguous().T.to(dev)} for b, dev in devices.items()}
-        opts = {b: cls(ws[b], 1e-2, backend=b) for b in ws}
+        opts = {b: cls(ws[b], 1e-2, kernels=make_kernels(b, devices[b])) for b in ws}
         for g in grads:
             for b, opt in opts.items():
                 opt.step({"w": g.to(devices[b])})
@@ -153,9 +155,9 @@ def test_optimizers_triton_equal_numba():
 def train_tiny(backend, epochs, tmp_path, n_train=16, batch=8, n_test=6):
     """`epochs` of a tiny network (14-10-4, T 60) on a synthetic store, on the backend's device (the triton set:
     CUDA where present, else CPU under the interpreter). Returns (network, trainer)."""
-    from hm2bp.trainer import Trainer
+    from hm2bp.train.trainer import Trainer
     from spikedata.store import open_store
-    from tests.hm2bp._synthetic import make_store
+    from tests.hm2bp.synthetic import make_store
 
     store = open_store(make_store(tmp_path / f"s-{backend}-{n_train}.zarr", n_train=n_train, n_test=n_test,
                                   n_units=14, n_steps=60))
@@ -188,11 +190,12 @@ def test_backend_resolution():
         resolve_backend("cupy", "cpu")
     assert make_kernels("auto", "cpu").name == "numba"
     net = Network.from_config(CFG, 14, backend="torch")
-    assert net.backend == "torch" and net.kernels.optimizer_backend == "torch"
+    opt = make_optimizer("adam", net.weights(), 1e-3, kernels=net.kernels)
+    assert net.backend == "torch" and opt.kernels.name == "torch"
 
 
 def test_no_tf32_on_the_triton_path():
-    from hm2bp.kernels.triton_set import TritonKernels
+    from hm2bp.kernels.triton.set import TritonKernels
 
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -201,7 +204,7 @@ def test_no_tf32_on_the_triton_path():
 
 
 def test_exp_tables_and_window():
-    assert _window(64.0) == 256 and math.isclose(math.exp(-1 / 64.0) ** 256, math.exp(-4.0))
+    assert window(64.0) == 256 and math.isclose(math.exp(-1 / 64.0) ** 256, math.exp(-4.0))
 
 
 @cuda
@@ -225,9 +228,9 @@ def test_cuda_spikes_bit_equal_to_numba_at_paper_size():
 def test_cuda_training_step_never_waits_for_the_host(tmp_path):
     """A training step on the triton path issues no host synchronisation (torch raises on any in "error" mode):
     labels, counts, boost weights, flags and the running loss stay on the device between read-backs."""
-    from hm2bp.trainer import Trainer
+    from hm2bp.train.trainer import Trainer
     from spikedata.store import open_store
-    from tests.hm2bp._synthetic import make_store
+    from tests.hm2bp.synthetic import make_store
 
     store = open_store(make_store(tmp_path / "s.zarr", n_train=64, n_test=8, n_units=14, n_steps=120))
     cfg = {**CFG, "train": {"batch_size": 16, "epochs": 1, "lr": 0.01}}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hm2bp.checkpoint import (
+from hm2bp.train.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     atomic_write_bytes,
@@ -16,7 +16,7 @@ from hm2bp.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from hm2bp.metrics import confusion_matrix, format_confusion, per_class_accuracy, read_metrics, write_metrics
+from hm2bp.train.metrics import confusion_matrix, format_confusion, per_class_accuracy, read_metrics, write_metrics
 
 
 def payload(epoch=3, n_train=4):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hm2bp import Network, load_config
-from hm2bp.lif import spike_threshold
-from tests.hm2bp._reference import e_pair, plain_lif
+from hm2bp.rules.lif import spike_threshold
+from tests.hm2bp.reference import e_pair, plain_lif
 from tests.hm2bp.test_conv import plain_conv_current, times_of
 
 F32 = np.float32
@@ -379,8 +379,8 @@ def _fit(*args):
 
 
 def test_fit_cnn_with_augmentation_learns_and_resumes(image_stores):
-    from hm2bp.checkpoint import load_checkpoint
-    from hm2bp.metrics import read_metrics
+    from hm2bp.train.checkpoint import load_checkpoint
+    from hm2bp.train.metrics import read_metrics
 
     out = image_stores["root"] / "run"
     res = _fit(image_stores["bars"], "--config", image_stores["config"], "--out", out, "--epochs", "1")
@@ -397,8 +397,8 @@ def test_fit_cnn_with_augmentation_learns_and_resumes(image_stores):
 
 
 def test_augmentation_changes_the_training_trains(image_stores):
-    from hm2bp.augment import training_images
     from hm2bp.config import AugmentSpec
+    from hm2bp.train.augment import training_images
     from spikedata import open_store
 
     split = open_store(image_stores["bars"])["train"]

@@ -1,5 +1,6 @@
-"""Spiking conv / pool layers (hm2bp.conv): forward spike-for-spike against plain loops of algorithm.md §1, gradients
-against brute-force per-pair algorithm.md §3.1 S-PSPs with the §3.16 rules (float64), numba == torch twins."""
+"""Spiking conv / pool layers (numba kernels `hm2bp.kernels.numba.conv`, torch rules `hm2bp.rules.conv`): forward
+spike-for-spike against plain loops of algorithm.md §1, gradients against brute-force per-pair algorithm.md §3.1
+S-PSPs with the §3.16 rules (float64), numba == torch twins."""
 
 import math
 
@@ -7,11 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from hm2bp import conv
+from hm2bp import geometry
 from hm2bp.config import RegularizerSpec
-from hm2bp.lif import lif_scan, lif_scan_torch, raster_to_csr, spike_threshold
-from hm2bp.spsp import spsp_readout
-from tests.hm2bp._reference import e_pair, plain_lif
+from hm2bp.kernels.numba import conv
+from hm2bp.kernels.numba.csr import raster_to_csr
+from hm2bp.kernels.numba.lif import lif_scan
+from hm2bp.kernels.numba.spsp import spsp_readout
+from hm2bp.rules import conv as rules_conv
+from hm2bp.rules.lif import lif_scan as lif_scan_torch
+from hm2bp.rules.lif import spike_threshold
+from tests.hm2bp.reference import e_pair, plain_lif
 
 TAU_M, TAU_S, T_R = 64.0, 8.0, 2
 F32 = np.float32
@@ -82,20 +88,20 @@ def test_conv_threshold_has_no_epsilon_on_every_backend(vth):
     spk, _ = conv.conv_lif_scan(cur, vth, 64.0, 8.0, 2)
     dense, _ = lif_scan(cur, vth, 64.0, 8.0, 2)
     assert spk[0, 1].tolist() == [0, 1] and dense[0, 1].tolist() == [1, 1]
-    spk_t, _ = conv.conv_lif_scan_torch(torch.from_numpy(cur), vth, 64.0, 8.0, 2)
+    spk_t, _ = rules_conv.conv_lif_scan(torch.from_numpy(cur), vth, 64.0, 8.0, 2)
     np.testing.assert_array_equal(spk_t.numpy(), spk.astype(bool))
 
 
 def test_shapes_and_errors():
-    assert conv.conv_output_shape((1, 28, 28), 15, 5) == (15, 24, 24)
-    assert conv.pool_output_shape((15, 24, 24), 2) == (15, 12, 12)
-    assert conv.as_input_shape((28, 28), 784) == (1, 28, 28)
+    assert geometry.conv_output_shape((1, 28, 28), 15, 5) == (15, 24, 24)
+    assert geometry.pool_output_shape((15, 24, 24), 2) == (15, 12, 12)
+    assert geometry.as_input_shape((28, 28), 784) == (1, 28, 28)
     with pytest.raises(ValueError, match="does not fit"):
-        conv.conv_output_shape((1, 4, 4), 2, 5)
+        geometry.conv_output_shape((1, 4, 4), 2, 5)
     with pytest.raises(ValueError, match="does not divide"):
-        conv.pool_output_shape((1, 5, 4), 2)
+        geometry.pool_output_shape((1, 5, 4), 2)
     with pytest.raises(ValueError, match="784 units"):
-        conv.as_input_shape((28, 27), 784)
+        geometry.as_input_shape((28, 27), 784)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -109,9 +115,9 @@ def test_conv_forward_matches_plain_loops(seed):
         np.testing.assert_array_equal(spk[b], ref)
     assert 0 < (cnt > 0).mean() < 1  # some fire, some stay silent: both paths of algorithm.md §3.16 run
     # torch twin, bit-equal
-    cur_t = conv.conv_current_torch(torch.from_numpy(pre).bool(), torch.from_numpy(w), IN_SHAPE)
+    cur_t = rules_conv.conv_current(torch.from_numpy(pre).bool(), torch.from_numpy(w), IN_SHAPE)
     np.testing.assert_array_equal(cur_t.numpy(), cur)
-    spk_t, cnt_t = conv.conv_lif_scan_torch(cur_t, VTH_CONV, TAU_M, TAU_S, T_R)
+    spk_t, cnt_t = rules_conv.conv_lif_scan(cur_t, VTH_CONV, TAU_M, TAU_S, T_R)
     np.testing.assert_array_equal(spk_t.numpy(), spk.astype(bool))
     np.testing.assert_array_equal(cnt_t.numpy(), cnt)
 
@@ -130,11 +136,11 @@ def test_conv_threshold_is_exact():
 def test_pool_forward_matches_plain_loops():
     pre, w = make_input(3), make_weight(3)
     _, _, spk, _ = conv_forward(pre, w)
-    c, h, wd = conv.conv_output_shape(IN_SHAPE, C_OUT, KERNEL)
+    c, h, wd = geometry.conv_output_shape(IN_SHAPE, C_OUT, KERNEL)
     assert (h, wd) == (5, 4)
     shape = (c, 4, 4)  # crop to an even size for 2x2 windows
     sub = spk.reshape(2, STEPS, c, h, wd)[:, :, :, :4, :].reshape(2, STEPS, -1)
-    cur = conv.pool_current(torch.from_numpy(sub), shape, 2).numpy()
+    cur = rules_conv.pool_current(torch.from_numpy(sub), shape, 2).numpy()
     img = sub.reshape(2, STEPS, c, 4, 4).astype(np.float64)
     for b in range(2):
         ref_cur = np.zeros((STEPS, c, 2, 2), np.float64)
@@ -191,7 +197,7 @@ def test_conv_gradients_match_brute_force(seed):
     samples = np.arange(batch)
     kmat, side = spsp_readout(spk, cur, samples, T_R, TAU_M, TAU_S)
     wt = torch.from_numpy(w)
-    sigma = conv.conv_side_effect(torch.from_numpy(side), torch.from_numpy(cnt), wt, VTH_CONV)
+    sigma = rules_conv.conv_side_effect(torch.from_numpy(side), torch.from_numpy(cnt), wt, VTH_CONV)
     coef = torch.from_numpy(delta) * (1.0 + sigma)
     pre_counts = pre.sum(1).astype(np.int64)
     g = conv.conv_weight_gradient(kmat, coef.numpy(), samples, csr, cnt, pre_counts, IN_SHAPE, w.shape)
@@ -200,9 +206,9 @@ def test_conv_gradients_match_brute_force(seed):
     # torch twins, in float64 read-outs for a tight comparison
     k64 = torch.from_numpy(kmat).to(torch.float64)
     pre_t = torch.from_numpy(pre)
-    g_t = conv.conv_weight_gradient_torch(k64, coef, pre_t, torch.from_numpy(cnt), torch.from_numpy(pre_counts),
+    g_t = rules_conv.conv_weight_gradient(k64, coef, pre_t, torch.from_numpy(cnt), torch.from_numpy(pre_counts),
                                           IN_SHAPE, w.shape)
-    pd_t = conv.conv_effect_ratio_error_torch(k64, torch.from_numpy(delta), wt, pre_t, torch.from_numpy(cnt),
+    pd_t = rules_conv.conv_effect_ratio_error(k64, torch.from_numpy(delta), wt, pre_t, torch.from_numpy(cnt),
                                               torch.from_numpy(pre_counts), IN_SHAPE)
     g_ref = np.zeros(w.shape)
     for b in range(batch):
@@ -215,7 +221,7 @@ def test_conv_gradients_match_brute_force(seed):
     np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6 * scale)
     np.testing.assert_allclose(g_t.numpy(), g_ref, rtol=1e-5, atol=1e-6 * scale)
     # plain error (effect_ratio = false) is the transposed convolution of delta
-    plain = conv.conv_plain_error(torch.from_numpy(delta), wt, IN_SHAPE)
+    plain = rules_conv.conv_plain_error(torch.from_numpy(delta), wt, IN_SHAPE)
     ref_plain = np.zeros_like(plain.numpy())
     for b in range(batch):
         for o in range(C_OUT):
@@ -237,16 +243,16 @@ def test_pool_error_matches_brute_force():
     pre[:, 0] = 0
     pre[1, :, 5] = 0  # a silent child
     pre[0, :, [0, 1, 6, 7]] = 0  # all four children of pool neuron 0: a silent pool neuron
-    cur = conv.pool_current(torch.from_numpy(pre), shape, window).numpy()
+    cur = rules_conv.pool_current(torch.from_numpy(pre), shape, window).numpy()
     post, cnt = lif_scan(cur, 1.9, TAU_M, TAU_S, T_R)
     assert 0 < (cnt > 0).mean() < 1
     kmat, _ = spsp_readout(post, cur, np.arange(2), T_R, TAU_M, TAU_S)
     delta = rng.normal(size=cnt.shape)
     pre_counts = pre.sum(1).astype(np.int64)
-    effect = conv.pool_effect(torch.from_numpy(kmat), torch.from_numpy(pre), shape, window)
-    got = conv.pool_error(effect, torch.from_numpy(delta), torch.from_numpy(cnt), torch.from_numpy(pre_counts),
+    effect = rules_conv.pool_effect(torch.from_numpy(kmat), torch.from_numpy(pre), shape, window)
+    got = rules_conv.pool_error(effect, torch.from_numpy(delta), torch.from_numpy(cnt), torch.from_numpy(pre_counts),
                           shape, window)
-    plain = conv.pool_error(None, torch.from_numpy(delta), torch.from_numpy(cnt), torch.from_numpy(pre_counts),
+    plain = rules_conv.pool_error(None, torch.from_numpy(delta), torch.from_numpy(cnt), torch.from_numpy(pre_counts),
                             shape, window)
     for b in range(2):
         post_t, pre_t = times_of(post[b]), times_of(pre[b])
@@ -269,9 +275,9 @@ def test_conv_regularizer_per_kernel():
     rng = np.random.default_rng(2)
     w = torch.from_numpy((rng.random((3, 2, 3, 3)) * 4 - 2).astype(F32))
     reg = RegularizerSpec(lam=10.0, beta=0.04, weight_limit=8.0)
-    got = conv.conv_regularizer_grad(w, reg).numpy()
+    got = rules_conv.conv_regularizer_grad(w, reg).numpy()
     wn = w.numpy().astype(np.float64)
     for o in range(3):
         s = ((wn[o] / 8.0) ** 2).sum() / (2 * 9)  # mean over c_in * k^2 entries of one output kernel
         np.testing.assert_allclose(got[o], 10.0 * 0.04 * (wn[o] / 8.0) * math.exp(0.04 * (s - 1)), rtol=1e-6)
-    assert not conv.conv_regularizer_grad(w, RegularizerSpec(lam=0.0, beta=0.0)).any()
+    assert not rules_conv.conv_regularizer_grad(w, RegularizerSpec(lam=0.0, beta=0.0)).any()

@@ -1,4 +1,4 @@
-"""Data-parallel training (`hm2bp.distributed`): sharding, reductions, and `hm2bp fit` under torchrun (gloo, CPU).
+"""Data-parallel training (`hm2bp.train.distributed`): sharding, reductions, and `hm2bp fit` under torchrun (gloo, CPU).
 
 The end-to-end tests launch real process groups on 127.0.0.1: `torchrun --standalone --nproc_per_node 2` for the
 equivalence with one process at the doubled batch, and two single-process "machines" (`--nnodes 2`) for a rank
@@ -20,15 +20,17 @@ import torch
 from typer.testing import CliRunner
 
 from hm2bp import Network
-from hm2bp import distributed as dp
-from hm2bp.checkpoint import load_checkpoint
 from hm2bp.cli import app as hm2bp_app
 from hm2bp.config import load_config
-from hm2bp.loader import SpikeLoader
-from hm2bp.metrics import read_metrics
-from hm2bp.trainer import LAST, RUN_INFO, Trainer, validation_split
+from hm2bp.train import distributed as dp
+from hm2bp.train.checkpoint import load_checkpoint
+from hm2bp.train.loader import SpikeLoader
+from hm2bp.train.metrics import read_metrics
+from hm2bp.train.run import validation_split
+from hm2bp.train.rundir import LAST, RUN_INFO
+from hm2bp.train.trainer import Trainer
 from spikedata.store import open_store
-from tests.hm2bp._synthetic import make_store
+from tests.hm2bp.synthetic import make_store
 
 REPO = Path(__file__).resolve().parents[2]
 FIT = "import sys; from hm2bp.cli import main; sys.argv[0] = 'hm2bp'; main()"
@@ -156,7 +158,7 @@ def test_env_parsing(monkeypatch):
 _HELPERS = r"""
 import json
 import numpy as np, torch
-from hm2bp import distributed as dp
+from hm2bp.train import distributed as dp
 world, dev = dp.init_world("cpu", timeout_s=60)
 r = world.rank
 out = {"rank": r, "world": world.world_size, "backend": world.backend, "device": str(dev)}

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from hm2bp import Network
-from hm2bp.lif import input_current, lif_scan, lif_scan_csr, lif_scan_torch, raster_to_csr
-from tests.hm2bp._reference import plain_forward_lif
+from hm2bp.kernels.numba.csr import raster_to_csr
+from hm2bp.kernels.numba.lif import input_current, lif_scan, lif_scan_csr
+from hm2bp.rules.lif import lif_scan as lif_scan_torch
+from tests.hm2bp.reference import plain_forward_lif
 
 CASES = [  # (steps, vth, tau_m, tau_s, refractory, lateral)
     (120, 1.0, 64.0, 8.0, 2, 0.0),

@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from hm2bp import Network
-from hm2bp.lif import raster_to_csr
-from hm2bp.spsp import spsp_readout, spsp_readout_torch
-from tests.hm2bp._reference import e_pair, plain_forward_lif
+from hm2bp.kernels.numba import gradient as numba_gradient
+from hm2bp.kernels.numba.csr import raster_to_csr
+from hm2bp.kernels.numba.spsp import spsp_readout
+from hm2bp.rules import gradient as rules
+from hm2bp.rules.spsp import spsp_readout as spsp_readout_torch
+from tests.hm2bp.reference import e_pair, plain_forward_lif
 
 
 # -------------------------------------------------------------------------------------- brute force (algorithm.md §3.1)
@@ -233,16 +236,14 @@ def test_weight_storage_view_and_reused_accumulator(monkeypatch):
     for name in first:
         assert torch.equal(again[name], first[name]) and torch.equal(reference[name], first[name])
     # a call interrupted between the accumulation and the final pass leaves a dirty buffer: the next call zeroes it
-    from hm2bp import hm2bp_grad
-
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(hm2bp_grad, "finish_gradient", interrupted)
+        patch.setattr(numba_gradient, "finish_gradient", interrupted)
         with pytest.raises(KeyboardInterrupt):
             net.gradients(x, y, w)
-    assert net.kernels._buffers[id(layer)].any()  # the numba set's reused accumulator is dirty
+    assert net.kernels.buffers[id(layer)].any()  # the numba set's reused accumulator is dirty
     for name, g in net.gradients(x, y, w).items():
         assert torch.equal(g, first[name])
     # in-place changes through the view are seen by the next call
@@ -301,7 +302,6 @@ def test_raster_to_csr_word_skipping(units):
 
 def test_cpu_fast_paths_equal_torch_formulas_bitwise():
     """On CPU the small per-sample rules run in numpy; they must give the torch formulas' bits exactly."""
-    from hm2bp import hm2bp_grad as rules
     from hm2bp.config import LossSpec
 
     rng = np.random.default_rng(7)
@@ -311,43 +311,41 @@ def test_cpu_fast_paths_equal_torch_formulas_bitwise():
     labels = torch.from_numpy(rng.integers(0, n, batch))
     counts[0, labels[0]] = 0  # a silent label
     loss = LossSpec(desired=35.0, undesired=5.0, margin=5.0)
-    assert torch.equal(rules.output_error(counts, labels, loss), rules._output_error_torch(counts, labels, loss))
+    assert torch.equal(numba_gradient.output_error(counts, labels, loss), rules.output_error(counts, labels, loss))
     side = torch.from_numpy(rng.standard_normal((batch, n)) * 50)
     row_sum = torch.from_numpy(rng.standard_normal(n) * 3)
-    assert torch.equal(rules.side_effect(side, counts, row_sum, 8.0),
-                       rules._side_effect_torch(side, counts, row_sum, 8.0))
+    assert torch.equal(numba_gradient.side_effect(side, counts, row_sum, 8.0),
+                       rules.side_effect(side, counts, row_sum, 8.0))
     k_out = torch.from_numpy(rng.standard_normal((batch, 40, n)).astype(np.float32))
     spikes = torch.from_numpy((rng.random((batch, 40, n)) < 0.2).astype(np.uint8))
-    e = torch.bmm(k_out.transpose(1, 2).double(), spikes.double())
     for w0 in (1.0, 0.7):
-        got = rules.lateral_factor(k_out, spikes, counts, labels, 8.0, w0)
-        assert torch.equal(got, rules._lateral_factor_torch(e, counts, labels, 8.0, w0))
+        got = numba_gradient.lateral_factor(k_out, spikes, counts, labels, 8.0, w0)
+        assert torch.equal(got, rules.lateral_factor(k_out, spikes, counts, labels, 8.0, w0))
     # replace_silent_label: unchanged objects when no label is silent, the synthetic train otherwise
     live = counts.clone()
     live[torch.arange(batch), labels] = 7
-    same_spikes, same_counts = rules.replace_silent_label(spikes, live, labels, 35.0)
+    same_spikes, same_counts = numba_gradient.replace_silent_label(spikes, live, labels, 35.0)
     assert same_spikes is spikes and same_counts is live
-    new_spikes, new_counts = rules.replace_silent_label(spikes, counts, labels, 35.0)
+    new_spikes, new_counts = numba_gradient.replace_silent_label(spikes, counts, labels, 35.0)
     assert int(new_counts[0, labels[0]]) == len(rules.silent_label_train(40, 35.0)) == 39
 
 
 def test_finish_gradient_in_storage_order_clears_what_it_reads():
     """`finish_gradient` = scale * g_t + R(W)^T in the transposed order, float32 as written (two products, one sum);
     rows marked touched are read and cleared, other rows are taken as zero; the row sums are float64 sums."""
-    from hm2bp import hm2bp_grad as rules
     from hm2bp.config import RegularizerSpec
 
     rng = np.random.default_rng(1)
     w = rng.standard_normal((37, 53)).astype(np.float32)  # [n_post, n_pre]
     w_t = np.ascontiguousarray(w.T)
-    sums, sumsq = rules.weight_row_sums(w_t)
+    sums, sumsq = numba_gradient.weight_row_sums(w_t)
     np.testing.assert_allclose(sums, w.astype(np.float64).sum(1), rtol=1e-13, atol=1e-12)
     np.testing.assert_allclose(sumsq, (w.astype(np.float64) ** 2).sum(1), rtol=1e-13)
     touched = rng.random(53) < 0.4
     g_t = rng.standard_normal((53, 37)).astype(np.float32) * touched[:, None]
     keep = g_t.copy()
     reg = RegularizerSpec(lam=10.0, beta=0.04, weight_limit=8.0)
-    got = rules.finish_gradient(g_t, w_t, sumsq, 0.25, reg, "hidden", touched)
+    got = numba_gradient.finish_gradient(g_t, w_t, sumsq, 0.25, reg, "hidden", touched)
     s_i = (w.astype(np.float64) ** 2).sum(1) / (64.0 * 53)
     factor = (10.0 * 0.04 * np.exp(0.04 * (s_i - 1.0)) / 8.0).astype(np.float32)
     expected = np.float32(0.25) * keep + factor[None, :] * w_t
@@ -356,4 +354,4 @@ def test_finish_gradient_in_storage_order_clears_what_it_reads():
     assert not g_t.any()  # the touched rows were cleared, the others were zero already
     g_t[4, 30] = np.nan
     with pytest.raises(FloatingPointError, match="'output'"):
-        rules.finish_gradient(g_t, w_t, sumsq, 1.0, reg, "output")
+        numba_gradient.finish_gradient(g_t, w_t, sumsq, 1.0, reg, "output")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from hm2bp.loader import SpikeLoader, dense_from_events
+from hm2bp.train.loader import SpikeLoader, dense_from_events
 from spikedata.store import open_store
-from tests.hm2bp._synthetic import make_store
+from tests.hm2bp.synthetic import make_store
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from hm2bp.metrics import COUNTS_UP_TO, confusion_matrix, plot_confusion, plot_learning_curve
+from hm2bp.train.metrics import COUNTS_UP_TO, confusion_matrix, plot_confusion, plot_learning_curve
 
 
 def _record(epoch, valid, test, best_epoch):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from hm2bp.boost import class_error_rates, update_boost
 from hm2bp.config import TrainSpec
-from hm2bp.optim import SGD, Adam, make_optimizer
-from hm2bp.schedule import batch_scaled_lr, epoch_lr, learning_rate
+from hm2bp.train.boost import class_error_rates, update_boost
+from hm2bp.train.optim import SGD, Adam, make_optimizer
+from hm2bp.train.schedule import batch_scaled_lr, epoch_lr, learning_rate
 
 
 def _weights(seed=0, shape=(5, 7)):

@@ -1,13 +1,13 @@
-"""`hm2bp.splits`: the split protocol, the seeded stratified hold-out and subset views of a split."""
+"""`hm2bp.train.splits`: the split protocol, the seeded stratified hold-out and subset views of a split."""
 
 import numpy as np
 import pytest
 
-from hm2bp import distributed as dp
-from hm2bp.loader import SpikeLoader
-from hm2bp.splits import SplitSource, SubsetSplit, holdout
+from hm2bp.train import distributed as dp
+from hm2bp.train.loader import SpikeLoader
+from hm2bp.train.splits import SplitSource, SubsetSplit, holdout
 from spikedata.store import open_store
-from tests.hm2bp._synthetic import make_store
+from tests.hm2bp.synthetic import make_store
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,16 @@ import pytest
 import torch
 
 from hm2bp import Network
-from hm2bp.boost import update_boost
-from hm2bp.checkpoint import load_checkpoint
 from hm2bp.config import load_config
-from hm2bp.metrics import read_metrics
-from hm2bp.trainer import LAST, SetupError, Trainer, TrainingError, prepare_run
+from hm2bp.errors import SetupError, TrainingError
+from hm2bp.train.boost import update_boost
+from hm2bp.train.checkpoint import load_checkpoint
+from hm2bp.train.metrics import read_metrics
+from hm2bp.train.run import prepare_run
+from hm2bp.train.rundir import LAST
+from hm2bp.train.trainer import Trainer
 from spikedata.store import open_store
-from tests.hm2bp._synthetic import make_store
+from tests.hm2bp.synthetic import make_store
 
 REPO = Path(__file__).resolve().parents[2]
 

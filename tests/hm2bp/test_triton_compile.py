@@ -17,7 +17,7 @@ pytest.importorskip("triton", reason="the compile check needs the triton package
 
 from hm2bp import Network  # noqa: E402
 from hm2bp.kernels.triton import aot  # noqa: E402
-from hm2bp.optim import Adam  # noqa: E402
+from hm2bp.train.optim import Adam  # noqa: E402
 from tests.hm2bp.test_backends import TRITON_DEVICE  # noqa: E402
 from tests.hm2bp.test_gradients import CFG  # noqa: E402
 
@@ -65,7 +65,7 @@ def test_meta_recording_is_what_a_real_step_launches(batch):
     for device in (TRITON_DEVICE, "meta"):
         net = Network.from_config(CFG, 14, backend="triton").to(device)
         net.kernels.wide_tiles = False
-        optimizer = Adam(net.weights(), 1e-3, backend="triton")
+        optimizer = Adam(net.weights(), 1e-3, kernels=net.kernels)
         with aot.recorder() as launches:
             aot.training_step(net, optimizer, batch, 1e-3)
         recorded[device] = launches

@@ -13,7 +13,7 @@ from hm2bp import Network  # noqa: E402
 from hm2bp.config import LossSpec, NeuronParams  # noqa: E402
 from hm2bp.kernels.base import Trains  # noqa: E402
 from hm2bp.kernels.triton.launch import recording  # noqa: E402
-from hm2bp.kernels.triton_set import TritonKernels  # noqa: E402
+from hm2bp.kernels.triton.set import TritonKernels  # noqa: E402
 from tests.hm2bp.test_backends import TRITON_DEVICE, assert_same_step, backend_nets, train_tiny  # noqa: E402
 from tests.hm2bp.test_gradients import CFG, make_case  # noqa: E402
 
@@ -51,9 +51,9 @@ def test_out_of_range_label_is_refused_before_any_kernel_runs(label, sample):
 
 
 def test_trainer_refuses_a_split_with_labels_beyond_the_output_layer(tmp_path):
-    from hm2bp.trainer import Trainer
+    from hm2bp.train.trainer import Trainer
     from spikedata.store import open_store
-    from tests.hm2bp._synthetic import make_store
+    from tests.hm2bp.synthetic import make_store
 
     store = open_store(make_store(tmp_path / "s.zarr", n_train=12, n_test=4, n_units=14, n_steps=30, n_classes=4))
     cfg = {**CFG, "steps": 30, "layers": [CFG["layers"][0], {**CFG["layers"][1], "size": 3}],
@@ -93,7 +93,7 @@ def test_output_kernels_stay_inside_their_sample_for_an_out_of_range_label(bad):
     np.testing.assert_array_equal(error[2].cpu().numpy(), (expected * 2.0).numpy())
     assert float(cost[2]) == float((expected * expected).sum())
     # the samples with a label in range: as the torch reference set computes them
-    from hm2bp.kernels.torch_set import TorchKernels
+    from hm2bp.kernels.torch import TorchKernels
 
     first = Trains(out.spikes[:2].cpu() != 0, out.counts[:2].cpu(), out.current[:2].cpu())
     _, ref_error, ref_cost = TorchKernels(torch.device("cpu")).output_stage(first, labels[:2].cpu(),

@@ -12,28 +12,7 @@ from spikedata.io.audio import (
     read_audio_with_info,
     resample,
 )
-
-
-def sphere_bytes(samples, rate=12500, byte_format="01", coding="pcm", n_bytes=2, extra="", header_size=1024):
-    """A NIST_1A file as TI46 ships them: 1024-byte ASCII header, then the PCM samples."""
-    lines = [
-        "NIST_1A",
-        f"   {header_size}",
-        f"sample_count -i {len(samples)}",
-        f"sample_rate -i {rate}",
-        "channel_count -i 1",
-        f"sample_n_bytes -i {n_bytes}",
-        "sample_sig_bits -i 16",
-        f"sample_coding -s{len(coding)} {coding}",
-    ]
-    if byte_format is not None:
-        lines.append(f"sample_byte_format -s{len(byte_format)} {byte_format}")
-    lines += [extra, "end_head", ""] if extra else ["end_head", ""]
-    head = "\n".join(lines).encode("ascii")
-    head += b" " * (header_size - len(head))
-    order = "<" if (byte_format or "01").startswith("0") else ">"
-    return head + np.asarray(samples).astype(f"{order}i{n_bytes}").tobytes()
-
+from tests.writers import sphere_bytes
 
 SAMPLES = np.array([0, 1, -1, 32767, -32768, 1234, -4321, 256], dtype=np.int16)
 

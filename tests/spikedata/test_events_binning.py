@@ -9,14 +9,10 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pytest
 
-from spikedata.encoders.event_binning import (
-    NMNIST_PLAIN,
-    NMNIST_REFERENCE,
-    BinningOptions,
-    bin_events,
-    spikes_to_dense,
-)
-from spikedata.io.events import make_events, read_events
+from spikedata.datasets.nmnist import NMNIST_PLAIN, NMNIST_REFERENCE
+from spikedata.encoders.event_binning import BinningOptions, bin_events, spikes_to_dense
+from spikedata.io.event_types import make_events
+from spikedata.io.events import read_events
 
 NMNIST = ["nmnist/tonic_sample_nmnist.bin", "nmnist/slayer_NMNIST_1.bs2"]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spikedata.datasets.event_folder import encode_files, natural_key, scan_folder, split_jobs
 from spikedata.datasets.nmnist import PRESETS, find_nmnist
+from spikedata.datasets.shared.event_encoding import encode_files, split_jobs
+from spikedata.datasets.shared.event_folder import natural_key, scan_folder
 from spikedata.encoders.event_binning import bin_events
-from spikedata.io.events import EventFileError, read_events
+from spikedata.io.event_types import EventFileError
+from spikedata.io.events import read_events
 
 
 @pytest.fixture()

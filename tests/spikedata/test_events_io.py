@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import struct
 
 import numpy as np
 import pytest
 
-from spikedata.io.events import (
-    EVENT_DTYPE,
-    EventFileError,
-    detect_format,
-    read_events,
-    read_events_bytes,
-    read_events_with_info,
-)
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError
+from spikedata.io.events import detect_format, read_events, read_events_bytes, read_events_with_info
+from tests.writers import aedat2_bytes, aedat31_bytes, aedat31_packet, aedat31_sample
 
 # path, format, events, (x min, max), (y min, max), (t min, max) µs, (OFF, ON) -- known properties of the samples
 REAL = [
@@ -139,17 +133,12 @@ def test_atis_overflow_marker():
 # ---------------------------------------------------------------------------------------- AEDAT 2.0 writers
 
 
-def _aedat2(records: list[tuple[int, int]], chip: str | None) -> bytes:
-    head = b"#!AER-DAT2.0\r\n# This is a raw AE data file\r\n"
-    if chip:
-        head += f"# AEChip: ch.unizh.ini.jaer.chip.retina.{chip}\r\n".encode()
-    return head + b"".join(struct.pack(">II", a, t) for a, t in records)
 
 
 def test_aedat2_dvs128_layout():
     # raw polarity bit 0 = ON in jAER's DVS128 extractor; bit 15 = sync event
     recs = [((5 << 8) | (7 << 1) | 0, 10), ((127 << 8) | (0 << 1) | 1, 20), (0x8000, 25), ((1 << 8) | (127 << 1), 30)]
-    events, info = read_events_bytes(_aedat2(recs, "DVS128"), "dvs.aedat")
+    events, info = read_events_bytes(aedat2_bytes(recs, "DVS128"), "dvs.aedat")
     assert info.address_layout == "dvs128" and info.sensor_size == (128, 128)
     assert events["x"].tolist() == [7, 0, 127] and events["y"].tolist() == [5, 127, 1]
     assert events["p"].tolist() == [1, 0, 1] and events["t"].tolist() == [10, 20, 30]
@@ -167,7 +156,7 @@ def test_aedat2_davis_skips_aps_imu_special_and_unwraps_time():
         (0x400, 0xFFFFFF30),  # external input (special)
         (dvs(0, 0, 0), 0x00000010),  # after the 32-bit counter wrapped
     ]
-    events, info = read_events_bytes(_aedat2(recs, "Davis346red"), "davis.aedat")
+    events, info = read_events_bytes(aedat2_bytes(recs, "Davis346red"), "davis.aedat")
     assert info.address_layout == "davis" and info.sensor_size == (346, 260)
     assert events["x"].tolist() == [345, 0] and events["y"].tolist() == [259, 0] and events["p"].tolist() == [1, 0]
     assert events["t"].tolist() == [0xFFFFFF00, (1 << 32) + 0x10]
@@ -177,44 +166,18 @@ def test_aedat2_davis_skips_aps_imu_special_and_unwraps_time():
 # ---------------------------------------------------------------------------------------- AEDAT 3.1 writer
 
 
-def _packet(etype: int, source: int, size: int, ts_offset: int, overflow: int, payload: bytes, number: int) -> bytes:
-    return struct.pack("<hhiiiiii", etype, source, size, ts_offset, overflow, number, number, number) + payload
 
 
-def _polarity_packet(events, overflow=0, source=1) -> bytes:
-    """events: (x, y, p, t32, valid) tuples -> polarity packet (8-byte events: data, timestamp)."""
-    payload = b"".join(
-        struct.pack("<Ii", (x << 17) | (y << 2) | (p << 1) | valid, t) for x, y, p, t, valid in events
-    )
-    return _packet(1, source, 8, 4, overflow, payload, len(events))
 
 
-def _aedat31(packets: list[bytes], source_name: str = "DVS128") -> bytes:
-    header = f"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: {source_name}\r\n#Start-Time: 2024-01-01\r\n"
-    return header.encode() + b"#!END-HEADER\r\n" + b"".join(packets)
 
 
-def _imu6_packet(n: int) -> bytes:
-    # IMU6 event: uint32 info, int32 timestamp, 7 floats = 36 bytes, timestamp at offset 4
-    payload = b"".join(struct.pack("<Ii7f", 1, 100 + i, *([0.5] * 7)) for i in range(n))
-    return _packet(3, 1, 36, 4, 0, payload, n)
 
 
-def _aedat31_sample() -> tuple[bytes, list[tuple[int, int, int, int]]]:
-    rng = np.random.default_rng(7)
-    first = [
-        (int(rng.integers(128)), int(rng.integers(128)), int(rng.integers(2)), 1000 + 10 * i, 1) for i in range(50)
-    ]
-    first[3] = (*first[3][:4], 0)  # one invalid event
-    second = [(int(rng.integers(128)), int(rng.integers(128)), int(rng.integers(2)), 5 + i, 1) for i in range(20)]
-    special = _packet(0, 1, 8, 4, 0, struct.pack("<Ii", 1, 999) * 2, 2)
-    data = _aedat31([_polarity_packet(first), _imu6_packet(4), special, _polarity_packet(second, overflow=1)])
-    expect = [(x, y, p, t) for x, y, p, t, v in first if v] + [(x, y, p, t + (1 << 31)) for x, y, p, t, _ in second]
-    return data, expect
 
 
 def test_aedat31_written_from_spec(tmp_path):
-    data, expect = _aedat31_sample()
+    data, expect = aedat31_sample()
     path = tmp_path / "rec.aedat"
     path.write_bytes(data)
     events, info = read_events_with_info(path)
@@ -225,7 +188,7 @@ def test_aedat31_written_from_spec(tmp_path):
 
 
 def test_aedat31_truncated_and_bad(tmp_path):
-    data, _ = _aedat31_sample()
+    data, _ = aedat31_sample()
     start = data.index(b"#!END-HEADER\r\n") + 14
     second_packet = start + 28 + 50 * 8
     for cut, offset in [(start + 10, start), (start + 28 + 17, start), (second_packet + 30, second_packet)]:
@@ -238,9 +201,9 @@ def test_aedat31_truncated_and_bad(tmp_path):
     path.write_bytes(data[: start - 14])
     with pytest.raises(EventFileError, match="END-HEADER"):
         read_events(path)
-    compressed = _aedat31([_packet(-32767, 1, 8, 4, 0, b"", 0)])
+    compressed = aedat31_bytes([aedat31_packet(-32767, 1, 8, 4, 0, b"", 0)])
     with pytest.raises(EventFileError, match="compressed"):
         read_events_bytes(compressed, "c.aedat")
-    only_header = _aedat31([])
+    only_header = aedat31_bytes([])
     events, info = read_events_bytes(only_header, "h.aedat")
     assert len(events) == 0 and info.sensor_size == (128, 128)

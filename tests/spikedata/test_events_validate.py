@@ -9,10 +9,11 @@ import struct
 import numpy as np
 import pytest
 
-from spikedata.io.events import EventFileError, make_events, read_events_bytes, read_events_with_info
+from spikedata.io.event_types import EventFileError, make_events
+from spikedata.io.events import read_events_bytes, read_events_with_info
 from spikedata.io.idx import IdxError, read_idx
 from spikedata.io.validate import MAX_REPEATS, TIME_TOLERANCE_US, check_events, check_payload
-from tests.spikedata.test_events_io import _aedat2, _aedat31, _polarity_packet
+from tests.writers import aedat2_bytes, aedat31_bytes, polarity_packet
 
 
 def events(t, x=None, y=None, p=None):
@@ -50,9 +51,9 @@ def test_check_events_rules():
 
 
 def test_fast_clean_pass_never_hides_what_the_full_scan_reports():
-    """`_clean` (the branch-free common-case pass) may send a clean array to the full scan, never the reverse:
-    on random arrays with planted defects, whatever `_scan` would report makes `_clean` false."""
-    from spikedata.io.validate import _clean, _scan
+    """`events_look_clean` (the branch-free common-case pass) may send a clean array to the full scan, never the
+    reverse: on random arrays with planted defects, whatever `scan_events` would report makes it false."""
+    from spikedata.io.validate import events_look_clean, scan_events
 
     rng = np.random.default_rng(11)
     cleared = 0
@@ -72,9 +73,9 @@ def test_fast_clean_pass_never_hides_what_the_full_scan_reports():
             ev = np.concatenate([ev[:k], np.repeat(ev[k : k + 1], int(rng.integers(2, 20))), ev[k:]])
         w, h = (4, 3) if rng.random() < 0.7 else (-1, -1)
         for repeats in (2, 5, MAX_REPEATS):
-            bad_p, outside, _, _, run_len, _, _, back = _scan(ev, w, h)
+            bad_p, outside, _, _, run_len, _, _, back = scan_events(ev, w, h)
             reported = bad_p >= 0 or outside >= 0 or run_len > repeats or back
-            clean = _clean(ev, w, h, repeats)
+            clean = events_look_clean(ev, w, h, repeats)
             assert not (clean and reported), (ev.tolist(), w, h, repeats)
             cleared += clean
     assert cleared > 100  # the fast pass does take the common case
@@ -87,14 +88,14 @@ def test_zero_filled_and_empty_payloads(tmp_path):
     with pytest.raises(EventFileError, match="aedat2: the payload is 800 zero bytes"):
         read_events_bytes(head + bytes(800), "z.aedat")
     with pytest.raises(EventFileError, match="corrupt packet header"):
-        read_events_bytes(_aedat31([]) + bytes(280), "z3.aedat")
+        read_events_bytes(aedat31_bytes([]) + bytes(280), "z3.aedat")
     (tmp_path / "dir.bin").mkdir()
     with pytest.raises(EventFileError, match="is a directory"):
         read_events_with_info(tmp_path / "dir.bin")
 
 
 def test_exact_magic_lines():
-    data = _aedat31([_polarity_packet([(1, 2, 1, 10, 1)])])
+    data = aedat31_bytes([polarity_packet([(1, 2, 1, 10, 1)])])
     for bad in (b"#!AEQ-DAT3.1", b"#?AER-DAT3.1", b"#!AER-DAT3.2"):
         with pytest.raises(EventFileError, match="version|damaged"):
             read_events_bytes(bad + data[12:], "m.aedat")
@@ -104,18 +105,18 @@ def test_exact_magic_lines():
 
 def test_aedat_coordinates_inside_the_named_sensor():
     # DVS128 header: 7-bit coordinates always fit; AEDAT 3.1 source 'DVS128' with x = 200 does not
-    bad = _aedat31([_polarity_packet([(1, 2, 1, 10, 1), (200, 2, 1, 20, 1)])])
+    bad = aedat31_bytes([polarity_packet([(1, 2, 1, 10, 1), (200, 2, 1, 20, 1)])])
     with pytest.raises(EventFileError, match=r"aedat3: event 1 at \(x 200, y 2\) lies outside the sensor "
                                              r"\[0, 128\) x \[0, 128\)") as err:
         read_events_bytes(bad, "big.aedat")
     assert err.value.offset == bad.index(b"#!END-HEADER\r\n") + 14 + 28 + 8
     # a packet of an undeclared source
     with pytest.raises(EventFileError, match="packet of source 3, which the header does not declare"):
-        read_events_bytes(_aedat31([_polarity_packet([(1, 2, 1, 10, 1)], source=3)]), "src.aedat")
+        read_events_bytes(aedat31_bytes([polarity_packet([(1, 2, 1, 10, 1)], source=3)]), "src.aedat")
     # AEDAT 2: time running backwards after unwrapping (not a false 2**32 wrap)
     recs = [((5 << 8) | (7 << 1), 10), ((5 << 8) | (6 << 1), 5_000_000), ((5 << 8) | (7 << 1), 4_000_000)]
     with pytest.raises(EventFileError, match=r"aedat2: time runs backwards at event 2 \(5000000 -> 4000000"):
-        read_events_bytes(_aedat2(recs, "DVS128"), "back.aedat")
+        read_events_bytes(aedat2_bytes(recs, "DVS128"), "back.aedat")
 
 
 def test_atis_sensor_size_from_the_caller(shared_data):
@@ -154,18 +155,6 @@ def test_aedat4_damaged_header_never_reaches_the_decoder(shared_data, edit, mess
     with pytest.raises(EventFileError, match=message) as err:
         read_events_bytes(bytes(data), "s.aedat4")
     assert "aedat4" in str(err.value)
-
-
-def test_aedat4_decoder_panics_become_event_file_errors(shared_data, monkeypatch):
-    import aedat
-
-    class Panicking:
-        def __init__(self, path):
-            raise BaseException.__new__(type("PanicException", (BaseException,), {}))
-
-    monkeypatch.setattr(aedat, "Decoder", Panicking)
-    with pytest.raises(EventFileError, match="the aedat decoder failed: PanicException"):
-        read_events_with_info(shared_data / "dvs/sample.aedat4")
 
 
 def idx_gz(shape, payload: bytes) -> bytes:

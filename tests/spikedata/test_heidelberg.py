@@ -16,63 +16,18 @@ import pytest
 from typer.testing import CliRunner
 
 from spikedata.cli import app as spikedata_app
-from spikedata.datasets.heidelberg import find_files, probe_heidelberg
+from spikedata.datasets.shared.heidelberg import find_files, probe_heidelberg
 from spikedata.encoders.event_binning import bin_unit_events
 from spikedata.errors import DatasetError
 from spikedata.store import open_store
+from tests.writers import SHD_KEYS, make_samples, write_heidelberg
 
 REPO = Path(__file__).resolve().parents[2]
 
-SHD_KEYS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-            "null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun"]
 
 
-def make_samples(n, seed=0, longest=1.3, n_classes=20):
-    """`n` samples like SHD's: sorted float16 times in [0, longest] s, units 0-699, some spikes of one channel in
-    the same millisecond (so that binning collapses them); labels and speakers."""
-    rng = np.random.default_rng(seed)
-    times, units = [], []
-    for i in range(n):
-        k = int(rng.integers(0, 400)) if i else 0  # sample 0 has no spike at all
-        t = np.sort(rng.uniform(0, longest, k)).astype(np.float16)
-        u = rng.integers(0, 700, k).astype(np.uint16)
-        if k > 10:  # repeat a few spikes 0.2 ms later on the same channel
-            j = rng.choice(k - 1, 5, replace=False)
-            t = np.concatenate([t, (t[j].astype(np.float64) + 2e-4).astype(np.float16)])
-            u = np.concatenate([u, u[j]])
-            order = np.argsort(t, kind="stable")
-            t, u = t[order], u[order]
-        times.append(t)
-        units.append(u)
-    labels = rng.integers(0, n_classes, n).astype(np.uint8)
-    speakers = rng.integers(0, 12, n).astype(np.uint8)
-    return times, units, labels, speakers
 
 
-def write_heidelberg(path, times, units, labels, speakers=None, keys=SHD_KEYS, gz=False):
-    """A file in the published layout: spikes/times (vlen float16, s), spikes/units (vlen uint16), labels,
-    extra/speaker, extra/keys (bytes), extra/meta_info; gzipped as distributed when `gz`."""
-    plain = path.with_suffix("") if gz else path
-    with h5py.File(plain, "w") as f:
-        t = f.create_dataset("spikes/times", (len(times),), dtype=h5py.vlen_dtype(np.dtype(times[0].dtype)))
-        u = f.create_dataset("spikes/units", (len(units),), dtype=h5py.vlen_dtype(np.dtype(units[0].dtype)))
-        for i, (ti, ui) in enumerate(zip(times, units, strict=True)):
-            t[i] = ti
-            u[i] = ui
-        f.create_dataset("labels", data=labels)
-        extra = f.create_group("extra")
-        if speakers is not None:
-            extra.create_dataset("speaker", data=speakers)
-        if keys is not None:
-            extra.create_dataset("keys", data=np.array([k.encode("utf-8") for k in keys]))
-        meta = extra.create_group("meta_info")
-        meta.create_dataset("gender", data=np.array([b"female", b"male"]))
-        meta.create_dataset("age", data=np.array([27, 31], np.uint8))
-        meta.create_dataset("body_height", data=np.array([170, 182], np.uint8))
-    if gz:
-        path.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1))
-        plain.unlink()
-    return path
 
 
 def brute_force(times, units, dt_us, n_steps):
@@ -307,7 +262,7 @@ def _crash(path, where):
 
 
 def test_a_reader_crash_is_an_error_naming_the_file(tmp_path):
-    from spikedata.datasets.heidelberg import vet_file
+    from spikedata.datasets.shared.heidelberg import vet_file
 
     path = tmp_path / "shd_train.h5"
     path.write_bytes(b"not used by the crashing reader")
@@ -321,7 +276,7 @@ def _loop(path, where):
 
 
 def test_a_reader_that_never_ends_is_an_error_naming_the_file(tmp_path):
-    from spikedata.datasets.heidelberg import vet_file
+    from spikedata.datasets.shared.heidelberg import vet_file
 
     path = tmp_path / "shd_test.h5"
     path.write_bytes(b"not used by the looping reader")
@@ -329,7 +284,7 @@ def test_a_reader_that_never_ends_is_an_error_naming_the_file(tmp_path):
         vet_file(path, str(path), reader=_loop, timeout_s=1)
 
 
-def _loop_telling_pid(path, where):
+def loop_telling_pid(path, where):
     import os
     from pathlib import Path
 
@@ -356,15 +311,15 @@ def test_the_vetting_child_ends_itself_when_its_parent_is_killed(tmp_path):
     script = (
         "import os, signal, sys, threading, time\n"
         "from pathlib import Path\n"
-        "from spikedata.datasets.heidelberg import vet_file\n"
-        "from tests.spikedata.test_heidelberg import _loop_telling_pid\n"
+        "from spikedata.datasets.shared.heidelberg import vet_file\n"
+        "from tests.spikedata.test_heidelberg import loop_telling_pid\n"
         f"pid_file = Path({str(path.with_suffix('.pid'))!r})\n"
         "def die():\n"
         "    while not pid_file.exists():\n"
         "        time.sleep(0.05)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "threading.Thread(target=die, daemon=True).start()\n"
-        f"vet_file({str(path)!r}, reader=_loop_telling_pid, timeout_s=1)\n"
+        f"vet_file({str(path)!r}, reader=loop_telling_pid, timeout_s=1)\n"
     )
     log = tmp_path / "parent.log"  # not a pipe: an orphaned child would hold it open
     with log.open("wb") as out:

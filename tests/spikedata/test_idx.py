@@ -6,7 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from spikedata.datasets.mnist import DatasetError, load_idx_pair
+from spikedata.datasets.shared.images import load_idx_pair
+from spikedata.errors import DatasetError
 from spikedata.io.idx import IdxError, read_emnist_mapping, read_idx, transpose_images
 
 T10K_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

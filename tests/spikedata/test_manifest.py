@@ -2,7 +2,8 @@
 
 import pytest
 
-from spikedata.datasets.mnist import DatasetError, verify_file
+from spikedata.datasets.shared.images import verify_file
+from spikedata.errors import DatasetError
 from spikedata.io.idx import read_emnist_mapping
 from spikedata.manifest import ManifestError, load_manifest, manifest_names
 

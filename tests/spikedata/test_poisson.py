@@ -101,7 +101,7 @@ def test_rejects_bad_input():
 
 def test_store_bytes_do_not_depend_on_workers(tmp_path):
     """Same store content with 1 and 2 worker processes, and with another chunking."""
-    from spikedata.datasets.mnist import image_encode_jobs
+    from spikedata.datasets.shared.images import image_encode_jobs
     from spikedata.pipeline import encode_to_store
     from spikedata.store import open_store
 

@@ -8,7 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from spikedata.io.events import EVENT_DTYPE, EventFileError, detect_format, read_events_bytes, read_events_with_info
+from spikedata.io.event_types import EVENT_DTYPE, EventFileError
+from spikedata.io.events import detect_format, read_events_bytes, read_events_with_info
 from spikedata.io.prophesee import header_sensor_size, parse_header
 from spikedata.io.validate import check_events
 
@@ -219,8 +220,8 @@ def test_dat_written_and_broken(tmp_path):
     assert info.sensor_size == (304, 240) and events["t"].tolist() == [0, 10, 2**32 - 5, 2**32 + 7]
     with pytest.raises(EventFileError, match=r"dat: truncated"):
         read_events_bytes(head + b"\x00\x08" + body[:-4], "b.dat")
-    with pytest.raises(EventFileError, match="type 12 of size 8"):
-        read_events_bytes(head + b"\x0c\x08" + body, "c.dat")
+    with pytest.raises(EventFileError, match="type 12 of size 4"):
+        read_events_bytes(head + b"\x0c\x04" + body, "c.dat")
     outside = head + b"\x00\x08" + struct.pack("<II", 5, 304)
     with pytest.raises(EventFileError, match=r"outside the sensor \[0, 304\) x \[0, 240\)") as err:
         read_events_bytes(outside, "d.dat")
@@ -241,5 +242,7 @@ def test_percent_binary_is_not_a_prophesee_header():
     rec = bytes([37, 2, 0x80, 0, 5]) + bytes([1, 2, 0x80, 0, 9])
     events, info = read_events_bytes(rec, "x.bin")
     assert info.format == "atis40" and events["x"].tolist() == [37, 1]
-    with pytest.raises(EventFileError, match="EVT 2.1 is not supported"):
+    with pytest.raises(EventFileError, match="EVT 4.0 is not supported"):
+        read_events_bytes(b"% evt 4.0\n" + b"\0" * 8, "y.raw")
+    with pytest.raises(EventFileError, match="evt21: the payload is 8 zero bytes"):
         read_events_bytes(b"% evt 2.1\n" + b"\0" * 8, "y.raw")

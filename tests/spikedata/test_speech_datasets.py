@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from spikedata.datasets.fsdd import FSDD_CLASSES, parse_fsdd_name, scan_fsdd
-from spikedata.datasets.speech import encode_utterances
+from spikedata.datasets.shared.speech import encode_utterances
 from spikedata.datasets.ti46 import expected_counts, parse_take, scan_ti46, ti46_classes
 from spikedata.encoders.speech import SpeechFrontEnd
 from spikedata.errors import DatasetError
-from tests.spikedata.test_audio import sphere_bytes
+from tests.writers import sphere_bytes
 
 TINY = sphere_bytes(np.array([0, 100, -100, 0], dtype=np.int16))
 LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]

@@ -236,7 +236,7 @@ def test_older_store_gets_a_clear_message(tmp_path, store):
 
 def test_training_never_sees_a_damaged_chunk(tmp_path, store):
     """The loader (what `hm2bp fit` streams from) raises the StoreError before yielding any batch."""
-    from hm2bp.loader import SpikeLoader
+    from hm2bp.train.loader import SpikeLoader
 
     bad = damaged(tmp_path, store[0])
     chunk(bad, "train", "times", 1).unlink()

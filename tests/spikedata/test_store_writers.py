@@ -135,7 +135,7 @@ def test_interrupted_two_rename_replacement_is_restored(tmp_path, monkeypatch):
     out.rename(aside)
     with pytest.raises(StoreError, match=r"interrupted --overwrite left the previous store at .*old-1234abcd"):
         open_store(out)
-    monkeypatch.setattr("spikedata.store.exchange_paths", lambda a, b: False)
+    monkeypatch.setattr("spikedata.store.swap.exchange_paths", lambda a, b: False)
     with StoreWriter(out, ATTRS, overwrite=True) as w:
         w.split("train").append(np.array([0, 1]), np.array([2]), np.array([3]), np.array([1]))
     assert w.cleaned == [f"restored {out} from .s.zarr.old-1234abcd"]

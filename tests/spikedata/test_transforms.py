@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from spikedata import transforms as T
-from spikedata.io.events import EVENT_DTYPE, make_events, read_events
+from spikedata.io.event_types import EVENT_DTYPE, make_events
+from spikedata.io.events import read_events
 
 REAL = ["nmnist/tonic_sample_nmnist.bin", "dvs/TranslatingBarY_synthesized.aedat", "dvs/sample.aedat4",
         "dvs/gesture_1.bs2"]  # fmt: skip

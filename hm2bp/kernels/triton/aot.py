@@ -138,12 +138,11 @@ def training_step(net, optimizer, batch: int, lr: float) -> None:
 def record_case(case: Case, device: str = "meta") -> list[Launch]:
     """The launches of `case`'s training steps on the triton set, on `device` ("meta": nothing runs)."""
     from hm2bp import Network
-    from hm2bp.optim import make_optimizer
+    from hm2bp.train.optim import make_optimizer
 
     net = Network.from_config(case.config, case.n_inputs, case.input_shape, backend="triton").to(device)
     train = net.config.train
-    optimizer = make_optimizer(train.optimizer, net.weights(), train.lr, train.momentum,
-                               net.kernels.optimizer_backend)
+    optimizer = make_optimizer(train.optimizer, net.weights(), train.lr, train.momentum, kernels=net.kernels)
     with recorder() as launches:
         for batch in case.batches:
             training_step(net, optimizer, batch, train.lr)
