@@ -1,8 +1,9 @@
 """Speech: Lyon's passive ear (ours vs the `lyon` package), BSA, the TI46 letters extrapolated; SHD encoding
-(ours vs tonic's `ToFrame`).
+(ours vs tonic's `ToFrame`); `spikedata encode gsc` on a Speech Commands-sized corpus.
 
-    .venv/bin/python benchmarks/bench_speech.py [--seconds 8] [--repeats 3] [--only lyon|shd]
+    .venv/bin/python benchmarks/bench_speech.py [--seconds 8] [--repeats 3] [--only lyon|shd|gsc]
         [--shd-spikes 8000] [--shd-subset 300] [--workers 1 2] [--cli-workers 1]
+        [--gsc-count 105829] [--gsc-workers 2] [--gsc-short 0.1]
 
 Lyon is timed on real FSDD speech (concatenated, resampled to 12.5 kHz) at decimation 1 and 200 (TI46);
 BSA on the reference's TI46 cochleagram (78 x 68 frames, 1000 steps). The TI46 letters subset (10,770
@@ -19,6 +20,16 @@ them) and read + bin from the file (ours: the encoder's `HeidelbergRange`; tonic
 read of one sample -- then `ToFrame`). The rasters are checked equal (ours == tonic's frames > 0, our collapsed
 count == tonic's surplus counts). Then all 10,420 samples into a store (`encode_to_store`, plain .h5) at each of
 `--workers`, and the whole command `spikedata encode shd` from the gzipped files.
+
+Speech Commands: no copy exists offline, so `--gsc-count` WAV files (default: all 105,829 of v0.02, 3.4 GB) are
+written in the published layout (35 word folders, validation_list.txt and testing_list.txt with the corpus's
+proportions of 9,981 and 11,005 files): 16 kHz mono 16-bit, 16,000 samples each, except a fraction `--gsc-short`
+cut to 8,000-15,999 samples (the real corpus has such clips; the fraction is an assumption). Each clip is one of 300
+templates: a real FSDD digit resampled to 16 kHz at a random place in 1 s of noise 40 dB below it, so that the
+spike counts are those of speech. Timed: the whole command `spikedata encode gsc --workers N` (process start,
+scanning, the lists' sha256, reading, resampling, Lyon, BSA, writing and validating the store). With fewer files
+than the corpus the time is extrapolated linearly to 105,829 (which also scales the fixed start-up cost:
+conservative).
 """
 
 from __future__ import annotations
@@ -177,20 +188,116 @@ def shd_benchmark(args) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+GSC_TOTAL = 105_829
+GSC_LISTS = {"validation_list.txt": 9_981, "testing_list.txt": 11_005}
+
+
+def gsc_templates(n: int, short: float, seed: int = 0) -> list[bytes]:
+    """`n` WAV files (bytes): 1 s of 16 kHz noise with a real FSDD digit in it (noise alone without the sample
+    data); a fraction `short` of them cut to 8,000-15,999 samples."""
+    import io
+
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    digits = sorted((SHARED / "speech" / "fsdd").glob("*.wav"))
+    out = []
+    for _ in range(n):
+        clip = 0.003 * rng.standard_normal(16_000)
+        if digits:
+            audio, rate = read_audio(digits[int(rng.integers(len(digits)))])
+            word = resample(audio, rate, 16_000)[:16_000]
+            start = int(rng.integers(0, 16_000 - len(word) + 1))
+            clip[start : start + len(word)] += word
+        if rng.random() < short:
+            clip = clip[: int(rng.integers(8_000, 16_000))]
+        buffer = io.BytesIO()
+        soundfile.write(buffer, np.clip(clip, -1, 1 - 2**-15), 16_000, subtype="PCM_16", format="WAV")
+        out.append(buffer.getvalue())
+    return out
+
+
+def write_gsc(root: Path, count: int, short: float, seed: int = 0) -> None:
+    """A Speech Commands v0.02 tree of `count` files in the published layout (see the module docstring)."""
+    from spikedata.manifest import load_manifest
+
+    rng = np.random.default_rng(seed)
+    words = list(load_manifest("gsc").classes)
+    templates = gsc_templates(300, short, seed)
+    for word in words:
+        (root / word).mkdir(parents=True)
+    names = [f"{words[k % len(words)]}/{k:08x}_nohash_{k % 5}.wav" for k in range(count)]
+    for name in names:
+        (root / name).write_bytes(templates[int(rng.integers(len(templates)))])
+    order = rng.permutation(count)
+    start = 0
+    for list_name, n in GSC_LISTS.items():
+        k = round(n * count / GSC_TOTAL)
+        (root / list_name).write_text("".join(names[i] + "\n" for i in order[start : start + k]))
+        start += k
+    (root / "_background_noise_").mkdir()
+    (root / "_background_noise_" / "white_noise.wav").write_bytes(templates[0])
+
+
+def gsc_benchmark(args) -> None:
+    from spikedata.store import open_store
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gsc_"))
+    try:
+        started = time.perf_counter()
+        write_gsc(tmp / "corpus", args.gsc_count, args.gsc_short)
+        print(f"\nSpeech Commands: wrote {args.gsc_count:,} synthetic WAV files in "
+              f"{time.perf_counter() - started:.0f} s")
+        command = [sys.executable, "-m", "spikedata", "encode", "gsc", "--source", str(tmp / "corpus"), "--out",
+                   str(tmp / "gsc.zarr"), "--quiet", "--workers", str(args.gsc_workers)]
+        import os
+        import resource
+
+        load_before = os.getloadavg()[0]
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+        store = open_store(tmp / "gsc.zarr")
+        stats = [store[s].attrs["encode_stats"] for s in store.splits]
+        spikes = sum(st["spikes"] for st in stats)
+        audio = sum(st["audio_s"] for st in stats)
+        truncated = sum(st["truncated"] for st in stats)
+        print(f"`spikedata encode gsc --workers {args.gsc_workers}`: {args.gsc_count:,} utterances ({audio:,.0f} s of "
+              f"audio, {spikes / args.gsc_count:,.0f} spikes each, {truncated} truncated) in {seconds:.1f} s = "
+              f"{args.gsc_count / seconds:,.0f} utterances/s")
+        print(f"CPU time of the command and its workers: {cpu:.1f} s ({cpu / args.gsc_count * 1e3:.2f} ms per "
+              f"utterance); load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other work on "
+              "the machine takes its share of the cores)")
+        scale = GSC_TOTAL / args.gsc_count
+        what = f"extrapolated linearly to all {GSC_TOTAL:,}" if scale != 1 else f"all {GSC_TOTAL:,} utterances"
+        print(f"{what}: {seconds * scale / 60:.1f} min wall as measured; {cpu * scale / 60:.1f} CPU-min, i.e. "
+              f"{cpu * scale / 60 / 2:.1f} min on 2 otherwise idle cores (target < 10 min)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds of 12.5 kHz speech for the Lyon timing")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", choices=("lyon", "shd"), help="run only one part")
+    ap.add_argument("--only", choices=("lyon", "shd", "gsc"), help="run only one part")
     ap.add_argument("--shd-spikes", type=int, default=8000, help="mean spikes per synthetic SHD sample")
     ap.add_argument("--shd-subset", type=int, default=300, help="SHD samples timed side by side with tonic")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="workers for the full SHD store")
     ap.add_argument("--cli-workers", type=int, default=1, help="workers of the timed `spikedata encode shd`")
+    ap.add_argument("--gsc-count", type=int, default=GSC_TOTAL, help="WAV files of the synthetic Speech Commands")
+    ap.add_argument("--gsc-workers", type=int, default=2, help="workers of the timed `spikedata encode gsc`")
+    ap.add_argument("--gsc-short", type=float, default=0.1, help="fraction of clips shorter than 1 s")
     args = ap.parse_args()
-    if args.only != "shd":
+    if args.only in (None, "lyon"):
         lyon_benchmark(args)
-    if args.only != "lyon":
+    if args.only in (None, "shd"):
         shd_benchmark(args)
+    if args.only in (None, "gsc"):
+        gsc_benchmark(args)
 
 
 def lyon_benchmark(args) -> None:

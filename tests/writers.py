@@ -134,3 +134,49 @@ def write_heidelberg(path, times, units, labels, speakers=None, keys=SHD_KEYS, g
         path.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1))
         plain.unlink()
     return path
+
+
+# ------------------------------------------------------------------------------------------------ events per file
+
+
+def write_mat_events(path, t, x, y, p, version: str = "5", dtype=np.float64):
+    """A MAT-file with the column vectors ts, x, y, pol (ASL-DVS's layout). `version` "5": level 5 as MATLAB's
+    default `save` (and scipy.io.savemat) writes it; "7.3": HDF5 behind MATLAB's 512-byte text header, each
+    variable a root dataset stored transposed ([1, n]) with its MATLAB_class attribute."""
+    columns = {"ts": t, "x": x, "y": y, "pol": p}
+    if version == "5":
+        import scipy.io
+
+        scipy.io.savemat(path, {k: np.asarray(v, dtype=dtype).reshape(-1, 1) for k, v in columns.items()})
+        return path
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for name, values in columns.items():
+            ds = f.create_dataset(name, data=np.asarray(values, dtype=dtype).reshape(1, -1))
+            ds.attrs["MATLAB_class"] = np.bytes_("double" if np.dtype(dtype).kind == "f" else np.dtype(dtype).name)
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Tue Mar  5 10:00:00 2019 HDF5 schema 1.00 ."
+    with open(path, "r+b") as fh:
+        fh.write(header.ljust(512, b" "))
+    return path
+
+
+def write_npy_events(path, t, x, y, p, dtype=(("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "?"))):
+    """A .npy file holding one structured array with the fields t, x, y, p (DVS-Lip's layout), of the given
+    field types and order."""
+    data = np.zeros(len(t), dtype=list(dtype))
+    data["t"], data["x"], data["y"], data["p"] = t, x, y, p
+    np.save(path, data)
+    return path
+
+
+def write_ntidigits(path, splits):
+    """The N-TIDIGITS HDF5 layout: `<split>_labels` (the keys, bytes) and one dataset per key in the groups
+    `<split>_addresses` (channels) and `<split>_timestamps` (float seconds); `splits` maps split -> [(key, times,
+    addresses)] in file order."""
+    with h5py.File(path, "w") as f:
+        for split, rows in splits.items():
+            f.create_dataset(f"{split}_labels", data=np.array([key.encode() for key, _, _ in rows]))
+            addresses, stamps = f.create_group(f"{split}_addresses"), f.create_group(f"{split}_timestamps")
+            for key, times, channels in rows:
+                stamps.create_dataset(key, data=np.asarray(times, dtype=np.float32))
+                addresses.create_dataset(key, data=np.asarray(channels, dtype=np.uint8))
+    return path

@@ -41,25 +41,31 @@ def _bsa_kernel(analog, steps, hold, scale, kernel, threshold):  # pragma: no co
     out = np.zeros((steps, n_ch), dtype=np.bool_)
     # Positions i >= steps - 1 would spike at i + 1 >= steps and cannot change an earlier decision.
     n_loop = min(n_sig, steps - 1)
-    sig = np.zeros(n_sig + taps)
-    for c in range(n_ch):
-        for f in range(n_frames):
-            v = np.float64(analog[c, f]) * scale
-            for h in range(hold):
-                sig[f * hold + h] = v
-        for n in range(n_sig, n_sig + taps):
-            sig[n] = 0.0
-        for i in range(n_loop):
-            e1 = 0.0
-            e2 = 0.0
-            for j in range(taps):
-                s = sig[i + j]
-                e1 += abs(s - kernel[j])
-                e2 += abs(s)
-            if e1 < e2 - threshold:
+    # Time-major (sig[t * n_ch + c]), so that the channels, which are independent, sit side by side: the sums of all
+    # channels advance together (vectorised), each channel's still in the reference's order j = 0 .. taps - 1.
+    sig = np.zeros((n_sig + taps) * n_ch)
+    for f in range(n_frames):
+        for h in range(hold):
+            row = (f * hold + h) * n_ch
+            for c in range(n_ch):
+                sig[row + c] = np.float64(analog[c, f]) * scale
+    e1 = np.empty(n_ch)
+    e2 = np.empty(n_ch)
+    for i in range(n_loop):
+        e1[:] = 0.0
+        e2[:] = 0.0
+        for j in range(taps):
+            kj = kernel[j]
+            row = sig[(i + j) * n_ch : (i + j + 1) * n_ch]
+            for c in range(n_ch):
+                s = row[c]
+                e1[c] += abs(s - kj)
+                e2[c] += abs(s)
+        for c in range(n_ch):
+            if e1[c] < e2[c] - threshold:
                 out[i + 1, c] = True
                 for j in range(taps):
-                    sig[i + j] -= kernel[j]
+                    sig[(i + j) * n_ch + c] -= kernel[j]
     return out
 
 

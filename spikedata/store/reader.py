@@ -3,6 +3,7 @@ event chunks are verified against the chunk manifest at their first read; `verif
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -52,19 +53,15 @@ class _Checked:
         return root / self.split.name / self.name / "c" / "/".join([str(k)] + ["0"] * (self.array.ndim - 1))
 
     def _raw(self, lo: int, hi: int) -> np.ndarray:
-        try:
-            return self.array[lo:hi]
-        except Exception as exc:  # zarr/numcodecs raise many types for a chunk that does not decode
-            k0, k1 = lo // self.chunk, -(-hi // self.chunk)
-            for k in range(k0, k1):  # name the chunk that fails
-                try:
-                    self.array[k * self.chunk : min((k + 1) * self.chunk, self.length)]
-                except Exception as exc_k:  # noqa: BLE001
-                    raise StoreError(f"{self.where(k)}: cannot be decoded ({type(exc_k).__name__}: {exc_k}); "
-                                     "the chunk is truncated or corrupt: re-encode the store or restore it from a "
-                                     "copy") from exc_k
-            raise StoreError(f"{self.split.where}, array {self.name!r}: cannot read rows [{lo}, {hi}) "
-                             f"({type(exc).__name__}: {exc})") from exc
+        """Rows [lo, hi) as stored; a chunk that does not decode is a StoreError naming it."""
+        ranges = [(max(lo, k * self.chunk), min(hi, (k + 1) * self.chunk))
+                  for k in range(lo // self.chunk, -(-hi // self.chunk))]
+        parts = read_chunks(self.array, ranges)
+        for k, part in zip(range(lo // self.chunk, -(-hi // self.chunk)), parts, strict=True):
+            if isinstance(part, BaseException):
+                raise StoreError(f"{self.where(k)}: cannot be decoded ({type(part).__name__}: {part}); the chunk is "
+                                 "truncated or corrupt: re-encode the store or restore it from a copy") from part
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _check_range(self, part: np.ndarray, k: int) -> None:
         """Range check of a chunk that matched its digest (guards against a writer that broke the invariants)."""
@@ -310,6 +307,32 @@ def _open_array(where: str, group: zarr.Group, name: str, manifest: dict[str, An
     if problems:
         raise StoreError(f"{where}: array {name!r} does not match its manifest: {'; '.join(problems)}")
     return arr
+
+
+async def _gather_rows(array: zarr.AsyncArray, ranges: list[tuple[int, int]], limit: int) -> list:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(lo: int, hi: int) -> Any:
+        async with gate:
+            return await array.getitem(slice(lo, hi))
+
+    # return_exceptions: every read ends (decoded or failed) before this returns, so that none is left running
+    return await asyncio.gather(*(one(lo, hi) for lo, hi in ranges), return_exceptions=True)
+
+
+def read_chunks(array: zarr.Array, ranges: list[tuple[int, int]]) -> list[np.ndarray | Exception]:
+    """The rows [lo, hi) of `array` for each of `ranges` (each within one chunk), read concurrently on zarr's event
+    loop; a range that cannot be read or decoded gives its exception instead of an array.
+
+    Why not ``array[lo:hi]`` over several chunks: zarr reads them concurrently and raises as soon as one fails,
+    while the others keep running on its background loop. A command that then exits on the error (``error: ...``,
+    exit status 1) shuts that loop and its thread pool down under them, and they print tracebacks ("cannot schedule
+    new futures after shutdown", "Event loop is closed", "Task was destroyed but it is pending") after the error
+    line. Here every read has finished, or failed, before the caller sees any result."""
+    from zarr.core.sync import sync  # zarr's own loop: the one its stores (local, fsspec) are bound to
+
+    limit = max(1, int(zarr.config.get("async.concurrency") or 10))
+    return sync(_gather_rows(array.async_array, list(ranges), limit))
 
 
 class SpikeStore:

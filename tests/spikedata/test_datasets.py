@@ -17,8 +17,8 @@ from spikedata.datasets.shared.declaration import Dataset, OptionGroup, Reporter
 from spikedata.errors import DatasetError, OptionError
 from spikedata.manifest import load_manifest
 
-COMMANDS = ["cifar10dvs", "dvsgesture", "emnist", "events", "fsdd", "mnist", "mnist-5k", "ncaltech101", "ncars",
-            "nmnist", "shd", "ssc", "ti46"]
+COMMANDS = ["asldvs", "cifar10dvs", "dvsgesture", "dvslip", "emnist", "events", "fsdd", "gsc", "mnist", "mnist-5k",
+            "ncaltech101", "ncars", "nmnist", "ntidigits", "shd", "ssc", "ti46"]
 
 
 def test_every_dataset_module_declares_one_dataset():
@@ -28,7 +28,7 @@ def test_every_dataset_module_declares_one_dataset():
         module = __import__(f"spikedata.datasets.{name}", fromlist=["DATASET"])
         assert isinstance(module.DATASET, Dataset), name
     assert list(all_datasets()) == COMMANDS
-    with pytest.raises(DatasetError, match="unknown dataset 'nope'; known: cifar10dvs"):
+    with pytest.raises(DatasetError, match="unknown dataset 'nope'; known: asldvs, cifar10dvs"):
         get_dataset("nope")
 
 
@@ -51,9 +51,10 @@ def test_default_presets_exist_in_hm2bp():
 
     presets = {name: ds.preset for name, ds in all_datasets().items() if ds.preset is not None}
     assert presets == {
-        "cifar10dvs": "cifar10dvs-mlp", "dvsgesture": "dvsgesture-mlp", "emnist": "emnist-mlp", "fsdd": "fsdd-mlp",
-        "mnist": "mnist-mlp", "mnist-5k": "demo", "ncars": "ncars-mlp", "nmnist": "nmnist-mlp", "shd": "shd-mlp",
-        "ssc": "ssc-mlp", "ti46": "ti46-mlp",
+        "asldvs": "asldvs-mlp", "cifar10dvs": "cifar10dvs-mlp", "dvsgesture": "dvsgesture-mlp", "dvslip": "dvslip-mlp",
+        "emnist": "emnist-mlp", "fsdd": "fsdd-mlp", "gsc": "gsc-mlp", "mnist": "mnist-mlp", "mnist-5k": "demo",
+        "ncars": "ncars-mlp", "nmnist": "nmnist-mlp", "ntidigits": "ntidigits-mlp", "shd": "shd-mlp", "ssc": "ssc-mlp",
+        "ti46": "ti46-mlp",
     }  # fmt: skip
     assert set(presets.values()) <= set(hm2bp.preset_names())
 
@@ -146,7 +147,7 @@ def test_the_command_line_starts_without_zarr_torch_or_hm2bp():
 
 def test_help_shows_the_manifest_defaults():
     """A command's help gets the encoding defaults from the manifest, so that it never repeats a number."""
-    for name in ("dvsgesture", "ncars", "cifar10dvs", "shd", "mnist"):
+    for name in ("dvsgesture", "ncars", "cifar10dvs", "shd", "mnist", "asldvs", "dvslip", "ntidigits", "gsc"):
         ds = get_dataset(name)
         layout = load_manifest(name).layout
         text = ds.help_text()

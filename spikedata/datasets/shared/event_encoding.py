@@ -66,9 +66,9 @@ class BinnedRange:
 
 
 @functools.lru_cache(maxsize=2)
-def _read_cached(path: str, options: tuple) -> tuple[np.ndarray, Any]:
+def _read_cached(path: str, options: tuple, reader=None) -> tuple[np.ndarray, Any]:
     """Segments of one recording come one after another: read the file once per worker, not once per segment."""
-    return read_events_with_info(path, **dict(options))
+    return (reader or read_events_with_info)(path, **dict(options))
 
 
 def _segment(events: np.ndarray, start: int, end: int, stats: dict) -> np.ndarray:
@@ -117,13 +117,13 @@ def encode_files(
         # does that check (it says how many events fall outside and can drop them).
         bound = () if prep is not None else (("sensor_size", tuple(options.sensor_size)),)
         if split.segments is not None:
-            events, info = _read_cached(str(path), tuple(split.read_options) + bound)
+            events, info = _read_cached(str(path), tuple(split.read_options) + bound, split.reader)
             a, b_ = split.segments[i]
             segment_us[k] = (a, b_)
             where = f"{path} [{a}, {b_}) µs"
             events = _segment(events, a, b_, stats)
         else:
-            events, info = read_events_with_info(path, **dict(tuple(split.read_options) + bound))
+            events, info = (split.reader or read_events_with_info)(path, **dict(tuple(split.read_options) + bound))
             where = str(path)
         if prep is not None:
             events = prepare_events(events, prep, where, i, stats)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,10 @@ def natural_key(text: str) -> tuple:
 @dataclass(frozen=True)
 class EventSplit:
     """One split: files (relative to `root`) and their labels; with `segments`, sample i is the time segment
-    [start, end) µs of `files[i]`. `read_options` go to the reader (e.g. an AEDAT 2.0 address layout)."""
+    [start, end) µs of `files[i]`. `read_options` go to the reader (e.g. an AEDAT 2.0 address layout). `reader`
+    reads files that are not event-camera recordings (a dataset's own container: ASL-DVS's .mat, DVS-Lip's .npy):
+    an importable function `reader(path, **read_options) -> (events, EventFileInfo)`; None: the event-file reader
+    (`spikedata.io.events.read_events_with_info`, format detected from the content)."""
 
     root: str
     name: str
@@ -51,6 +55,7 @@ class EventSplit:
     labels: tuple[int, ...]
     segments: tuple[tuple[int, int], ...] | None = None
     read_options: tuple[tuple[str, Any], ...] = ()
+    reader: Callable[..., tuple[np.ndarray, Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.files)

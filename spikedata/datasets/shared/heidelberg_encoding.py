@@ -170,7 +170,6 @@ def _resolve_steps(steps: int | str | None, dataset: str, plain: dict[str, Path]
 def encode_heidelberg(dataset: Dataset, run: EncodeRun, source: Path, binning: dict[str, Any], chunk: int) -> Path:
     """Bin the split files of SHD or SSC under `source` into the store of `run` (`binning`: dt_us, steps)."""
     from spikedata.pipeline import encode_to_store
-    from spikedata.store import open_store
 
     name = dataset.name
     started = time.perf_counter()
@@ -190,13 +189,23 @@ def encode_heidelberg(dataset: Dataset, run: EncodeRun, source: Path, binning: d
                 run.report.note(f"{split}: {jobs[split].n_samples} samples, the published file has {n}")
         path = encode_to_store(run.out, attrs, jobs, workers=run.workers, progress=run.progress,
                                overwrite=run.overwrite)
+    report_binned(run, path, n_steps, started)
+    return path
+
+
+def report_binned(run: EncodeRun, path: Path, n_steps: int, started: float, samples: str = "samples",
+                  spikes: str = "spikes") -> None:
+    """Tell the user of a store binned by `bin_unit_events` what was cut at `n_steps` and collapsed, per split, and
+    how long the encode took since `started` (a `time.perf_counter()`); `samples` and `spikes` name what the
+    dataset calls them."""
+    from spikedata.store import open_store
+
     store = open_store(path)
     for split in store.splits:
         st = store[split].attrs["encode_stats"]
         if st["truncated"]:
-            run.report.note(f"{split}: {st['truncated']} samples outlast {n_steps} steps ({st['dropped_time']} spikes "
-                            "dropped); `steps` auto keeps every spike")
-        run.report.say(f"  {split}: {st['events_read']:,} spikes read, {st['spikes']:,} stored, {st['collapsed']:,} "
-                       "collapsed into an earlier spike of the same channel and step")
+            run.report.note(f"{split}: {st['truncated']} {samples} outlast {n_steps} steps ({st['dropped_time']} "
+                            f"{spikes} dropped); `steps` auto keeps every one")
+        run.report.say(f"  {split}: {st['events_read']:,} {spikes} read, {st['spikes']:,} stored, "
+                       f"{st['collapsed']:,} collapsed into an earlier one of the same channel and step")
     run.report.say(f"wrote {path} in {time.perf_counter() - started:.1f} s")
-    return path

@@ -64,10 +64,11 @@ _SUBSETS = (
 )
 #: --max-train, --max-test, --split-seed: for a dataset with its own (published) splits.
 SPLIT_SELECTION = OptionGroup("splits", _SUBSETS, _split_selection)
+#: --test-fraction: a seeded stratified test split (`SEEDED_SPLIT`; a dataset may give it a default with `but`).
+TEST_FRACTION = Option("test_fraction", float, None, "Seeded stratified test split of this fraction (data sets "
+                       "without a published split).", min=0.0, max=1.0)
 #: The same and --test-fraction: for a dataset that publishes no split.
-SEEDED_SPLIT = OptionGroup("splits", (Option(
-    "test_fraction", float, None, "Seeded stratified test split of this fraction (data sets without a published "
-    "split).", min=0.0, max=1.0), *_SUBSETS), _split_selection)
+SEEDED_SPLIT = OptionGroup("splits", (TEST_FRACTION, *_SUBSETS), _split_selection)
 
 
 # ---------------------------------------------------------------------------------------------- event binning

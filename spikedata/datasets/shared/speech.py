@@ -20,7 +20,8 @@ from spikedata.store import EventBlock, root_attributes
 
 __all__ = ["SPLITS", "Utterance", "encode_speech", "encode_utterances", "speech_jobs"]
 
-SPLITS = ("train", "test")
+#: The splits a corpus may have, in store order (TI46 and FSDD have no `valid`; Speech Commands has all three).
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,13 @@ def speech_jobs(
     front_end: SpeechFrontEnd,
     extras: dict[str, list] | None = None,
     chunk: int = 64,
+    source: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Root attributes and one `SplitJob` per split present, for `spikedata.pipeline.encode_to_store`.
 
     `extras` are per-utterance lists (same order as `utterances`); the speaker and the path relative to `root`
-    (`path`) are always stored.
+    (`path`) are always stored. `source` is the store's record of the files (default: the sha256 of every file,
+    which costs a second read of the corpus; a large corpus records less).
     """
     from functools import partial
 
@@ -119,16 +122,17 @@ def speech_jobs(
     centres = design_lyon_filters(front_end.sample_rate, front_end.ear_q, front_end.step_factor)[1]
     attrs = root_attributes(dataset, "lyon+bsa", front_end.params(), [front_end.n_channels], front_end.steps,
                             int(dt_us) if float(dt_us).is_integer() else dt_us, classes, 0,
-                            {"files": files_sha256([u.name for u in utterances], root)},
+                            source or {"files": files_sha256([u.name for u in utterances], root)},
                             channel_cf_hz=[round(float(f), 3) for f in centres])
     return attrs, jobs
 
 
 def encode_speech(dataset: str, run: EncodeRun, root: Path, utterances: list[Utterance], classes: list[str],
                   front_end: SpeechFrontEnd, extras: dict[str, list] | None = None,
-                  expected: dict[str, int] | None = None) -> Path:
+                  expected: dict[str, int] | None = None, source: dict[str, Any] | None = None) -> Path:
     """Encode the recordings `utterances` (found under `root`) into the store of `run` as dataset `dataset`;
-    `expected` recordings per split of the full corpus (a partial copy is pointed out)."""
+    `expected` recordings per split of the full corpus (a partial copy is pointed out); `source` as in
+    `speech_jobs`."""
     from spikedata.encoders import bsa, lyon
     from spikedata.pipeline import encode_to_store
     from spikedata.store import format as store_format
@@ -136,13 +140,14 @@ def encode_speech(dataset: str, run: EncodeRun, root: Path, utterances: list[Utt
 
     run.report.compiling(lyon, bsa, store_format)
     counts = {s: sum(u.split == s for u in utterances) for s in SPLITS}
-    run.report.say(f"{dataset}: {counts['train']} train + {counts['test']} test recordings, {len(classes)} classes, "
-                   f"{front_end.n_channels} channels, {front_end.steps} steps of {front_end.dt_us:g} µs")
+    shown = " + ".join(f"{counts[s]} {s}" for s in SPLITS if counts[s] or s != "valid")
+    run.report.say(f"{dataset}: {shown} recordings, {len(classes)} classes, {front_end.n_channels} channels, "
+                   f"{front_end.steps} steps of {front_end.dt_us:g} µs")
     for split, n in (expected or {}).items():
         if counts.get(split) != n:
             run.report.note(f"{split}: {counts.get(split)} recordings, the corpus has {n}")
     started = time.perf_counter()
-    attrs, jobs = speech_jobs(dataset, root, utterances, classes, front_end, extras)
+    attrs, jobs = speech_jobs(dataset, root, utterances, classes, front_end, extras, source=source)
     path = encode_to_store(run.out, attrs, jobs, workers=run.workers, progress=run.progress, overwrite=run.overwrite)
     store = open_store(path)
     assumed = sum(store[s].attrs["encode_stats"].get("byte_order_assumed", 0) for s in store.splits)
