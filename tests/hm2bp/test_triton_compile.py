@@ -1,6 +1,7 @@
-"""The ahead-of-time compile check of the triton kernel set (`hm2bp.kernels.triton.aot`): every kernel variant the
-training steps of the presets and their variations launch compiles to cubin for sm_80, sm_89 and sm_90, without a
-GPU; the recording on shape-only tensors launches exactly what a real step launches."""
+"""The ahead-of-time compile check of the triton kernel set (`hm2bp.kernels.triton.aot`, driven by the cases of
+`tests/hm2bp/triton_cases.py`): every kernel variant the training steps of the presets and their variations launch
+compiles to cubin for sm_80, sm_89 and sm_90, without a GPU; the recording on shape-only tensors launches exactly
+what a real step launches."""
 
 import json
 import os
@@ -18,6 +19,7 @@ pytest.importorskip("triton", reason="the compile check needs the triton package
 from hm2bp import Network  # noqa: E402
 from hm2bp.kernels.triton import aot  # noqa: E402
 from hm2bp.train.optim import Adam  # noqa: E402
+from tests.hm2bp import triton_cases  # noqa: E402
 from tests.hm2bp.test_backends import TRITON_DEVICE  # noqa: E402
 from tests.hm2bp.test_gradients import CFG  # noqa: E402
 
@@ -45,7 +47,7 @@ def test_forbidden_ptx_instructions_are_found():
 def test_cases_cover_presets_batches_and_variations():
     from hm2bp.presets import preset_names
 
-    names = [c.name for c in aot.cases()]
+    names = [c.name for c in triton_cases.cases()]
     assert set(preset_names()) <= set(names)
     for base in ("mnist-mlp", "mnist-cnn"):
         for lateral in (0, 1):
@@ -53,7 +55,7 @@ def test_cases_cover_presets_batches_and_variations():
                 for effect in (0, 1):
                     assert f"{base} lateral={lateral} reg={reg} effect={effect}" in names
         assert {f"{base} refractory={r}" for r in (0, 1, 3)} <= set(names)
-    assert all(set(aot.BATCHES) <= set(c.batches) for c in aot.cases() if not c.name.startswith("1"))
+    assert all(set(triton_cases.BATCHES) <= set(c.batches) for c in triton_cases.cases() if not c.name.startswith("1"))
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -67,7 +69,7 @@ def test_meta_recording_is_what_a_real_step_launches(batch):
         net.kernels.wide_tiles = False
         optimizer = Adam(net.weights(), 1e-3, kernels=net.kernels)
         with aot.recorder() as launches:
-            aot.training_step(net, optimizer, batch, 1e-3)
+            triton_cases.training_step(net, optimizer, batch, 1e-3)
         recorded[device] = launches
     assert recorded[TRITON_DEVICE] == recorded["meta"]
     names = {launch.name for launch in recorded["meta"]}
@@ -90,7 +92,7 @@ def test_every_kernel_variant_compiles_for_sm80_sm89_sm90(tmp_path):
     ptxas; prints registers and spills per variant. Under 4 minutes on 2 cores from a cold cache."""
     out = tmp_path / "aot.json"
     env = {**os.environ, "TRITON_INTERPRET": "0"}
-    proc = subprocess.run([sys.executable, "-m", "hm2bp.kernels.triton.aot", "--report", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "tests.hm2bp.triton_cases", "--report", "--json", str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]

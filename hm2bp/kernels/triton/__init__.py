@@ -11,7 +11,7 @@ a step, the refractory period, the spike-code cap, the S-PSP window, the label t
 `do_not_specialize`: knowing them buys no faster code, and one compiled variant then serves every batch (the last
 batch of an epoch compiles nothing new). Layer sizes and strides stay specialised (aligned, vectorised loads), and
 the kernels are written so that any of them may be 1 (no method call on an int argument: `tl.cast(n, ...)`).
-`python -m hm2bp.kernels.triton.aot` compiles every variant a training step launches for sm_80, sm_89 and sm_90
+`python -m tests.hm2bp.triton_cases` compiles every variant a training step launches for sm_80, sm_89 and sm_90
 without a GPU (docs/gpu.md, "The compile check").
 
 Triton decides when a kernel is defined (for its own helpers: when `triton.language` is imported) whether it is

@@ -1,21 +1,24 @@
-"""Ahead-of-time compile check of the triton kernel set: every kernel variant a training step launches, compiled
-for real NVIDIA GPUs (sm_80, sm_89, sm_90) to cubin on a machine without a GPU.
+"""Ahead-of-time compile check of the triton kernel set: every kernel variant a set of recorded launches holds,
+compiled for real NVIDIA GPUs (sm_80, sm_89, sm_90) to cubin on a machine without a GPU.
 
-    python -m hm2bp.kernels.triton.aot [--report] [--json PATH] [--targets 80,89,90] [--jobs N] [--no-cache]
+This module holds what belongs to the kernel set: recording launches, specialising them, compiling, reading the
+ptxas figures, the result cache, finding the package's `@triton.jit` kernels and formatting the report. What is
+recorded (training steps of networks built from the presets) is the caller's: `tests/hm2bp/triton_cases.py`
+builds the networks and runs the steps, and is the command line of the check:
+
+    python -m tests.hm2bp.triton_cases [--report] [--json PATH] [--targets 80,89,90] [--jobs N] [--no-cache]
 
 Triton compiles one variant of a kernel per *specialisation* of its arguments: an int argument equal to 1 becomes a
 compile-time constant, ints and pointers divisible by 16 are compiled with that divisibility, and the `tl.constexpr`
 arguments (tile sizes, switches) are part of the code. Triton's interpreter, which runs the kernels on CPU in the
-tests, specialises nothing, so only a compile shows whether every variant a real run launches builds. Three steps:
+tests, specialises nothing, so only a compile shows whether every variant a real run launches builds. Three steps
+(`run_check`):
 
-1. **Record.** Real training steps (forward, HM2-BP backward, optimiser update: `training_step`) of every
-   shipped preset and of variations of the paper's MLP and CNN (`cases`) run through the triton kernel set
-   on shape-only tensors (torch's `meta` device), at the presets' real sizes and time steps and at the batches of
-   `BATCHES`. The kernel set's code runs as on a GPU (tile sizes included, `_tile` with `wide=False`);
-   `hm2bp.kernels.triton.launch.launch` shows each launch to the recorder and runs nothing. An argument is kept as
-   what Triton specialises on (`describe`): a tensor as its dtype and its address modulo 16 on a GPU (the caching
-   allocator aligns every allocation to 512 bytes, so that is `storage_offset * element_size` modulo 16), ints,
-   floats and bools as they are.
+1. **Record.** The caller's `record(case)` runs something through the triton kernel set on shape-only tensors
+   (torch's `meta` device) inside `recorder()`: `hm2bp.kernels.triton.launch.launch` shows each launch to the
+   recorder and runs nothing. An argument is kept as what Triton specialises on (`describe`): a tensor as its dtype
+   and its address modulo 16 on a GPU (the caching allocator aligns every allocation to 512 bytes, so that is
+   `storage_offset * element_size` modulo 16), ints, floats and bools as they are.
 2. **Specialise.** For each target, each recorded launch goes through Triton's own launch path
    (`JITFunction.warmup`: the binder made by `create_function_from_signature`, the compile-cache key) under a driver
    that names the target and launches nothing (`TargetDriver`); a hook on Triton's compile step receives the
@@ -25,31 +28,25 @@ tests, specialises nothing, so only a compile shows whether every variant a real
    specialisation, target) in `cache_dir()`; a failed compile is never cached.
 
 The check fails when a variant does not compile, when its PTX holds an atomic or a tensor-core instruction (the
-kernels promise a fixed summation order and no TF32), or when a `@triton.jit` kernel of this package is launched by
-no recorded step (`jit_kernels`: a kernel nobody records would escape the check).
+kernels promise a fixed summation order and no TF32), or, when the cases are the complete set, when a `@triton.jit`
+kernel of this package is launched by none of them (`jit_kernels`: a kernel nobody records would escape the check).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import copy
 import hashlib
 import importlib
 import io
-import itertools
 import json
-import math
 import multiprocessing
 import os
 import pkgutil
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +56,6 @@ from hm2bp.kernels.triton.launch import recording
 
 #: Compute capabilities compiled for: A100 (sm_80), L4 / RTX 40xx (sm_89), H100 / H200 (sm_90).
 TARGETS = (80, 89, 90)
-#: Batches every case is recorded at. A tile holds up to 8 samples of a small layer, so 1, 2, 3 and 7 give every
-#: tile height (1, 2, 4, 8); with 64 and 1024 (multiples of 16) and 1 (what Triton turns into a constant where an int
-#: is specialised), every class of the batch and of `batch * steps` for every preset's T.
-BATCHES = (1, 2, 3, 7, 64, 1024)
 PACKAGE = "hm2bp.kernels.triton"
 #: PTX instructions the kernels must not contain: atomics (a fixed summation order) and tensor-core products (TF32).
 FORBIDDEN_PTX = re.compile(r"^\s*(?:@!?%p\d+\s+)?(atom|red|mma|wgmma)\.", re.MULTILINE)
@@ -110,111 +103,6 @@ def recorder() -> Iterator[list[Launch]]:
 
     with recording(record):
         yield launches
-
-
-@dataclass(frozen=True)
-class Case:
-    """A network (config dict, inputs, input shape) whose training step is recorded at `batches`."""
-
-    name: str
-    config: dict = field(compare=False, repr=False)
-    n_inputs: int = 0
-    input_shape: tuple | None = None
-    batches: tuple[int, ...] = BATCHES
-
-
-def training_step(net, optimizer, batch: int, lr: float) -> None:
-    """What `hm2bp fit` runs per batch (`Trainer.train_epoch`: backward pass with boost weights, no label read-back,
-    deferred finiteness check, optimiser step), on zero input on the network's device. (An evaluation runs the same
-    forward, whose launches at its batch sizes fall in the classes of `BATCHES`.)"""
-    dev = net.device
-    x = torch.zeros(batch, net.steps, net.n_inputs, dtype=torch.bool, device=dev)
-    y = torch.zeros(batch, dtype=torch.int64, device=dev)
-    weights = torch.ones(batch, dtype=torch.float64, device=dev)
-    result = net.backward_pass(x, y, sample_weights=weights, validate=False, check_finite=False)
-    optimizer.step(result.grads, lr)
-
-
-def record_case(case: Case, device: str = "meta") -> list[Launch]:
-    """The launches of `case`'s training steps on the triton set, on `device` ("meta": nothing runs)."""
-    from hm2bp import Network
-    from hm2bp.train.optim import make_optimizer
-
-    net = Network.from_config(case.config, case.n_inputs, case.input_shape, backend="triton").to(device)
-    train = net.config.train
-    optimizer = make_optimizer(train.optimizer, net.weights(), train.lr, train.momentum, kernels=net.kernels)
-    with recorder() as launches:
-        for batch in case.batches:
-            training_step(net, optimizer, batch, train.lr)
-    return launches
-
-
-def _input_shape(config: dict, n_inputs: int) -> tuple[int, int, int] | None:
-    """A conv-first preset takes a square single-channel image (its store's unit_shape)."""
-    if config["layers"][0].get("type", "dense") == "dense":
-        return None
-    side = math.isqrt(n_inputs)
-    if side * side != n_inputs:
-        raise ValueError(f"a conv-first preset needs a square input; got {n_inputs} units")
-    return (1, side, side)
-
-
-def _vary(config: dict, lateral: bool, regulariser: bool, effect_ratio: bool, refractory: int,
-          optimizer: str | None = None) -> dict:
-    cfg = copy.deepcopy(config)
-    cfg["layers"][-1]["lateral_inhibition"] = 1.0 if lateral else 0.0
-    cfg["regularizer"] = {**cfg.get("regularizer", {}), "lambda": 10.0 if regulariser else 0.0,
-                          "beta": 0.04 if regulariser else 0.0}
-    cfg["train"] = {**cfg.get("train", {}), "effect_ratio": effect_ratio}
-    if optimizer:
-        cfg["train"]["optimizer"] = optimizer
-    cfg["neuron"] = {**cfg.get("neuron", {}), "refractory": refractory}
-    return cfg
-
-
-def _edge_cases() -> list[Case]:
-    """Networks whose sizes, windows, steps and counts reach 1 (Triton turns an int argument equal to 1 into a
-    constant): layers of one neuron, a one-spike label train, a spike-code cap of 1, 1x1 convolutions and pools."""
-    def dense(steps: int, desired: float, **neuron) -> dict:
-        return {"steps": steps, "neuron": neuron, "loss": {"desired": desired, "undesired": 0, "margin": 0},
-                "regularizer": {"lambda": 10.0, "beta": 0.04},
-                "layers": [{"name": "hidden", "size": 1, "threshold": 1.0},
-                           {"name": "output", "size": 1, "threshold": 1.0, "lateral_inhibition": 1.0}]}
-
-    conv = {"steps": 40, "loss": {"desired": 2, "undesired": 0, "margin": 0},
-            "layers": [{"name": "conv1", "type": "conv", "channels": 1, "kernel": 1, "threshold": 1.0},
-                       {"name": "pool1", "type": "pool", "window": 1, "threshold": 1.0},
-                       {"name": "conv2", "type": "conv", "channels": 1, "kernel": 1, "threshold": 1.0},
-                       {"name": "pool2", "type": "pool", "window": 1, "threshold": 1.0},
-                       {"name": "output", "size": 1, "threshold": 1.0, "lateral_inhibition": 1.0}]}
-    return [Case("1-1-1, T 2", dense(2, 1, refractory=1), 1, None, (1, 2)),
-            Case("1-1-1, T 40, one-spike label train", dense(40, 2, refractory=1), 1, None, (1, 2)),
-            Case("1-1-1, spike-code cap 1", dense(40, 2, tau_m=1.0, tau_s=0.5, refractory=4), 1, None, (1, 2)),
-            Case("1x1 conv and pool", conv, 1, (1, 1, 1), (1, 2))]
-
-
-def cases() -> list[Case]:
-    """The recorded steps: every shipped preset (its sizes and T; the batches of `BATCHES` and its own); for the
-    paper's MLP and CNN every combination of lateral inhibition, regulariser and effect ratio (refractory period 2),
-    refractory periods 0, 1 and 3, and SGD; the edge cases of `_edge_cases`."""
-    from hm2bp.presets import load_preset, preset_meta, preset_names
-
-    out = []
-    for name in preset_names():
-        cfg, inputs = load_preset(name), int(preset_meta(name)["inputs"])
-        own = int(cfg.get("train", {}).get("batch_size", 1))
-        out.append(Case(name, cfg, inputs, _input_shape(cfg, inputs), tuple(sorted({*BATCHES, own}))))
-    for name in ("mnist-mlp", "mnist-cnn"):
-        base, inputs = load_preset(name), int(preset_meta(name)["inputs"])
-        shape = _input_shape(base, inputs)
-        for lateral, reg, effect in itertools.product((True, False), repeat=3):
-            label = f"{name} lateral={int(lateral)} reg={int(reg)} effect={int(effect)}"
-            out.append(Case(label, _vary(base, lateral, reg, effect, 2), inputs, shape))
-        for refractory in (0, 1, 3):
-            out.append(Case(f"{name} refractory={refractory}", _vary(base, True, True, True, refractory), inputs,
-                            shape))
-        out.append(Case(f"{name} sgd", _vary(base, True, True, True, 2, "sgd"), inputs, shape))
-    return out + _edge_cases()
 
 
 def jit_functions() -> dict[str, Any]:
@@ -293,8 +181,7 @@ def _kernel(key: str):
     for part in qualname.split("."):
         fn = getattr(fn, part)
     if not hasattr(fn, "warmup"):
-        raise RuntimeError(f"{key} is not a compiled Triton kernel: run with TRITON_INTERPRET=0 (the compile check "
-                           "runs in a process of its own for that: python -m hm2bp.kernels.triton.aot)")
+        raise RuntimeError(f"{key} is not a compiled Triton kernel: run the compile check with TRITON_INTERPRET=0")
     return fn
 
 
@@ -421,8 +308,8 @@ class Report:
 
     def failures(self) -> list[str]:
         """One line per problem: a kernel no step launches, a failed compile, a forbidden PTX instruction."""
-        out = [f"{k}: a @triton.jit kernel that no recorded step launches (add a case to "
-               f"hm2bp.kernels.triton.aot.cases)" for k in self.unlaunched]
+        out = [f"{k}: a @triton.jit kernel that no recorded case launches (add a case that launches it)"
+               for k in self.unlaunched]
         for v in self.variants:
             for arch, r in sorted(v.results.items()):
                 if "error" in r:
@@ -509,17 +396,18 @@ def _pool(jobs: int) -> Iterator[Any]:
             yield pool
 
 
-def run_check(targets: tuple[int, ...] = TARGETS, jobs: int = 2, use_cache: bool = True,
-              selected: list[Case] | None = None) -> Report:
-    """Record, specialise and compile (module docstring); `selected` cases (default: all of `cases()`)."""
+def run_check(cases: Sequence[Any], record: Callable[[Any], list[Launch]], targets: tuple[int, ...] = TARGETS,
+              jobs: int = 2, use_cache: bool = True, complete: bool = True) -> Report:
+    """Record, specialise and compile (module docstring). `cases`: anything with a `name`; `record(case)`: the
+    launches of a case, recorded with `recorder()` (a module-level function: worker processes run it); `complete`:
+    the cases are the whole set, so every kernel of the package must be launched by one of them."""
     import triton
 
     times = {}
-    chosen = cases() if selected is None else selected
     with _pool(jobs) as pool:
         t0 = time.perf_counter()
         seen: dict[Launch, list[str]] = {}
-        for case, launches in zip(chosen, pool.map(record_case, chosen), strict=True):
+        for case, launches in zip(cases, pool.map(record, cases), strict=True):
             for launch in launches:
                 names = seen.setdefault(launch, [])
                 if case.name not in names:
@@ -533,8 +421,8 @@ def run_check(targets: tuple[int, ...] = TARGETS, jobs: int = 2, use_cache: bool
         times["compile"] = time.perf_counter() - t0
     kernels = sorted(jit_kernels())
     launched = {launch.kernel for launch in seen}
-    return Report(triton.__version__, tuple(targets), len(chosen), len(seen), kernels,
-                  [k for k in kernels if k not in launched] if selected is None else [], variants,
+    return Report(triton.__version__, tuple(targets), len(cases), len(seen), kernels,
+                  [k for k in kernels if k not in launched] if complete else [], variants,
                   {k: round(v, 1) for k, v in times.items()}, compiled)
 
 
@@ -577,48 +465,16 @@ def format_summary(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _default_jobs() -> int:
+def format_footer(report: Report) -> str:
+    """The closing line: variants, kernels, launches, cases, targets, compiles run and cached, seconds per step."""
+    targets = report.targets
+    return (f"triton {report.triton}: {len(report.variants)} variants of {len(report.kernels)} kernels from "
+            f"{report.launches} distinct launches of {report.cases} cases, for "
+            f"{', '.join(f'sm_{a}' for a in targets)}: {report.compiled} compiled, "
+            f"{len(report.variants) * len(targets) - report.compiled} from the cache ({cache_dir()}); "
+            f"seconds: {report.seconds}")
+
+
+def default_jobs() -> int:
+    """Compile processes: the CPUs of this process, at most 8."""
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hm2bp.kernels.triton.aot", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--report", action="store_true", help="print every variant (default: one line per kernel)")
-    ap.add_argument("--json", type=Path, help="write the whole report (variants, launches, results) as JSON")
-    ap.add_argument("--targets", default=",".join(map(str, TARGETS)),
-                    help="compute capabilities (default: %(default)s)")
-    ap.add_argument("--jobs", type=int, default=_default_jobs(), help="compile processes (default: %(default)s)")
-    ap.add_argument("--no-cache", action="store_true", help=f"compile everything again (cache: {cache_dir()})")
-    ap.add_argument("--cases", default=None,
-                    help="only the cases whose name contains this text (skips the every-kernel-launched check)")
-    args = ap.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        # the kernels of this process are interpreted functions: compile in a process where they are not
-        env = {**os.environ, "TRITON_INTERPRET": "0"}
-        argv = sys.argv[1:] if argv is None else argv
-        return subprocess.run([sys.executable, "-m", __name__, *argv], env=env, check=False).returncode
-    selected = None
-    if args.cases is not None:
-        selected = [c for c in cases() if args.cases in c.name]
-        if not selected:
-            ap.error(f"no case name contains {args.cases!r}")
-    targets = tuple(int(t) for t in args.targets.split(","))
-    report = run_check(targets, args.jobs, not args.no_cache, selected)
-    print(format_variants(report) if args.report else format_summary(report))
-    print(f"\ntriton {report.triton}: {len(report.variants)} variants of {len(report.kernels)} kernels from "
-          f"{report.launches} distinct launches of {report.cases} cases, for "
-          f"{', '.join(f'sm_{a}' for a in targets)}: {report.compiled} compiled, "
-          f"{len(report.variants) * len(targets) - report.compiled} from the cache ({cache_dir()}); "
-          f"seconds: {report.seconds}")
-    if args.json:
-        args.json.write_text(json.dumps(asdict(report), indent=1, default=str) + "\n")
-    problems = report.failures()
-    for line in problems:
-        print(f"FAILED: {line}", file=sys.stderr)
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    from hm2bp.kernels.triton.aot import main as _main  # the module's own name, which worker processes import
-
-    sys.exit(_main())

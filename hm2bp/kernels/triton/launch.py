@@ -1,5 +1,5 @@
 """Launching Triton kernels: the one place that sets the compile options every kernel needs, counts launches, and
-lets a recorder see every launch (`recording`, used by the ahead-of-time compile check `hm2bp.kernels.triton.aot`).
+lets a recorder see every launch (`recording`, used by the ahead-of-time compile check, `hm2bp.kernels.triton.aot`).
 """
 
 from __future__ import annotations
