@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -59,7 +59,8 @@ GEMMS = {"mm", "addmm", "bmm", "addmm_", "baddbmm", "baddbmm_"}
 @dataclass
 class Op:
     """One operation of the step: `kind` "triton" or "torch", its name, the layer whose call launched it, and its
-    counts (float64 / 32-bit lane instructions, DRAM and L2 bytes, time-loop length and lanes)."""
+    counts (float64 / 32-bit lane instructions, DRAM and L2 bytes; the dependent loops of a Triton kernel:
+    `hm2bp.kernels.triton.cost.Cost`)."""
 
     kind: str
     name: str
@@ -71,8 +72,8 @@ class Op:
     gemm_f64: float = 0.0  # float64 instructions of cuBLAS products (tensor-core rate)
     conv_f64: float = 0.0  # float64 instructions of cuDNN convolutions
     loop: int = 0
-    lanes: int = 0
-    extra: dict = field(default_factory=dict)
+    iters: float = 0.0
+    threads: int = 128
 
 
 def calling_layer(depth: int = 3) -> str:
@@ -159,7 +160,7 @@ def count_step(build, train_step, x: torch.Tensor, y: torch.Tensor) -> tuple[lis
     def record(kernel, grid, args, meta) -> None:
         c = launch_cost(kernel, grid, args, meta, rasters.__getitem__)
         ops.append(Op("triton", kernel.fn.__name__, calling_layer(), c.f64, c.ops32, c.dram, c.l2, loop=c.loop,
-                      lanes=c.lanes))
+                      iters=c.iters, threads=c.threads))
 
     # a first step allocates the set's constant tables; the second is the one counted
     train_step(net, opt, x.to("meta"), y.to("meta"))
@@ -169,14 +170,14 @@ def count_step(build, train_step, x: torch.Tensor, y: torch.Tensor) -> tuple[lis
 
 
 def op_time(op: Op, fig: dict[str, float], scale: float = 1.0, latency: bool = False) -> float:
-    """Modelled device seconds of `op` (module docstring); rates times `scale`; `latency`: no less than its time
-    loop's steps times `loop_step_s` per wave of resident threads."""
+    """Modelled device seconds of `op` (module docstring); rates times `scale`; `latency`: no less than
+    `loop_step_s` per iteration of its dependent loops, for the longest program or for all programs spread over
+    the resident threads, whichever is longer."""
     t = max(op.f64 * 2 / (fig["fp64_flops"] * scale), op.gemm_f64 * 2 / (fig["fp64_gemm_flops"] * scale),
             op.conv_f64 * 2 / (fig["fp64_flops"] * scale), op.ops32 * 2 / (fig["fp32_flops"] * scale),
             op.dram / (fig["hbm_bytes"] * scale), op.l2 / (fig["l2_bytes"] * scale))
     if latency and op.loop:
-        waves = max(1.0, op.lanes / fig["lanes"])
-        t = max(t, op.loop * fig["loop_step_s"] * waves)
+        t = max(t, fig["loop_step_s"] * max(op.loop, op.iters * op.threads / fig["lanes"]))
     return t + fig["launch_gap_s"] / scale
 
 
@@ -234,5 +235,5 @@ def summary(model: str, batch: int, ops: list[Op], density: dict[str, float]) ->
 
 
 def as_dict(ops: list[Op]) -> list[dict]:
-    return [{k: v for k, v in vars(op).items() if k != "extra"} for op in ops]
+    return [dict(vars(op)) for op in ops]
 

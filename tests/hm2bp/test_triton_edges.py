@@ -85,7 +85,7 @@ def test_output_kernels_stay_inside_their_sample_for_an_out_of_range_label(bad):
     loss, nrn = LossSpec(desired=6, undesired=2, margin=1), NeuronParams(64.0, 8.0, 2)
     weights = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64, device=TRITON_DEVICE)
     labels = torch.tensor([1, 0, bad], device=TRITON_DEVICE)
-    post, error, cost = ks.output_stage(out, labels, weights, loss, nrn, steps)
+    post, error, cost = ks.output_errors(out, labels, weights, loss, nrn, steps)
     assert torch.equal(post.spikes[2].cpu(), out.spikes[2].cpu()) and torch.equal(post.counts[2], out.counts[2])
     target = torch.full((n,), 2.0, dtype=torch.float64)
     diff = out.counts[2].cpu().to(torch.float64) - target
@@ -96,7 +96,7 @@ def test_output_kernels_stay_inside_their_sample_for_an_out_of_range_label(bad):
     from hm2bp.kernels.torch import TorchKernels
 
     first = Trains(out.spikes[:2].cpu() != 0, out.counts[:2].cpu(), out.current[:2].cpu())
-    _, ref_error, ref_cost = TorchKernels(torch.device("cpu")).output_stage(first, labels[:2].cpu(),
+    _, ref_error, ref_cost = TorchKernels(torch.device("cpu")).output_errors(first, labels[:2].cpu(),
                                                                             weights[:2].cpu(), loss, nrn, steps)
     np.testing.assert_array_equal(error[:2].cpu().numpy(), ref_error.numpy())
     np.testing.assert_array_equal(cost[:2].cpu().numpy(), ref_cost.numpy())

@@ -23,15 +23,17 @@ import numpy as np
 class Cost:
     """`f64`: float64 lane instructions (a multiply-add is one); `ops32`: 32-bit float and integer lane instructions;
     `dram`: bytes that must move between the chip and device memory; `l2`: bytes read again from on-chip caches
-    (gathers of rows that stay resident); `loop`: length of the kernel's sequential loop (time steps), 0 if none;
-    `lanes`: lanes of one iteration of that loop, over the whole grid."""
+    (gathers of rows that stay resident); `loop`: the most iterations of a dependent loop (time steps, or spike
+    chunks whose loads wait on the previous loads) one program runs, `iters` those of all programs together,
+    `threads` a program's threads: what bounds a kernel whose loops wait on memory (0: no such loop)."""
 
     f64: float = 0.0
     ops32: float = 0.0
     dram: float = 0.0
     l2: float = 0.0
     loop: int = 0
-    lanes: int = 0
+    iters: float = 0.0
+    threads: int = 128
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -52,6 +54,11 @@ def _any_per_tile(raster: np.ndarray, sb: int, bj: int, first: int = 1) -> int:
     return int(tiles.any(axis=(1, 4)).sum())
 
 
+def _chunks(counts: np.ndarray, size: int) -> np.ndarray:
+    """Spike chunks of `size` per list (row, or sample and neuron) (the iterations of a spike loop)."""
+    return -(-counts // size)
+
+
 # ------------------------------------------------------------------------------------------ forward kernels
 def compact_rows(a, m, grid, spikes) -> Cost:
     # per row: the raster row in BN chunks, a prefix sum and a masked store of the units that fired
@@ -62,15 +69,22 @@ def compact_rows(a, m, grid, spikes) -> Cost:
 
 
 def sparse_current(a, m, grid, spikes) -> Cost:
-    # per row and tile of BN posts: the row's count, then per pre spike its list entry and the W^T row tile
+    # per row and tile of BN posts: the row's count, then its pre spikes S at a time: S list entries and the W^T row
+    # tiles [S, BN] (masked to the spikes), summed in float64
     rows, n_pre, n_post = int(a["n_rows"]), int(a["n_pre"]), int(a["n_post"])
-    nnz = int(spikes(n_pre).sum())
-    tiles = _cdiv(n_post, m["BN"])
-    lanes = nnz * tiles * m["BN"]
+    s, rb = m["S"], m["RB"]
+    per_row = spikes(n_pre).reshape(-1, n_pre).sum(1)
+    nnz = int(per_row.sum())
+    chunks = _chunks(per_row, s)
+    serial = np.zeros(_cdiv(rows, rb) * rb, np.int64)
+    serial[:rows] = chunks + 1
+    tiles = grid[1]
+    lanes = int(chunks.sum()) * s * m["BN"] * tiles
     item = a["idx_ptr"].element_size()
     return Cost(f64=lanes, ops32=2.0 * lanes,
                 dram=4 * rows + nnz * item + _nbytes(a["wt_ptr"]) + 4 * rows * n_post,
-                l2=4 * nnz * n_post + nnz * (tiles - 1) * item)
+                l2=4 * nnz * n_post + nnz * (tiles - 1) * item,
+                loop=int(serial.reshape(-1, rb).sum(1).max()) if rows else 0, iters=tiles * float(serial.sum()))
 
 
 def lif_scan(a, m, grid, spikes) -> Cost:
@@ -79,7 +93,7 @@ def lif_scan(a, m, grid, spikes) -> Cost:
     lanes = grid[0] * m["SB"] * grid[1] * m["BN"]
     return Cost(ops32=40.0 * lanes * max(steps - 1, 0),
                 dram=batch * max(steps - 1, 0) * n * 4 + batch * steps * n * 2 + batch * n * 8,
-                loop=steps, lanes=lanes)
+                loop=steps, iters=grid[0] * grid[1] * steps)
 
 
 # ----------------------------------------------------------------------------------------- backward kernels
@@ -92,7 +106,7 @@ def spsp_readout(a, m, grid, spikes) -> Cost:
     # (the power tables are a few KB, cached next to the cores: their gathers count as instructions)
     return Cost(f64=35.0 * lanes * its, ops32=37.0 * lanes * its,
                 dram=batch * steps * n * (2 + 4 + 4) + batch * n * 8,
-                l2=batch * steps * n * 2 * 2, loop=its, lanes=lanes)
+                l2=batch * steps * n * 2 * 2, loop=its, iters=grid[0] * grid[1] * its)
 
 
 def output_stage(a, m, grid, spikes) -> Cost:
@@ -104,7 +118,7 @@ def lateral_factor(a, m, grid, spikes) -> Cost:
     # per sample: E = K^T P over the steps as a [BN, BN] float64 tile, then the ratios and the sum over l
     batch, steps, n, bn = grid[0], int(a["steps"]), int(a["n"]), m["BN"]
     return Cost(f64=batch * (steps * bn * bn * 2.0 + 20.0 * bn * bn), ops32=batch * steps * bn * 2.0,
-                dram=batch * steps * n * (4 + 2) + batch * n * 24, loop=steps, lanes=batch * bn * bn)
+                dram=batch * steps * n * (4 + 2) + batch * n * 24, loop=steps, iters=batch * steps)
 
 
 def dense_effect(a, m, grid, spikes) -> Cost:
@@ -124,24 +138,7 @@ def dense_effect(a, m, grid, spikes) -> Cost:
                 + (active + 2 * programs) * i_tiles * (2 * bi * bj + 4 * sb * bi),
                 dram=_nbytes(a["pre_ptr"]) + min(k_reads, _nbytes(a["k_ptr"])) + _nbytes(a["w_ptr"])
                 + _nbytes(a["delta_ptr"]) * 2 + _nbytes(a["out_ptr"]),
-                l2=k_reads,
-                loop=steps, lanes=programs * sb * bj)
-
-
-def conv_effect(a, m, grid, spikes) -> Cost:
-    # per tile and step with a pre spike: for every (o, a, b) of the window, K, dcoef and W gathered at the
-    # tile's posts (loads masked to the lanes with a spike), one guarded float64 product-sum per lane
-    sb, bj = m["SB"], m["BJ"]
-    c_out, c_in, ks = int(a["c_out"]), int(a["c_in"]), int(a["ks"])
-    n_pre = c_in * int(a["h"]) * int(a["wd"])
-    raster = spikes(n_pre)
-    active = _any_per_tile(raster, sb, bj)
-    taps = c_out * ks * ks
-    programs = grid[0] * grid[1]
-    return Cost(f64=active * taps * sb * bj * 5.0, ops32=active * taps * sb * bj * 12.0
-                + programs * int(a["steps"]) * sb * bj * 3.0,
-                dram=_nbytes(a["pre_ptr"]) + _nbytes(a["k_ptr"]) + _nbytes(a["dcoef_ptr"]) + _nbytes(a["out_ptr"]),
-                l2=float(raster[:, 1:].sum()) * taps * 16.0, loop=int(a["steps"]), lanes=programs * sb * bj)
+                l2=k_reads, loop=steps, iters=programs * steps)
 
 
 def pool_effect(a, m, grid, spikes) -> Cost:
@@ -152,14 +149,15 @@ def pool_effect(a, m, grid, spikes) -> Cost:
     nnz = int(spikes(n_pre).sum())
     return Cost(f64=2.0 * lanes * steps, ops32=8.0 * lanes * steps,
                 dram=_nbytes(a["pre_ptr"]) + _nbytes(a["k_ptr"]) + _nbytes(a["out_ptr"]), l2=4.0 * nnz,
-                loop=steps, lanes=lanes)
+                loop=steps, iters=grid[0] * grid[1] * steps)
 
 
 def finish_dense(a, m, grid, spikes) -> Cost:
     n = int(a["n_pre"]) * int(a["n_post"])
+    parts = int(a["n_parts"])
     reg = bool(m["HAS_REG"])
-    return Cost(f64=n * (3.0 + (30.0 if reg else 0.0)), ops32=4.0 * n,
-                dram=n * (8 + 4 + (4 if reg else 0)) + grid[0])
+    return Cost(f64=n * (parts + 2.0 + (30.0 if reg else 0.0)), ops32=4.0 * n,
+                dram=n * (8 * parts + 4 + (4 if reg else 0)) + grid[0])
 
 
 def adam(a, m, grid, spikes) -> Cost:
@@ -172,12 +170,74 @@ def sgd(a, m, grid, spikes) -> Cost:
     return Cost(ops32=5.0 * n, dram=20.0 * n)
 
 
+# ------------------------------------------------------------------------------------ event-driven gradients
+def column_lists(a, m, grid, spikes) -> Cost:
+    # per sample and tile of BJ neurons: the raster in [BT, BJ] tiles, a prefix sum down each column, the steps
+    # stored at the column's positions
+    batch, steps, n = int(a["batch"]), int(a["steps"]), int(a["n"])
+    nnz = int(spikes(n).sum())
+    lanes = batch * grid[1] * m["BJ"] * _cdiv(steps, m["BT"]) * m["BT"]
+    return Cost(ops32=12.0 * lanes, dram=_nbytes(a["spk_ptr"]) + nnz * a["list_ptr"].element_size() + 4 * batch * n)
+
+
+def dense_grad(a, m, grid, spikes) -> Cost:
+    # per (sample, pre neuron j) of the program's segment: the count; with spikes, the step lists S at a time and
+    # the rows of K at them [S, BI] (masked to the spikes), summed in float64; the post counts and coef of the
+    # sample; one partial gradient per segment
+    s, bi = m["S"], m["BI"]
+    batch, steps, seg = int(a["batch"]), int(a["steps"]), int(a["seg"])
+    n_pre, n_post = int(a["n_pre"]), int(a["n_post"])
+    tiles = grid[1]
+    counts = spikes(n_pre).sum(1)  # [B, n_pre]
+    chunks = _chunks(counts, s)
+    active = int((counts > 0).sum())
+    nnz = int(counts.sum())
+    n_chunks = int(chunks.sum())
+    per_segment = np.add.reduceat(chunks + 1, np.arange(0, batch, seg), axis=0) if batch else np.zeros((1, 1))
+    k_bytes = 4 * batch * steps * n_post
+    return Cost(f64=tiles * (n_chunks * s * bi * 2.0 + active * bi * (s + 5.0)),
+                ops32=tiles * (batch * n_pre * 4.0 + n_chunks * s * (bi + 4.0)),
+                dram=2 * nnz + 4 * batch * n_pre + k_bytes + 16 * batch * n_post + _nbytes(a["part_ptr"]),
+                l2=max(4.0 * nnz * n_post - k_bytes, 0.0) + 16.0 * active * n_post,
+                loop=int(per_segment.max()), iters=tiles * float(per_segment.sum()))
+
+
+def conv_grad(a, m, grid, spikes) -> Cost:
+    # per (sample, input channel, block of PB pixels): per pixel its count; with spikes, the step lists S at a time
+    # and K gathered at the [c_out, k*k] posts its window reaches, summed in float64; the pixel's coef and post
+    # counts (EFFECT: dcoef and W too), the partial gradient, the effect sum
+    s, bo, kk, pb = m["S"], m["BO"], m["KK"], m["PB"]
+    batch, steps, c_in = int(a["batch"]), int(a["steps"]), int(a["c_in"])
+    area = int(a["h"]) * int(a["wd"])
+    c_out, ks = int(a["c_out"]), int(a["ks"])
+    n_post = c_out * int(a["ho"]) * int(a["wo"])
+    counts = spikes(c_in * area).sum(1)  # [B, n_pre]
+    chunks = _chunks(counts, s)
+    active = int((counts > 0).sum())
+    nnz = int(counts.sum())
+    effect = bool(m["EFFECT"])
+    tile = bo * kk
+    blocks = grid[2]
+    per = np.zeros((batch, c_in, blocks * pb), np.int64)
+    per[:, :, :area] = (chunks + 1).reshape(batch, c_in, area)
+    per_program = per.reshape(batch, c_in, blocks, pb).sum(3)
+    taps = c_out * ks * ks
+    return Cost(f64=int(chunks.sum()) * s * tile * 2.0 + active * tile * (5.0 + (5.0 if effect else 0.0)),
+                ops32=batch * c_in * area * 4.0 + int(chunks.sum()) * s * tile * 4.0 + active * tile * 6.0,
+                dram=2 * nnz + 4 * batch * c_in * area + 4 * batch * steps * n_post
+                + batch * n_post * (24 if effect else 16) + _nbytes(a["part_ptr"]) + (8 * batch * c_in * area
+                                                                                        if effect else 0),
+                l2=4.0 * nnz * taps + active * taps * (16.0 + (12.0 if effect else 0.0)),
+                loop=int(per_program.max()) if per_program.size else 0, iters=float(per_program.sum()), threads=256)
+
+
 #: Kernel name -> cost function `(arguments by name, constexprs, grid, spikes) -> Cost`.
 COSTS: dict[str, Callable] = {
     "compact_rows_kernel": compact_rows, "sparse_current_kernel": sparse_current, "lif_scan_kernel": lif_scan,
     "spsp_readout_kernel": spsp_readout, "output_stage_kernel": output_stage,
-    "lateral_factor_kernel": lateral_factor, "dense_effect_kernel": dense_effect, "conv_effect_kernel": conv_effect,
-    "pool_effect_kernel": pool_effect, "finish_dense_kernel": finish_dense, "adam_kernel": adam, "sgd_kernel": sgd,
+    "lateral_factor_kernel": lateral_factor, "dense_effect_kernel": dense_effect, "pool_effect_kernel": pool_effect,
+    "finish_dense_kernel": finish_dense, "adam_kernel": adam, "sgd_kernel": sgd,
+    "column_lists_kernel": column_lists, "dense_grad_kernel": dense_grad, "conv_grad_kernel": conv_grad,
 }
 
 
