@@ -36,8 +36,10 @@ from hm2bp.rules.lif import spike_threshold
 from hm2bp.rules.spsp import SILENT_POST_EFFECT, spsp_readout, window
 
 F64 = torch.float64
-#: Bytes of float64 temporaries one chunk of a current / gradient product may hold.
+#: Bytes of float64 temporaries one chunk of a conv current product may hold.
 GEMM_BUDGET = 256 << 20
+#: Bytes of the partial weight gradients of a conv layer's event-driven walk (one per program).
+PARTIAL_BUDGET = 128 << 20
 
 
 def _pow2(n: int) -> int:
@@ -75,7 +77,8 @@ def _as_u8(spikes: torch.Tensor) -> torch.Tensor:
 class TritonKernels(KernelSet):
     name = "triton"
 
-    def __init__(self, device: torch.device, gemm_budget: int = GEMM_BUDGET) -> None:
+    def __init__(self, device: torch.device, gemm_budget: int = GEMM_BUDGET,
+                 partial_budget: int = PARTIAL_BUDGET) -> None:
         super().__init__(device)
         # meta: shape-only tensors, whose launches are recorded and not run (hm2bp.kernels.triton.aot)
         if self.device.type not in ("cuda", "meta") and not interpreting():
@@ -91,6 +94,7 @@ class TritonKernels(KernelSet):
                    "finish_dense": optim.finish_dense_kernel, "compact": current.compact_rows_kernel,
                    "current": current.sparse_current_kernel, "adam": optim.adam_kernel, "sgd": optim.sgd_kernel}
         self.gemm_budget = int(gemm_budget)
+        self.partial_budget = int(partial_budget)
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._flags: dict[str, torch.Tensor] = {}  # per layer: int8 flags of non-finite gradient values
         self._w64: dict[int, torch.Tensor] = {}
@@ -366,8 +370,8 @@ class TritonKernels(KernelSet):
         _, ho, wo = layer.out_shape
         weight = layer.storage.detach().contiguous()
         bo, kk = max(2, _pow2(c_out)), max(2, _pow2(ks * ks))
-        # pixels per program: the partial gradients (one [c_out, k*k] float64 per program) stay within 128 MB
-        pb = min(_pow2(h * w), _pow2(_cdiv(batch * n_pre * c_out * ks * ks * 8, 128 << 20)))
+        # pixels per program: the partial gradients (one [c_out, k*k] float64 per program) stay within the budget
+        pb = min(_pow2(h * w), _pow2(_cdiv(batch * n_pre * c_out * ks * ks * 8, self.partial_budget)))
         blocks = _cdiv(h * w, pb)
         part = torch.empty(batch * c_in * blocks, c_out, ks * ks, dtype=F64, device=k.device)
         out = torch.zeros(batch, n_pre, dtype=F64, device=k.device) if delta is not None else part
