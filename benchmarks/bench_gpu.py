@@ -45,6 +45,8 @@ import torch  # noqa: E402
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported: its kernels then run on CPU tensors
 
+from gpu_model import H200, as_dict, count_step, model_time, summary  # noqa: E402
+
 from hm2bp import Network, load_preset  # noqa: E402
 from hm2bp.train.optim import Adam  # noqa: E402
 
@@ -83,8 +85,20 @@ def mnist_input(batch: int, steps: int, seed: int = 0) -> tuple[torch.Tensor, to
     return torch.from_numpy(spikes), torch.from_numpy(labels)
 
 
-def build(model: str, backend: str, device: str, steps: int) -> tuple[Network, Adam]:
+def _tiny(cfg: dict) -> dict:
+    """The same network with a few neurons per layer (`--tiny`: a dry run of this script on CPU)."""
+    small = {"conv": ("channels", 2), "dense": ("size", 8)}
+    layers = [dict(layer) for layer in cfg["layers"]]
+    for layer in layers[:-1]:
+        key, value = small.get(layer.get("type", "dense"), (None, None))
+        if key:
+            layer[key] = value
+    return {**cfg, "layers": layers}
+
+
+def build(model: str, backend: str, device: str, steps: int, tiny: bool = False) -> tuple[Network, Adam]:
     cfg = dict(MLP, steps=steps) if model == "mlp" else {**load_preset("mnist-cnn"), "steps": steps}
+    cfg = _tiny(cfg) if tiny else cfg
     net = Network.from_config(cfg, 784, (1, 28, 28), backend=backend).to(device)
     return net, Adam(net.weights(), 1e-3, kernels=net.kernels)
 
@@ -186,71 +200,16 @@ def time_steps(net: Network, opt: Adam, x: torch.Tensor, y: torch.Tensor, timed:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------- the model
-H200 = {"fp64_flops": 50e12,  # cuBLAS DGEMM sustained (67 TF peak on the tensor cores)
-        "hbm_bytes": 4.0e12,  # sustained of 4.8 TB/s
-        "l2_bytes": 10e12,  # gathers of W^T rows that stay in the 60 MB L2
-        "launch_s": 4e-6,  # per kernel, of which a quarter shows when the queue is kept full (no host sync)
-        "scan_step_s": 1.2e-6,  # one step of a time-loop kernel (a dependent load + ~50 instructions)
-        "lanes": 132 * 2048,  # resident threads
-        # CNN only: cuDNN float64 convolutions have no tensor-core path (~30 % of the 34 TF CUDA-core peak), and
-        # the Triton effect kernels are float64 FMAs on the CUDA cores (~45 %): the two least certain figures
-        "fp64_conv_flops": 10e12,
-        "fp64_simt_flops": 15e12}
-
-
-def model_step(batch: int, steps: int = 400, n_in: int = 784, n_hid: int = 800, n_out: int = 10,
-               launches: int = 100, dense_in: float = 0.025) -> dict:
-    """Modelled time of one MLP step of the triton set on an H200 (`H200` holds the assumptions): kernel launches +
-    float64 products (weight gradients of both layers, the output layer's current) + the gathers of the sparse
-    input current + memory traffic of the `[B, T, n]` tensors + the sequential time loops of the five scan kernels
-    (LIF and S-PSP of both layers, the effect-ratio sum), in waves of resident threads."""
-    bt = batch * steps
-    gemm = 2 * bt * n_in * n_hid + 2 * bt * n_hid * n_out * 2  # hidden weight gradient; output current + gradient
-    gather = bt * n_in * dense_in * n_hid * 4  # bytes of W^T rows summed by the sparse current kernel
-    bytes_ = (bt * n_in * (1 + 1 + 16)  # input raster written and compacted; its float64 copy for the gradient
-              + bt * n_hid * (12 + 10 + 8 + 32)  # current, codes, K, float64 product operands
-              + bt * n_out * 40)
-    waves_hid = max(1.0, batch * -(-n_hid // 128) * 128 / H200["lanes"])
-    scans = steps * H200["scan_step_s"] * (2 * waves_hid + 3)
-    t = (launches * H200["launch_s"] * 0.25 + gemm / H200["fp64_flops"] + gather / H200["l2_bytes"]
-         + bytes_ / H200["hbm_bytes"] + scans)
-    return {"step_ms": 1e3 * t, "samples_per_s": batch / t, "fp64_gflop": gemm / 1e9, "traffic_gb": bytes_ / 1e9,
-            "scan_ms": 1e3 * scans}
-
-
-def model_cnn_step(net: Network, batch: int, steps: int, launches: int) -> dict:
-    """Modelled time of one step of the paper's CNN on the triton set on an H200, layer by layer from `net`'s
-    shapes: float64 convolutions (forward current and weight gradient, cuDNN), float64 products of the dense
-    layers (cuBLAS), the Triton effect kernels (T x footprint float64 FMAs per pre neuron), two time loops per layer
-    (LIF and S-PSP read-out) in waves of resident threads, `[B, T, n]` memory traffic and the launches."""
-    bt = batch * steps
-    conv = gemm = simt = bytes_ = 0.0
-    scans = 0.0
-    below = None
-    for name in net.layer_names:
-        layer = net.layer(name)
-        if layer.kind == "conv":
-            c_out, c_in, ks, _ = layer.weight_shape
-            conv += 2 * 2 * bt * layer.n_post * c_in * ks * ks  # forward current and weight gradient
-            if below is not None:  # the pre-synaptic effect, unless the layer below is the input
-                simt += 2 * bt * layer.n_pre * c_out * ks * ks
-        elif layer.kind == "dense":
-            gemm += 2 * 2 * bt * layer.n_pre * layer.n_post
-            if below is not None:
-                simt += 2 * bt * layer.n_pre * layer.n_post
-        else:  # pool: fixed weights, an effect sum over its window
-            simt += 2 * bt * layer.n_pre
-        bytes_ += bt * layer.n_post * (4 + 2 + 4 + 16)  # current, codes, K, float64 operands of the gradient
-        waves = max(1.0, batch * -(-layer.n_post // 128) * 128 / H200["lanes"])
-        scans += 2 * steps * H200["scan_step_s"] * waves
-        below = layer
-    bytes_ += bt * net.layer(net.layer_names[0]).n_pre * (1 + 8)  # input raster and its float64 copy
-    t = (launches * H200["launch_s"] * 0.25 + conv / H200["fp64_conv_flops"] + gemm / H200["fp64_flops"]
-         + simt / H200["fp64_simt_flops"] + bytes_ / H200["hbm_bytes"] + scans)
-    return {"step_ms": 1e3 * t, "samples_per_s": batch / t, "fp64_gflop": (conv + gemm + simt) / 1e9,
-            "conv_ms": 1e3 * conv / H200["fp64_conv_flops"], "effect_ms": 1e3 * simt / H200["fp64_simt_flops"],
-            "traffic_gb": bytes_ / 1e9, "scan_ms": 1e3 * scans}
+def model_rows(model: str, batches: str, steps: int, tiny: bool) -> list[dict]:
+    """The modelled H200 step at each batch of `batches` (`gpu_model`): counted on the real step, printed."""
+    rows = []
+    for batch in (int(b) for b in batches.split(",") if b):
+        x, y = mnist_input(batch, steps)
+        ops, density = count_step(lambda backend, device: build(model, backend, device, steps, tiny), train_step, x, y)
+        print(summary(model, batch, ops, density), flush=True)
+        rows.append({"model": model, "batch": batch, **model_time(ops, batch), "density": density,
+                     "ops": as_dict(ops)})
+    return rows
 
 
 def main() -> None:
@@ -263,36 +222,39 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cpu-batch", type=int, default=32, help="batch of the numba CPU figure beside (0: none)")
     ap.add_argument("--count-only", action="store_true", help="only count launches (works on CPU)")
+    ap.add_argument("--model-only", action="store_true", help="only the modelled H200 step (CPU, fast)")
     ap.add_argument("--count-steps", default="200,400", help="T values of --count-only (MLP)")
     ap.add_argument("--cnn-count-steps", default="20,40",
                     help="T values of --count-only for the CNN (its conv kernels are slow under the interpreter)")
     ap.add_argument("--count-batch", type=int, default=4)
     ap.add_argument("--out", type=Path, default=None, help="write the report as JSON")
+    ap.add_argument("--tiny", action="store_true",
+                    help="networks of the same structure with a few neurons per layer (a dry run on CPU)")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (Triton interpreter)",
                     "torch": torch.__version__, "launches": [], "timings": [], "model": []}
     print(f"device: {report['device']}, torch {torch.__version__}", flush=True)
 
-    for model in ("mlp", "cnn"):
+    for model in () if args.model_only else ("mlp", "cnn"):
         counts = [int(v) for v in (args.count_steps if model == "mlp" else args.cnn_count_steps).split(",")] \
             if args.count_only else [args.steps]
         for steps in counts:
             x, y = mnist_input(args.count_batch, steps)
             for backend in args.backends.split(","):
-                net, opt = build(model, backend, device, steps)
+                net, opt = build(model, backend, device, steps, args.tiny)
                 c = count_launches(net, opt, x.to(device), y.to(device))
                 row = {"model": model, "backend": backend, "steps": steps, "batch": args.count_batch, **c}
                 report["launches"].append(row)
                 print(f"launches per step: {model} {backend:6s} T {steps:4d}: {c}", flush=True)
-    if not args.count_only:
+    if not args.count_only and not args.model_only:
         for model, batches in (("mlp", args.batches), ("cnn", args.cnn_batches)):
             for batch in (int(b) for b in batches.split(",") if b):
                 x, y = mnist_input(batch, args.steps)
                 for backend in args.backends.split(","):
                     if device == "cpu":
                         break  # the interpreter's timings say nothing about a GPU: see the model below
-                    net, opt = build(model, backend, device, args.steps)
+                    net, opt = build(model, backend, device, args.steps, args.tiny)
                     try:
                         r = time_steps(net, opt, x.to(device), y.to(device), args.timed, args.repeats)
                     except torch.cuda.OutOfMemoryError:
@@ -303,25 +265,21 @@ def main() -> None:
                     print(f"{model} {backend:6s} batch {batch:5d}: {r}", flush=True)
         if args.cpu_batch:
             x, y = mnist_input(args.cpu_batch, args.steps)
-            net, opt = build("mlp", "numba", "cpu", args.steps)
+            net, opt = build("mlp", "numba", "cpu", args.steps, args.tiny)
             r = time_steps(net, opt, x, y, 2, args.repeats)
             report["timings"].append({"model": "mlp", "backend": "numba (CPU)", "batch": args.cpu_batch, **r})
             print(f"mlp numba CPU batch {args.cpu_batch}: {r}", flush=True)
-    launches = max([r["kernels"] for r in report["launches"] if r["model"] == "mlp" and r["backend"] == "triton"]
-                   or [100])
-    for batch in (int(b) for b in args.batches.split(",")):
-        m = model_step(batch, args.steps, launches=launches)
-        report["model"].append({"batch": batch, **m})
-        print(f"model (H200, {launches} launches): mlp batch {batch}: {m}", flush=True)
-    cnn_launches = max([r["kernels"] for r in report["launches"] if r["model"] == "cnn" and r["backend"] == "triton"]
-                       or [230])
-    cnn, _ = build("cnn", "torch", "cpu", args.steps)
-    for batch in (int(b) for b in args.cnn_batches.split(",")):
-        m = model_cnn_step(cnn, batch, args.steps, cnn_launches)
-        report["model"].append({"model": "cnn", "batch": batch, **m})
-        print(f"model (H200, {cnn_launches} launches): cnn batch {batch}: {m}", flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    report["figures"] = H200
+    if args.count_only:
+        return _write(report, args.out)
+    report["model"] = model_rows("mlp", args.batches, args.steps, args.tiny)
+    report["model"] += model_rows("cnn", args.cnn_batches, args.steps, args.tiny)
+    _write(report, args.out)
+
+
+def _write(report: dict, out: Path | None) -> None:
+    if out:
+        out.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

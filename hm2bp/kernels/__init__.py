@@ -51,8 +51,9 @@ def resolve_backend(backend: str, device: Device | str) -> str:
         raise ValueError(f"backend 'numba' runs on CPU tensors only; the network is on {dev}")
     if backend == "triton" and not triton_available():
         raise ValueError("backend 'triton' needs the triton package (pip install 'spikedata-hm2bp[cuda]')")
-    if backend == "triton" and dev.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        # on CPU tensors the kernels would run under Triton's interpreter, hundreds of times slower than numba
+    if backend == "triton" and dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        # on CPU tensors the kernels would run under Triton's interpreter, hundreds of times slower than numba (shape-
+        # only "meta" tensors run no kernel: the compile check records steps on them)
         raise ValueError(f"`backend` triton runs on a GPU, and the network is on {dev}: use `backend` numba (or "
                          "auto) on a CPU; to run the Triton kernels under Triton's interpreter anyway (tests, dry "
                          "runs: very slow), set TRITON_INTERPRET=1 in the environment")

@@ -227,11 +227,12 @@ class KernelSet:
             counts, labels = step.lateral
             coef = coef * self.lateral_factor(k, post, step.samples, counts, labels, layer.vth,
                                               layer.spec.lateral_inhibition)
-        self.dense_grad(acc, layer, k, coef, step.samples, pre, pc, prc)
+        effect_delta = step.delta if step.need_pre_delta and step.effect_ratio else None
+        error = self.dense_grad_and_effect(acc, layer, k, coef, effect_delta, step.samples, pre, pc, prc)
         if not step.need_pre_delta:
             return None
         if step.effect_ratio:
-            return self.dense_effect(layer, k, step.delta, step.samples, pre, pc, prc)
+            return error
         return rules.plain_error(step.delta, layer.storage.detach().T)
 
     def conv_backward(self, layer: LayerParams, post: Trains, pre: Trains, step: BackwardStep,
@@ -241,11 +242,12 @@ class KernelSet:
         pc, prc = take(post.counts, step.samples), take(pre.counts, step.samples)
         w = layer.storage.detach()
         coef = step.delta * (1.0 + self.side_effect(side, pc, rules_conv.conv_row_sums(w, layer.n_post), layer.vth))
-        self.conv_grad(acc, layer, k, coef, step.samples, pre, pc, prc)
+        effect_delta = step.delta if step.need_pre_delta and step.effect_ratio else None
+        error = self.conv_grad_and_effect(acc, layer, k, coef, effect_delta, step.samples, pre, pc, prc)
         if not step.need_pre_delta:
             return None
         if step.effect_ratio:
-            return self.conv_effect(layer, k, step.delta, step.samples, pre, pc, prc)
+            return error
         return rules_conv.conv_plain_error(step.delta, w, layer.in_shape)
 
     def pool_backward(self, layer: LayerParams, post: Trains, pre: Trains, step: BackwardStep,
@@ -336,6 +338,16 @@ class KernelSet:
                      post_counts: torch.Tensor, pre_counts: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def dense_grad_and_effect(self, acc: Any, layer: LayerParams, k: Any, coef: torch.Tensor,
+                              delta: torch.Tensor | None, samples: Any, pre: Trains, post_counts: torch.Tensor,
+                              pre_counts: torch.Tensor) -> torch.Tensor | None:
+        """`dense_grad`, then (`delta` given) `dense_effect`'s error: one primitive, so that a set can walk the pre
+        spikes once for both."""
+        self.dense_grad(acc, layer, k, coef, samples, pre, post_counts, pre_counts)
+        if delta is None:
+            return None
+        return self.dense_effect(layer, k, delta, samples, pre, post_counts, pre_counts)
+
     def conv_grad(self, acc: Any, layer: LayerParams, k: Any, coef: torch.Tensor, samples: Any, pre: Trains,
                   post_counts: torch.Tensor, pre_counts: torch.Tensor) -> None:
         raise NotImplementedError
@@ -343,6 +355,16 @@ class KernelSet:
     def conv_effect(self, layer: LayerParams, k: Any, delta: torch.Tensor, samples: Any, pre: Trains,
                     post_counts: torch.Tensor, pre_counts: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def conv_grad_and_effect(self, acc: Any, layer: LayerParams, k: Any, coef: torch.Tensor, delta: torch.Tensor | None,
+                             samples: Any, pre: Trains, post_counts: torch.Tensor,
+                             pre_counts: torch.Tensor) -> torch.Tensor | None:
+        """`conv_grad`, then (`delta` given) `conv_effect`'s error: one primitive, so that a set can walk the pre
+        spikes once for both."""
+        self.conv_grad(acc, layer, k, coef, samples, pre, post_counts, pre_counts)
+        if delta is None:
+            return None
+        return self.conv_effect(layer, k, delta, samples, pre, post_counts, pre_counts)
 
     def pool_effect(self, layer: LayerParams, k: Any, samples: Any, pre: Trains) -> torch.Tensor:
         raise NotImplementedError

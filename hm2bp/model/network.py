@@ -309,9 +309,11 @@ class Network:
         # The range check reads the labels back: skipped when the caller vouches for them (the trainer's loader
         # checked every label of its split once), so that a CUDA step never waits for the host.
         if validate and batch:
-            lo, hi = (int(v) for v in torch.stack([labels.min(), labels.max()]).cpu())
-            if lo < 0 or hi >= self._n_out:
-                raise ValueError(f"labels must lie in [0, {self._n_out - 1}], got {lo}..{hi}")
+            bad = (labels < 0) | (labels >= self._n_out)
+            if bool(bad.any()):
+                first = int(bad.nonzero()[0, 0])
+                raise ValueError(f"labels must lie in [0, {self._n_out - 1}] (the output layer's neurons); got "
+                                 f"{int(labels[first])} at sample {first}")
         if sample_weights is None:
             sw = torch.ones(batch, dtype=torch.float64, device=self.device)
         else:

@@ -114,8 +114,9 @@ class Trainer:
         self.n_classes = int(self.config.layers[-1].size)
         bad = (self.loader.labels < 0) | (self.loader.labels >= self.n_classes)
         if bad.any():  # checked once here, so that the training step need not read labels back from the device
+            first = int(np.flatnonzero(bad)[0])
             raise SetupError(f"split {getattr(train_split, 'name', '?')!r}: {int(bad.sum())} labels outside "
-                             f"[0, {self.n_classes - 1}] (first at sample {int(np.flatnonzero(bad)[0])})")
+                             f"[0, {self.n_classes - 1}] (first: {int(self.loader.labels[first])} at sample {first})")
         #: Steps between read-backs of the running loss and accuracy (and the deferred finiteness check): every
         #: step on CPU, where reading costs nothing; every 50 on a GPU, whose queue must never drain.
         self.report_every = max(1, int(report_every if report_every is not None

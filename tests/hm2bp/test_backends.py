@@ -87,7 +87,8 @@ def test_lif_and_spsp_kernels_equal_numba(lateral, t_r, tau_m, epsilon):
     np.testing.assert_array_equal(side.cpu().numpy(), side_ref)
 
 
-def _backend_nets(cfg, n_in, weights, device="cpu", input_shape=None):
+def backend_nets(cfg, n_in, weights, device="cpu", input_shape=None):
+    """The same network (same weights) on the numba and torch sets (CPU) and the triton set (on `device`)."""
     nets = {}
     for backend, dev in (("numba", "cpu"), ("torch", "cpu"), ("triton", device)):
         net = Network.from_config(cfg, n_in, input_shape, backend=backend)
@@ -96,7 +97,8 @@ def _backend_nets(cfg, n_in, weights, device="cpu", input_shape=None):
     return nets
 
 
-def _assert_same_step(nets, x, y, w, rtol=1e-6):
+def assert_same_step(nets, x, y, w, rtol=1e-6):
+    """One backward pass of every net: counts, predictions and spikes equal to numba's, costs and gradients close."""
     results = {b: net.backward_pass(x.to(net.device), y.to(net.device), w.to(net.device)) for b, net in nets.items()}
     forwards = {b: net.forward(x.to(net.device)) for b, net in nets.items()}
     ref = results["numba"]
@@ -119,8 +121,8 @@ def test_dense_network_step_agrees_across_backends(effect_ratio):
     """784-800-10-like: hidden + output with lateral inhibition, a silent label, silent neurons, boost weights."""
     cfg = {**CFG, "train": {"effect_ratio": effect_ratio}}
     net, spikes, labels, sw = make_case(11, cfg=cfg)
-    nets = _backend_nets(cfg, 14, net.weights(), TRITON_DEVICE)
-    res = _assert_same_step(nets, torch.from_numpy(spikes), torch.from_numpy(labels), torch.from_numpy(sw))
+    nets = backend_nets(cfg, 14, net.weights(), TRITON_DEVICE)
+    res = assert_same_step(nets, torch.from_numpy(spikes), torch.from_numpy(labels), torch.from_numpy(sw))
     assert res["numba"].counts[:, 2].sum() == 0  # the silent label path ran
 
 
@@ -130,8 +132,8 @@ def test_cnn_step_agrees_across_backends():
     net = make_net(DEEP, side, seed=2)
     x = make_input(5, side, seed=2)
     y = torch.tensor([0, 1, 2, 3, 1])
-    nets = _backend_nets(DEEP, side * side, net.weights(), TRITON_DEVICE, (1, side, side))
-    _assert_same_step(nets, x, y, torch.ones(5, dtype=torch.float64))
+    nets = backend_nets(DEEP, side * side, net.weights(), TRITON_DEVICE, (1, side, side))
+    assert_same_step(nets, x, y, torch.ones(5, dtype=torch.float64))
     counts = {name: run.sum().item() for name, run in nets["numba"].forward(x).items()}
     assert all(v > 0 for v in counts.values()), counts
 
@@ -140,24 +142,28 @@ def test_optimizers_triton_equal_numba():
     rng = np.random.default_rng(0)
     w0 = torch.from_numpy(rng.normal(size=(37, 23)).astype(np.float32)).T  # transposed storage, as a dense layer
     grads = [torch.from_numpy(rng.normal(size=(23, 37)).astype(np.float32)) for _ in range(3)]
+    devices = {"numba": "cpu", "triton": TRITON_DEVICE}
     for cls in (Adam, SGD):
-        ws = {b: {"w": w0.clone().T.contiguous().T} for b in ("numba", "triton")}
-        opts = {b: cls(ws[b], 1e-2, kernels=make_kernels(b, TRITON_DEVICE if b == "triton" else "cpu")) for b in ws}
+        ws = {b: {"w": w0.clone().T.contiguous().T.to(dev)} for b, dev in devices.items()}
+        opts = {b: cls(ws[b], 1e-2, kernels=make_kernels(b, devices[b])) for b in ws}
         for g in grads:
-            for opt in opts.values():
-                opt.step({"w": g})
-        assert torch.equal(ws["numba"]["w"], ws["triton"]["w"]), cls.__name__
+            for b, opt in opts.items():
+                opt.step({"w": g.to(devices[b])})
+        assert torch.equal(ws["numba"]["w"], ws["triton"]["w"].cpu()), cls.__name__
 
 
-def _train(backend, epochs, tmp_path):
+def train_tiny(backend, epochs, tmp_path, n_train=16, batch=8, n_test=6):
+    """`epochs` of a tiny network (14-10-4, T 60) on a synthetic store, on the backend's device (the triton set:
+    CUDA where present, else CPU under the interpreter). Returns (network, trainer)."""
     from hm2bp.train.trainer import Trainer
     from spikedata.store import open_store
     from tests.hm2bp.synthetic import make_store
 
-    store = open_store(make_store(tmp_path / f"s-{backend}.zarr", n_train=16, n_test=6, n_units=14, n_steps=60))
-    cfg = {**CFG, "steps": 60, "train": {"batch_size": 8, "epochs": epochs, "lr": 0.01},
+    store = open_store(make_store(tmp_path / f"s-{backend}-{n_train}.zarr", n_train=n_train, n_test=n_test,
+                                  n_units=14, n_steps=60))
+    cfg = {**CFG, "steps": 60, "train": {"batch_size": batch, "epochs": epochs, "lr": 0.01},
            "loss": {"desired": 6, "undesired": 2, "margin": 1}}
-    net = Network.from_config(cfg, 14, backend=backend)
+    net = Network.from_config(cfg, 14, backend=backend).to(TRITON_DEVICE if backend == "triton" else "cpu")
     trainer = Trainer(net, store["train"], store["test"], device=str(net.device))
     trainer.fit()
     return net, trainer
@@ -165,7 +171,7 @@ def _train(backend, epochs, tmp_path):
 
 def test_two_epochs_agree_across_backends(tmp_path):
     """Two epochs of a tiny network: the same predictions, boost weights and (to float rounding) weights."""
-    runs = {b: _train(b, 2, tmp_path) for b in ("numba", "torch", "triton")}
+    runs = {b: train_tiny(b, 2, tmp_path) for b in ("numba", "torch", "triton")}
     ref_net, ref = runs["numba"]
     for b, (net, trainer) in runs.items():
         assert [r["train_accuracy"] for r in trainer.state.history] == [r["train_accuracy"]
@@ -215,7 +221,7 @@ def test_cuda_spikes_bit_equal_to_numba_at_paper_size():
     nets = {"numba": net, "triton": Network.from_config(cfg, 784, backend="triton")}
     nets["triton"].load_weights(net.weights())
     nets["triton"].to("cuda")
-    _assert_same_step(nets, x, y, torch.ones(16, dtype=torch.float64))
+    assert_same_step(nets, x, y, torch.ones(16, dtype=torch.float64))
 
 
 @cuda

@@ -1,4 +1,4 @@
-"""Conv layers of `docs/algorithm.md` §1 / §3.16 on CPU: numba kernels driven by the pre spikes' lists.
+"""Conv and pool layers of `docs/algorithm.md` §1 / §3.16 on CPU: numba kernels driven by the pre spikes' lists.
 
 Dense convolutions of mostly-zero rasters are ~10x slower on a CPU than walking the spikes that exist: every kernel
 here visits each pre spike `j = (c, px, py)` (`unit_position`) once and the outputs `(o, px - u, py - v)` its kernel
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from hm2bp.geometry import Shape3, conv_output_shape
+from hm2bp.geometry import Shape3, conv_output_shape, pool_output_shape
 from hm2bp.kernels.numba.csr import step_spikes
 from hm2bp.kernels.numba.lif import lif_scan
 from hm2bp.rules.conv import conv_pre_delta
@@ -178,3 +178,56 @@ def conv_effect_ratio_error(k: np.ndarray, delta: torch.Tensor, weight: torch.Te
                      np.ascontiguousarray(samples, dtype=np.int64), pre_csr[0], pre_csr[1], k.shape[1],
                      int(in_shape[1]), int(in_shape[2]), out_shape[1], out_shape[2], out)
     return conv_pre_delta(torch.from_numpy(out), delta, weight.cpu(), post_counts, pre_counts, out_shape)
+
+
+# ------------------------------------------------------------------------------------------------------ pool
+@njit(inline="always")
+def pool_parent(j, area_in, wd, h, window, ho, wo):
+    """The pool neuron `(c, x // w, y // w)` of input unit `j` of a `[C, h, wd]` layer (`area_in = h * wd`), as its
+    index in the `[C, ho, wo]` pool layer."""
+    c, x, y = unit_position(j, area_in, wd, h)
+    return (c * ho + x // window) * wo + y // window
+
+
+@njit(cache=True, nogil=True)
+def _pool_current(indptr, idx, batch, steps, h, wd, window, ho, wo, out):
+    area_in = h * wd
+    for bt in range(batch * steps):
+        b, t = bt // steps, bt % steps
+        row = out[b, t]
+        for s in range(indptr[bt], indptr[bt + 1]):
+            row[pool_parent(idx[s], area_in, wd, h, window, ho, wo)] += np.float32(1.0)
+
+
+def pool_current(pre_csr: tuple, in_shape: Shape3, window: int, batch: int, steps: int) -> np.ndarray:
+    """Pool forward current float32 `[B, T, C*(H/w)*(W/w)]` from the pre spikes as CSR: the spikes in each
+    non-overlapping `w x w` window (small integers, exact; `hm2bp.rules.conv.pool_current`)."""
+    c, h_out, w_out = pool_output_shape(in_shape, window)
+    out = np.zeros((batch, steps, c * h_out * w_out), np.float32)
+    _pool_current(pre_csr[0], pre_csr[1], batch, steps, int(in_shape[1]), int(in_shape[2]), int(window), h_out, w_out,
+                  out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _pool_effect(k, samples, indptr, idx, steps, h, wd, window, ho, wo, out):
+    area_in = h * wd
+    for a in range(samples.shape[0]):
+        for t in range(1, steps):
+            start, stop = step_spikes(indptr, samples[a], steps, t)
+            k_row = k[a, t]
+            for s in range(start, stop):
+                p = idx[s]
+                out[a, p] += np.float64(k_row[pool_parent(p, area_in, wd, h, window, ho, wo)])
+
+
+def pool_effect(k: np.ndarray, samples: np.ndarray, pre_csr: tuple, in_shape: Shape3, window: int) -> torch.Tensor:
+    """`e_{q|p} = sum_tau K[tau, q] P[tau, p]` for every child p of pool neuron q, float64 `[A, C*H*W]`, from the
+    pre spikes' lists (`hm2bp.rules.conv.pool_effect`; summed over time in order, in float64). `k` float32
+    `[A, T, n_pool]` read-outs of the samples `samples` of the batch."""
+    _, h_out, w_out = pool_output_shape(in_shape, window)
+    out = np.zeros((k.shape[0], int(np.prod(in_shape))), np.float64)
+    _pool_effect(np.ascontiguousarray(k, dtype=np.float32), np.ascontiguousarray(samples, dtype=np.int64),
+                 pre_csr[0], pre_csr[1], k.shape[1], int(in_shape[1]), int(in_shape[2]), int(window), h_out, w_out,
+                 out)
+    return torch.from_numpy(out)

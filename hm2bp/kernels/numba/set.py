@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from hm2bp.config import LossSpec, NeuronParams, RegularizerSpec
-from hm2bp.kernels.base import KernelSet, LayerParams, Trains, adam_scalars, flat_float32, take
+from hm2bp.kernels.base import KernelSet, LayerParams, Trains, adam_scalars, flat_float32
 from hm2bp.kernels.numba import conv, csr, gradient, lif, optim, spsp
 from hm2bp.kernels.numba.tuning import CHUNK_SIZE, default_threads
 from hm2bp.rules import conv as rules_conv
@@ -96,8 +96,8 @@ class NumbaKernels(KernelSet):
         return conv.conv_current(pre.csr, layer.storage.detach().numpy(), layer.in_shape, batch, steps)
 
     def pool_current(self, layer: LayerParams, pre: Trains) -> np.ndarray:
-        # the window sums are small integers, exact in float32
-        return rules_conv.pool_current(torch.from_numpy(pre.spikes), layer.in_shape, layer.window).numpy()
+        batch, steps = pre.spikes.shape[:2]
+        return conv.pool_current(pre.csr, layer.in_shape, layer.window, batch, steps)
 
     def lif(self, layer: LayerParams, current: np.ndarray, lateral: float = 0.0, epsilon: bool = True) -> Trains:
         nrn = layer.spec.neuron
@@ -181,8 +181,7 @@ class NumbaKernels(KernelSet):
                                             pre_counts, layer.in_shape)
 
     def pool_effect(self, layer, k, samples, pre) -> torch.Tensor:
-        return rules_conv.pool_effect(torch.from_numpy(k), take(torch.from_numpy(pre.spikes), samples),
-                                      layer.in_shape, layer.window)
+        return conv.pool_effect(k, samples, pre.csr, layer.in_shape, layer.window)
 
     def finish(self, layer: LayerParams, acc: Any, batch: int, reg: RegularizerSpec) -> torch.Tensor:
         name = layer.spec.name

@@ -1,10 +1,10 @@
-"""Back-propagated error sums with effect ratios (docs/algorithm.md §3.2-8, §3.16), gathered at the pre spikes.
+"""Back-propagated error sums with effect ratios (docs/algorithm.md §3.2-8, §3.16) of dense and pool layers, gathered
+at the pre spikes (conv layers: `hm2bp.kernels.triton.grad.conv_grad_kernel`, from the same walk as their gradient).
 
 `effect[b, j] = sum_tau [pre spike (b, tau, j)] sum_i dcoef[b, i] K[b, tau, i] W[i, j]`, accumulated in float64,
 without forming `[B, T, n_pre]`: one program per tile of (samples x pre neurons) `[SB, BJ]` walks the steps and
 skips those where none of its pre neurons spiked.
 * dense: `W` `[n_post, n_pre]` given by strides (a dense layer stores `W^T`);
-* conv: the post neurons of pre `j = (c, x, y)` are `(o, x - a, y - b)` inside the output, with `W[o, c, a, b]`;
 * pool: `e[b, p] = sum_tau K[b, tau, parent(p)] [pre spike (b, tau, p)]` (the S-PSP of a pool neuron from each of
   its children; weight 1).
 """
@@ -30,7 +30,7 @@ def _post_tile(delta_ptr, post_count_ptr, w_ptr, w_stride_i, w_stride_j, r64, rm
     return io, um, d, active, w
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch", "steps"])
 def dense_effect_kernel(k_ptr, delta_ptr, post_count_ptr, pre_count_ptr, w_ptr, w_stride_i, w_stride_j, pre_ptr,
                         out_ptr, batch, steps, n_post, n_pre, SB: tl.constexpr, BI: tl.constexpr, BJ: tl.constexpr):
     # preDelta of a dense layer with effect ratios (algorithm.md §3.2-8), the whole rule in one pass:
@@ -70,42 +70,7 @@ def dense_effect_kernel(k_ptr, delta_ptr, post_count_ptr, pre_count_ptr, w_ptr, 
     tl.store(out_ptr + r64[:, None] * n_pre + jo[None, :], out, mask=mask)
 
 
-@triton.jit
-def conv_effect_kernel(k_ptr, dcoef_ptr, w_ptr, pre_ptr, out_ptr, batch, steps, c_out, c_in, h, wd, ho, wo, ks,
-                       SB: tl.constexpr, BJ: tl.constexpr):
-    rows = tl.program_id(0) * SB + tl.arange(0, SB)
-    rm = rows < batch
-    r64 = rows.to(tl.int64)
-    jo = tl.program_id(1) * BJ + tl.arange(0, BJ)
-    n_pre = c_in * h * wd
-    n_post = c_out * ho * wo
-    jm = jo < n_pre
-    mask = rm[:, None] & jm[None, :]
-    c = (jo // (h * wd))[None, :]
-    px = ((jo // wd) % h)[None, :]
-    py = (jo % wd)[None, :]
-    acc = tl.zeros([SB, BJ], dtype=tl.float64)
-    for tau in range(1, steps):
-        row = (r64 * steps + tau)[:, None]
-        p = (tl.load(pre_ptr + row * n_pre + jo[None, :], mask=mask, other=0) != 0) & mask
-        if tl.max(tl.max(p.to(tl.int32), axis=1), axis=0) > 0:
-            m = tl.zeros([SB, BJ], dtype=tl.float64)
-            for o in range(0, c_out):
-                for a in range(0, ks):
-                    x = px - a
-                    for bb in range(0, ks):
-                        y = py - bb
-                        ok = p & (x >= 0) & (x < ho) & (y >= 0) & (y < wo)
-                        i = o * ho * wo + x * wo + y
-                        kv = tl.load(k_ptr + row * n_post + i, mask=ok, other=0.0).to(tl.float64)
-                        dc = tl.load(dcoef_ptr + r64[:, None] * n_post + i, mask=ok, other=0.0)
-                        wv = tl.load(w_ptr + ((o * c_in + c) * ks + a) * ks + bb, mask=ok, other=0.0)
-                        m += tl.where(ok, dc * kv * wv.to(tl.float64), 0.0)
-            acc += m
-    tl.store(out_ptr + r64[:, None] * n_pre + jo[None, :], acc, mask=mask)
-
-
-@triton.jit
+@triton.jit(do_not_specialize=["batch", "steps"])
 def pool_effect_kernel(k_ptr, pre_ptr, out_ptr, batch, steps, c, h, wd, window, SB: tl.constexpr, BJ: tl.constexpr):
     rows = tl.program_id(0) * SB + tl.arange(0, SB)
     r64 = rows.to(tl.int64)

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch", "steps", "refractory", "cap"])
 def lif_scan_kernel(cur_ptr, code_ptr, count_ptr, batch, steps, n, tau_m, tau_s, thr, w0, refractory, cap,
                     LATERAL: tl.constexpr, SB: tl.constexpr, BN: tl.constexpr):
     rows = tl.program_id(0) * SB + tl.arange(0, SB)

@@ -31,21 +31,26 @@ def sgd_kernel(w_ptr, g_ptr, u_ptr, n, mu, lr, BLOCK: tl.constexpr):
     tl.store(w_ptr + offs, tl.load(w_ptr + offs, mask=mask, other=0.0) - u, mask=mask)
 
 
-@triton.jit
-def finish_dense_kernel(acc_ptr, w_ptr, sumsq_ptr, reg_ptr, out_ptr, flag_ptr, n_pre, n_post, batch,
+@triton.jit(do_not_specialize=["n_parts", "batch"])
+def finish_dense_kernel(part_ptr, n_parts, w_ptr, sumsq_ptr, reg_ptr, out_ptr, flag_ptr, n_pre, n_post, batch,
                         HAS_REG: tl.constexpr, BLOCK: tl.constexpr):
-    # A dense layer's gradient in its storage order [n_pre, n_post] (algorithm.md §3.7): acc / B + R(W)^T, with
-    # R_ij = lam beta (W_ij / L) exp(beta (S_i - 1)), S_i = sumsq_i / (L^2 n_pre); reg = (lam, beta, L) float64.
-    # Rounded to float32 once; a program that meets a non-finite value raises its flag (flags persist until read).
+    # A dense layer's gradient in its storage order [n_pre, n_post] (algorithm.md §3.7): the sum of the `n_parts`
+    # partial data gradients part[s] (in order) / B + R(W)^T, with R_ij = lam beta (W_ij / L) exp(beta (S_i - 1)),
+    # S_i = sumsq_i / (L^2 n_pre); reg = (lam, beta, L) float64. Rounded to float32 once; a program that meets a
+    # non-finite value raises its flag (flags persist until read).
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n_pre * n_post
-    g = tl.load(acc_ptr + offs, mask=mask, other=0.0) / batch.to(tl.float64)
+    size = tl.cast(n_pre, tl.int64) * n_post
+    mask = offs < size
+    g = tl.zeros([BLOCK], dtype=tl.float64)
+    for s in range(0, n_parts):
+        g += tl.load(part_ptr + s * size + offs, mask=mask, other=0.0)
+    g = g / tl.cast(batch, tl.float64)
     if HAS_REG:
         lam = tl.load(reg_ptr)
         beta = tl.load(reg_ptr + 1)
         limit = tl.load(reg_ptr + 2)
-        s_i = tl.load(sumsq_ptr + offs % n_post, mask=mask, other=0.0) / (limit * limit * n_pre.to(tl.float64))
+        s_i = tl.load(sumsq_ptr + offs % n_post, mask=mask, other=0.0) / (limit * limit * tl.cast(n_pre, tl.float64))
         factor = lam * beta * tl.exp(beta * (s_i - 1.0)) / limit
         g = g + factor * tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float64)
     g32 = g.to(tl.float32)

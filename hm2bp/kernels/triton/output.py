@@ -6,6 +6,11 @@ sample, without reading anything back:
   `times`) and its count are written into the copies of the output trains and counts;
 * the logged cost with the (modified) counts: `sum (o' - y)^2 [|o' - y| > margin]`.
 
+Labels are checked before a step (`Network.backward_pass`, or once per split by the trainer). A label outside
+`[0, n)` that reaches the kernels anyway touches no memory outside its sample's rows: every load and store it
+indexes is masked. Such a sample is treated as having no label neuron: every output neuron gets the undesired count
+as its target, no synthetic train is written, and `gamma` has no label term (only neurons that fired count).
+
 And the lateral-inhibition factor `gamma` of the output layer (docs/algorithm.md §3.6), from its read-out `K` and
 (modified) trains:
 `E[l, j] = sum_tau K[tau, l] P[tau, j]` accumulated in float64, then the ratios and the sum over `l`.
@@ -17,7 +22,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_times", "steps"])
 def output_stage_kernel(codes_ptr, counts_ptr, true_counts_ptr, labels_ptr, weights_ptr, times_ptr, vals_ptr,
                         loss_ptr, delta_ptr, cost_ptr, n_times, steps, n, BN: tl.constexpr, BT: tl.constexpr):
     # loss = (desired, undesired, margin) float64
@@ -33,14 +38,16 @@ def output_stage_kernel(codes_ptr, counts_ptr, true_counts_ptr, labels_ptr, weig
     diff = o.to(tl.float64) - y
     err = tl.where(tl.abs(diff) > margin, diff, 0.0)
     tl.store(delta_ptr + b * n + cols, err * tl.load(weights_ptr + b), mask=cm)
-    # silent label: the synthetic train and its count
-    count = tl.load(true_counts_ptr + b * n + lab)
+    # silent label: the synthetic train and its count (none for a label outside [0, n): masked, see the docstring)
+    lab_ok = (lab >= 0) & (lab < n)
+    count = tl.load(true_counts_ptr + b * n + lab, mask=lab_ok, other=1)
     k = tl.arange(0, BT)
     km = k < n_times
-    silent_k = (tl.zeros([BT], dtype=tl.int64) + count) == 0
+    lab_k = tl.zeros([BT], dtype=tl.int64) + lab
+    write = km & ((tl.zeros([BT], dtype=tl.int64) + count) == 0) & (lab_k >= 0) & (lab_k < n)
     t = tl.load(times_ptr + k, mask=km, other=0)
     v = tl.load(vals_ptr + k, mask=km, other=0)
-    tl.store(codes_ptr + b * steps * n + t * n + lab, v, mask=km & silent_k)
+    tl.store(codes_ptr + b * steps * n + t * n + lab_k, v, mask=write)
     o_mod = tl.where((cols == lab) & (o == 0), n_times, o)
     tl.store(counts_ptr + b * n + cols, o_mod, mask=cm)
     diff_mod = o_mod.to(tl.float64) - y
@@ -48,7 +55,7 @@ def output_stage_kernel(codes_ptr, counts_ptr, true_counts_ptr, labels_ptr, weig
     tl.store(cost_ptr + b, tl.sum(tl.where(cm, err_mod * err_mod, 0.0), axis=0))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["steps"])
 def lateral_factor_kernel(k_ptr, codes_ptr, counts_ptr, labels_ptr, gamma_ptr, const_ptr, steps, n,
                           BN: tl.constexpr):
     # const = (1 / vth, w0^2) float64
@@ -63,7 +70,7 @@ def lateral_factor_kernel(k_ptr, codes_ptr, counts_ptr, labels_ptr, gamma_ptr, c
     inv_vth = tl.load(const_ptr)
     w0_sq = tl.load(const_ptr + 1)
     o = tl.load(counts_ptr + b * n + cols, mask=cm, other=0).to(tl.float64)
-    lab = tl.load(labels_ptr + b)
+    lab = tl.load(labels_ptr + b)  # only compared with the columns: a label outside [0, n) matches none
     o_l = o[:, None]
     o_j = o[None, :]
     rho_jl = tl.where((o_l > 0) & (o_j > 0), e / tl.maximum(o_j, 1.0), 1.0)  # e_{l|j} / o_j at [l, j]

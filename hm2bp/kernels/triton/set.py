@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from hm2bp.config import LossSpec, NeuronParams, RegularizerSpec
 from hm2bp.kernels.base import KernelSet, LayerParams, Trains, adam_scalars, exact_matmul_precision, flat_float32, take
-from hm2bp.kernels.triton import current, effect, interpreting, lif, optim, output, spsp
+from hm2bp.kernels.triton import current, effect, grad, interpreting, lif, optim, output, spsp
 from hm2bp.kernels.triton.launch import launch
 from hm2bp.rules import conv as rules_conv
 from hm2bp.rules import gradient as rules
@@ -36,20 +36,24 @@ from hm2bp.rules.lif import spike_threshold
 from hm2bp.rules.spsp import SILENT_POST_EFFECT, spsp_readout, window
 
 F64 = torch.float64
-#: Bytes of float64 temporaries one chunk of a current / gradient product may hold.
+#: Bytes of float64 temporaries one chunk of a conv current product may hold.
 GEMM_BUDGET = 256 << 20
+#: Bytes of the partial weight gradients of a conv layer's event-driven walk (one per program).
+PARTIAL_BUDGET = 128 << 20
 
 
 def _pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
-def _tile(batch: int, n: int, cap: int = 128, whole: bool = False, lanes: int = 128) -> tuple[int, int]:
+def _tile(batch: int, n: int, cap: int = 128, whole: bool = False, lanes: int = 128,
+          wide: bool = False) -> tuple[int, int]:
     """(samples, neurons) of a program's tile: neurons a power of two up to `cap` (all of them with `whole`), and
-    as many samples as fill `lanes` elements, so that small layers still give a program enough lanes. Under the
-    interpreter, which runs the programs one after the other, a tile takes whole layers and batches (up to
-    16k elements): fewer, wider programs run much faster there."""
-    if interpreting():
+    as many samples as fill `lanes` elements, so that small layers still give a program enough lanes. `wide` (CPU
+    tensors, which only Triton's interpreter runs, one program after the other): a tile takes whole layers and
+    batches (up to 16k elements), since fewer, wider programs run much faster there. A pure function of its
+    arguments, so the GPU's choice is known without a GPU (the compile check relies on it)."""
+    if wide:
         cap, lanes = max(cap, 1024), 1 << 14
     bn = max(16, _pow2(n) if whole else min(cap, _pow2(n)))
     sb = max(1, min(_pow2(batch), lanes // bn))
@@ -73,18 +77,24 @@ def _as_u8(spikes: torch.Tensor) -> torch.Tensor:
 class TritonKernels(KernelSet):
     name = "triton"
 
-    def __init__(self, device: torch.device, gemm_budget: int = GEMM_BUDGET) -> None:
+    def __init__(self, device: torch.device, gemm_budget: int = GEMM_BUDGET,
+                 partial_budget: int = PARTIAL_BUDGET) -> None:
         super().__init__(device)
-        if self.device.type != "cuda" and not interpreting():
+        # meta: shape-only tensors, whose launches are recorded and not run (hm2bp.kernels.triton.aot)
+        if self.device.type not in ("cuda", "meta") and not interpreting():
             raise ValueError("the triton kernel set needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
+        #: Wide tiles (`_tile`) for CPU tensors, which run under the interpreter; False: the tiles a GPU uses.
+        self.wide_tiles = self.device.type == "cpu"
         exact_matmul_precision()
         self._k = {"lif": lif.lif_scan_kernel, "spsp": spsp.spsp_readout_kernel,
-                   "dense_effect": effect.dense_effect_kernel, "conv_effect": effect.conv_effect_kernel,
-                   "pool_effect": effect.pool_effect_kernel, "output_stage": output.output_stage_kernel,
+                   "dense_effect": effect.dense_effect_kernel, "pool_effect": effect.pool_effect_kernel,
+                   "columns": grad.column_lists_kernel, "dense_grad": grad.dense_grad_kernel,
+                   "conv_grad": grad.conv_grad_kernel, "output_stage": output.output_stage_kernel,
                    "lateral": output.lateral_factor_kernel,
                    "finish_dense": optim.finish_dense_kernel, "compact": current.compact_rows_kernel,
                    "current": current.sparse_current_kernel, "adam": optim.adam_kernel, "sgd": optim.sgd_kernel}
         self.gemm_budget = int(gemm_budget)
+        self.partial_budget = int(partial_budget)
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._flags: dict[str, torch.Tensor] = {}  # per layer: int8 flags of non-finite gradient values
         self._w64: dict[int, torch.Tensor] = {}
@@ -128,7 +138,7 @@ class TritonKernels(KernelSet):
         codes = torch.empty(batch, steps, n, dtype=torch.int16, device=current.device)
         counts = torch.empty(batch, n, dtype=torch.int64, device=current.device)
         thr = spike_threshold(layer.vth) if epsilon else np.float32(layer.vth)
-        sb, bn = _tile(batch, n, whole=lateral != 0.0)
+        sb, bn = _tile(batch, n, whole=lateral != 0.0, wide=self.wide_tiles)
         if batch:
             launch(self._k["lif"], (_cdiv(batch, sb), _cdiv(n, bn)), current, codes, counts, batch, steps, n,
                    float(np.float32(nrn.tau_m)), float(np.float32(nrn.tau_s)), float(thr),
@@ -139,7 +149,8 @@ class TritonKernels(KernelSet):
     def spike_lists(self, trains: Trains) -> tuple[torch.Tensor, torch.Tensor]:
         """Per (sample, step) row: the pre neurons that spiked, ascending (`[B*T, n]`, int16 or int32, valid up to
         the row's count) and the counts (int32 `[B*T]`); made once per trains and kept in `trains.csr`."""
-        if trains.csr is None:
+        lists = self._lists(trains)
+        if "rows" not in lists:
             spikes = _as_u8(trains.spikes)
             batch, steps, n = spikes.shape
             rows = batch * steps
@@ -150,7 +161,31 @@ class TritonKernels(KernelSet):
             if rows:
                 launch(self._k["compact"], (_cdiv(rows, rb),), spikes, idx, cnt, rows, n, RB=rb,
                        BN=min(1024, max(16, _pow2(n))))
-            trains.csr = (idx, cnt)
+            lists["rows"] = (idx, cnt)
+        return lists["rows"]
+
+    def column_lists(self, trains: Trains) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per (sample, neuron): the steps at which it fired, ascending (`[B, n, T]`, int16 or int32, valid up to
+        the count) and the counts (int32 `[B, n]`) (`hm2bp.kernels.triton.grad`); made once per trains."""
+        lists = self._lists(trains)
+        if "columns" not in lists:
+            spikes = _as_u8(trains.spikes)
+            batch, steps, n = spikes.shape
+            steps_of = torch.empty(batch, n, steps, dtype=torch.int16 if steps <= np.iinfo(np.int16).max
+                                   else torch.int32, device=spikes.device)
+            cnt = torch.empty(batch, n, dtype=torch.int32, device=spikes.device)
+            bj = 16 if self.wide_tiles else 64
+            bt = max(16, _pow2(steps)) if self.wide_tiles else min(32, max(16, _pow2(steps)))
+            if batch and n:
+                launch(self._k["columns"], (batch, _cdiv(n, bj)), spikes, steps_of, cnt, batch, steps, n, BT=bt,
+                       BJ=bj)
+            lists["columns"] = (steps_of, cnt)
+        return lists["columns"]
+
+    @staticmethod
+    def _lists(trains: Trains) -> dict:
+        if trains.csr is None:
+            trains.csr = {}
         return trains.csr
 
     def dense_current(self, layer: LayerParams, pre: Trains) -> torch.Tensor:
@@ -161,9 +196,9 @@ class TritonKernels(KernelSet):
         rows = batch * steps
         rb, bn = 16, min(128, max(16, _pow2(n_post)))
         if rows:
-            # the sum of the W^T rows of the pre spikes, per row, in float64: the numba kernel's sum, bit for bit
+            # the sum of the W^T rows of the pre spikes, per row, in float64: the numba kernel's value, bit for bit
             launch(self._k["current"], (_cdiv(rows, rb), _cdiv(n_post, bn)), idx, cnt, layer.storage.detach(),
-                   cur, rows, n_pre, n_post, RB=rb, BN=bn)
+                   cur, rows, n_pre, n_post, RB=rb, S=min(64, max(1, 2048 // bn)), BN=bn)
         return cur
 
     def conv_current(self, layer: LayerParams, pre: Trains) -> torch.Tensor:
@@ -237,7 +272,7 @@ class TritonKernels(KernelSet):
         side = torch.empty(batch, n, dtype=F64, device=codes.device)
         cap = self.code_cap(nrn)
         pm, ps, const = self._powers(steps, nrn, cap, codes.device)
-        sb, bn = _tile(batch, n)
+        sb, bn = _tile(batch, n, wide=self.wide_tiles)
         if batch:
             launch(self._k["spsp"], (_cdiv(batch, sb), _cdiv(n, bn)), codes, current, k, side, pm, ps, const,
                    batch, steps, n, int(nrn.refractory), window(nrn.tau_m), SB=sb, BN=bn)
@@ -264,21 +299,42 @@ class TritonKernels(KernelSet):
         return self._sums[key]
 
     def new_accumulator(self, layer) -> dict[str, Any]:
-        shape = (layer.n_pre, layer.n_post) if layer.kind == "dense" else layer.weight_shape
-        return {"g": torch.zeros(shape, dtype=F64, device=self.device)}
+        if layer.kind == "dense":
+            return {"parts": []}  # partial gradients [segments, n_pre, n_post] of `dense_grad`, summed by `finish`
+        return {"g": torch.zeros(layer.weight_shape, dtype=F64, device=self.device)}
+
+    def _silent_effect(self) -> torch.Tensor:
+        """`e = 0.1` of a silent post and an active pre (algorithm.md §3.1) as a float64 tensor."""
+        key = ("silent", str(self.device))
+        if key not in self._consts:
+            self._consts[key] = (torch.tensor([SILENT_POST_EFFECT], dtype=F64, device=self.device),)
+        return self._consts[key][0]
 
     def dense_grad(self, acc, layer, k, coef, samples, pre, post_counts, pre_counts) -> None:
-        pre_spikes = take(pre.spikes, samples)
-        batch, steps, n_pre = pre_spikes.shape
+        self.dense_grad_and_effect(acc, layer, k, coef, None, samples, pre, post_counts, pre_counts)
+
+    def dense_grad_and_effect(self, acc, layer, k, coef, delta, samples, pre, post_counts, pre_counts):
+        """Event-driven (`hm2bp.kernels.triton.grad.dense_grad_kernel`): each pre neuron walks its own spikes; the
+        error with effect ratios from the same walk when one tile holds every post, else `dense_effect`."""
+        steps_of, cnt = (take(t, samples) for t in self.column_lists(pre))
+        batch, n_pre, steps = steps_of.shape
         n_post = layer.n_post
-        g = acc["g"]  # [n_pre, n_post], the storage order
-        c32 = coef.to(torch.float32).unsqueeze(1)
-        for c in self._chunk(batch, steps * (n_pre + 2 * n_post) * 8):
-            scaled = (c32[c] * k[c]).reshape(-1, n_post).to(F64)
-            g.addmm_(_as_f64(pre_spikes[c]).reshape(-1, n_pre).T, scaled)
-        # e = 0.1 for a silent post and an active pre: rank one per sample
-        silent = torch.where(post_counts == 0, coef.to(F64), 0.0) * SILENT_POST_EFFECT
-        g.addmm_((pre_counts > 0).to(F64).T, silent)
+        # segments of samples: their rows of K stay in L2 while read, at most 32 partial gradients
+        seg = max(_cdiv(4096, max(steps, 1)), _cdiv(batch, 32))
+        n_seg = _cdiv(batch, seg)
+        part = torch.empty(n_seg, n_pre, n_post, dtype=F64, device=k.device)
+        bi = min(128, max(16, _pow2(n_post)))
+        fused = delta is not None and n_post <= bi
+        out = torch.empty(batch, n_pre, dtype=F64, device=k.device) if fused else part
+        if batch:
+            launch(self._k["dense_grad"], (n_pre, _cdiv(n_post, bi), n_seg), steps_of, cnt, k,
+                   coef.to(F64).contiguous(), post_counts.contiguous(), self._silent_effect(),
+                   delta.to(F64).contiguous() if fused else part, layer.storage.detach(), part, out, batch, steps,
+                   seg, n_pre, n_post, S=min(64, max(16, 2048 // bi)), BI=bi, EFFECT=fused)
+            acc["parts"].append(part)
+        if delta is None:
+            return None
+        return out if fused else self.dense_effect(layer, k, delta, samples, pre, post_counts, pre_counts)
 
     def dense_effect(self, layer, k, delta, samples, pre, post_counts, pre_counts) -> torch.Tensor:
         pre_spikes = _as_u8(take(pre.spikes, samples))
@@ -286,7 +342,7 @@ class TritonKernels(KernelSet):
         n_post = layer.n_post
         out = torch.empty(batch, n_pre, dtype=F64, device=delta.device)
         storage = layer.storage.detach()  # W[i, j] = storage[j, i]
-        sb, bj = _tile(batch, n_pre, 64, lanes=64)
+        sb, bj = _tile(batch, n_pre, 64, lanes=64, wide=self.wide_tiles)
         bi = max(16, min(32, _pow2(n_post)))
         if batch:
             # the whole rule of `hm2bp.rules.gradient.effect_ratio_error` (effect sum and ratio-1 parts) in one kernel
@@ -297,25 +353,39 @@ class TritonKernels(KernelSet):
         return out
 
     def conv_grad(self, acc, layer, k, coef, samples, pre, post_counts, pre_counts) -> None:
-        pre_spikes = take(pre.spikes, samples)
-        batch, steps = pre_spikes.shape[:2]
-        for c in self._chunk(batch, steps * (layer.n_pre + 2 * layer.n_post) * 8):
-            acc["g"] += rules_conv.conv_weight_gradient(k[c].to(F64), coef[c], _as_f64(pre_spikes[c]), post_counts[c],
-                                                        pre_counts[c], layer.in_shape, layer.weight_shape)
+        self.conv_grad_and_effect(acc, layer, k, coef, None, samples, pre, post_counts, pre_counts)
 
     def conv_effect(self, layer, k, delta, samples, pre, post_counts, pre_counts) -> torch.Tensor:
-        pre_spikes = _as_u8(take(pre.spikes, samples))
-        batch, steps = pre_spikes.shape[:2]
+        acc = self.new_accumulator(layer)  # (a gradient nobody reads: `conv_grad_and_effect` does both at once)
+        return self.conv_grad_and_effect(acc, layer, k, torch.zeros_like(delta), delta, samples, pre, post_counts,
+                                         pre_counts)
+
+    def conv_grad_and_effect(self, acc, layer, k, coef, delta, samples, pre, post_counts, pre_counts):
+        """One walk over the pre spikes for the weight gradient and the effect sums
+        (`hm2bp.kernels.triton.grad.conv_grad_kernel`); the error as `hm2bp.rules.conv.conv_pre_delta`."""
+        steps_of, cnt = (take(t, samples) for t in self.column_lists(pre))
+        batch, n_pre, steps = steps_of.shape
         c_out, c_in, ks, _ = layer.weight_shape
         _, h, w = layer.in_shape
         _, ho, wo = layer.out_shape
-        dcoef = torch.where(post_counts > 0, delta, 0.0).to(F64).contiguous()
         weight = layer.storage.detach().contiguous()
-        out = torch.empty(batch, layer.n_pre, dtype=F64, device=delta.device)
-        sb, bj = _tile(batch, layer.n_pre, 64)
+        bo, kk = max(2, _pow2(c_out)), max(2, _pow2(ks * ks))
+        # pixels per program: the partial gradients (one [c_out, k*k] float64 per program) stay within the budget
+        pb = min(_pow2(h * w), _pow2(_cdiv(batch * n_pre * c_out * ks * ks * 8, self.partial_budget)))
+        blocks = _cdiv(h * w, pb)
+        part = torch.empty(batch * c_in * blocks, c_out, ks * ks, dtype=F64, device=k.device)
+        out = torch.zeros(batch, n_pre, dtype=F64, device=k.device) if delta is not None else part
+        dcoef = torch.where(post_counts > 0, delta, 0.0).to(F64).contiguous() if delta is not None else part
         if batch:
-            launch(self._k["conv_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, dcoef, weight,
-                   pre_spikes, out, batch, steps, c_out, c_in, h, w, ho, wo, ks, SB=sb, BJ=bj)
+            launch(self._k["conv_grad"], (batch, c_in, blocks), steps_of, cnt, k, coef.to(F64).contiguous(),
+                   post_counts.contiguous(), self._silent_effect(), dcoef, weight, part, out, batch, steps, c_in, h,
+                   w, c_out, ho, wo, ks,
+                   PB=pb, EFFECT=delta is not None, S=max(1, min(64, 2048 // (bo * kk))), BO=bo, KK=kk, num_warps=8)
+            # the programs' partial sums, added in program order
+            sums = part.view(batch, c_in, blocks, c_out, ks * ks).sum((0, 2))  # [c_in, c_out, k*k]
+            acc["g"] += sums.permute(1, 0, 2).reshape(c_out, c_in, ks, ks)
+        if delta is None:
+            return None
         return rules_conv.conv_pre_delta(out, delta, weight, post_counts, pre_counts, layer.out_shape)
 
     def pool_effect(self, layer, k, samples, pre) -> torch.Tensor:
@@ -323,7 +393,7 @@ class TritonKernels(KernelSet):
         batch, steps = pre_spikes.shape[:2]
         c, h, w = layer.in_shape
         out = torch.empty(batch, layer.n_pre, dtype=F64, device=k.device)
-        sb, bj = _tile(batch, layer.n_pre)
+        sb, bj = _tile(batch, layer.n_pre, wide=self.wide_tiles)
         if batch:
             launch(self._k["pool_effect"], (_cdiv(batch, sb), _cdiv(layer.n_pre, bj)), k, pre_spikes, out,
                    batch, steps, c, h, w, layer.window, SB=sb, BJ=bj)
@@ -349,13 +419,16 @@ class TritonKernels(KernelSet):
         if key not in self._consts:
             self._consts[key] = (torch.tensor(key[1:4], dtype=F64, device=self.device),)
         sumsq = self.row_sums(layer)[1] if has_reg else self._consts[key][0]
+        parts = acc["parts"]
+        parts = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else self._consts[key][0]
         out = torch.empty(n_pre, n_post, dtype=torch.float32, device=self.device)
         block = 1024
         programs = _cdiv(n_pre * n_post, block)
-        # one fused pass: batch mean + regulariser, rounded once, non-finite values flagged for `check_finite`
-        launch(self._k["finish_dense"], (programs,), acc["g"], layer.storage.detach(), sumsq,
-               self._consts[key][0], out, self._flag_buffer(name, programs), n_pre, n_post, max(batch, 1),
-               HAS_REG=has_reg, BLOCK=block)
+        # one fused pass: the partial gradients in order, batch mean + regulariser, rounded once, non-finite values
+        # flagged for `check_finite`
+        launch(self._k["finish_dense"], (programs,), parts, len(acc["parts"]) and parts.shape[0],
+               layer.storage.detach(), sumsq, self._consts[key][0], out, self._flag_buffer(name, programs), n_pre,
+               n_post, max(batch, 1), HAS_REG=has_reg, BLOCK=block)
         return out.T  # [n_post, n_pre], in the storage order
 
     def check_finite(self) -> None:

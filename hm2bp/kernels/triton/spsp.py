@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["batch", "steps", "refractory", "window"])
 def spsp_readout_kernel(code_ptr, cur_ptr, k_ptr, side_ptr, pow_m_ptr, pow_s_ptr, const_ptr, batch, steps, n,
                         refractory, window, SB: tl.constexpr, BN: tl.constexpr):
     # pow_m[d] = exp(-d / tau_m), pow_s[d] = exp(-d / tau_s) for d = 0 .. max(steps, D) + 1; const = (kappa, a_m, a_s)
