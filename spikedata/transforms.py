@@ -88,8 +88,9 @@ def _select_kernel(events, keep, out):  # pragma: no cover - numba
     return k
 
 
-def _select(events: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """events[keep] for a bool mask [n], in order."""
+def select_events(events: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """`events[keep]` for a bool mask `keep` `[n]`, in file order, in one pass (numba): the selection every filter
+    of this module ends with."""
     out = np.empty(int(np.count_nonzero(keep)) + 1, dtype=EVENT_DTYPE)
     return out[: _select_kernel(events, keep, out)]
 
@@ -125,7 +126,7 @@ def denoise(events: np.ndarray, filter_time_us: float) -> np.ndarray:
     if not len(events):
         return events.copy()
     w, h = _grid(events)
-    return _select(events, _denoise_kernel(events, w, h, float(filter_time_us)))
+    return select_events(events, _denoise_kernel(events, w, h, float(filter_time_us)))
 
 
 @numba.njit(cache=True)
@@ -150,7 +151,7 @@ def refractory_period(events: np.ndarray, refractory_us: float) -> np.ndarray:
     if not len(events):
         return events.copy()
     w, h = _grid(events)
-    return _select(events, _refractory_kernel(events, w, h, float(refractory_us)))
+    return select_events(events, _refractory_kernel(events, w, h, float(refractory_us)))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -299,7 +300,7 @@ def drop_event(events: np.ndarray, probability: float, seed: int | np.random.Gen
         raise ValueError(f"drop probability must be in [0, 1], got {probability}")
     n = events.shape[0]
     uniforms = np.random.default_rng(seed).random(int(probability * n + 0.5))
-    return _select(events, _floyd_keep(n, uniforms))
+    return select_events(events, _floyd_keep(n, uniforms))
 
 
 @numba.njit(cache=True)
@@ -325,7 +326,7 @@ def time_jitter(
     out = np.empty_like(events)
     _shift_times_kernel(events, rng.normal(0.0, std_us, events.shape[0]), out)
     if clip_negative:
-        out = _select(out, out["t"] >= 0)
+        out = select_events(out, out["t"] >= 0)
     if sort_timestamps:
         out = out[np.argsort(out["t"], kind="stable")]
     return out

@@ -136,36 +136,6 @@ def test_the_import_check_catches_what_it_forbids(tmp_path):
     assert any("'triton'" in f for f in found) and any("hasattr" in f for f in found)
 
 
-# --------------------------------------------------------------------------------------- private names
-TEST_FILES = [*sorted((REPO / "tests" / "hm2bp").glob("*.py")),
-              *(REPO / "tests" / "cli" / f for f in ("test_hm2bp_cli.py", "test_reliability_cli.py",
-                                                   "test_end_to_end.py", "test_eval_neurobench_cli.py"))]
-
-
-def _private_uses(path: Path) -> list[str]:
-    """`from X import _name`, or `alias._name` of an imported project module (dunder names excepted)."""
-    tree = ast.parse(path.read_text(), str(path))
-    aliases, out = set(), []
-    project = ("hm2bp", "spikedata", "tests")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in project:
-            out += [f"{rel(path)}:{node.lineno} imports {a.name}" for a in node.names
-                    if a.name.startswith("_") and not a.name.startswith("__")]
-            aliases.update(a.asname or a.name for a in node.names)
-        elif isinstance(node, ast.Import):
-            aliases.update((a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] in project)
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                and node.attr.startswith("_") and not node.attr.startswith("__")):
-            out.append(f"{rel(path)}:{node.lineno} uses {node.value.id}.{node.attr}")
-    return out
-
-
-def test_no_private_names_across_modules():
-    found = [u for path in [*MODULES.values(), *TEST_FILES] for u in _private_uses(path)]
-    assert not found, "\n".join(found)
-
-
 def test_functions_are_short():
     """No function body over 100 lines (signatures of command-line options excepted)."""
     long = []

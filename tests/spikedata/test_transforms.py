@@ -154,8 +154,8 @@ def test_record_kernels_equal_numpy_on_every_coordinate():
     ref["y"] = 29 - small["y"]
     assert np.array_equal(T.flip_y(small, (40, 30)), ref)
     keep = np.random.default_rng(4).random(len(small)) < 0.4
-    assert np.array_equal(T._select(small, keep), small[keep])
-    assert len(T._select(small, np.zeros(len(small), bool))) == 0
+    assert np.array_equal(T.select_events(small, keep), small[keep])
+    assert len(T.select_events(small, np.zeros(len(small), bool))) == 0
 
 
 def test_seeded_augmentation():
