@@ -286,9 +286,12 @@ class TritonKernels(KernelSet):
         key = ("lateral", float(vth), float(w0), str(codes.device))
         if key not in self._consts:
             self._consts[key] = (torch.tensor([1.0 / vth, w0 * w0], dtype=F64, device=codes.device),)
+        bn = max(16, _pow2(n))
         if batch:
+            # the [BN, BN] float64 tiles spread over more warps as BN grows: at most 64 values of each tile per thread
+            # (with 4 warps a 100-class output spilled kilobytes per thread)
             launch(self._k["lateral"], (batch,), k, _as_u8(codes), counts.contiguous(), labels, gamma,
-                   self._consts[key][0], steps, n, BN=max(16, _pow2(n)))
+                   self._consts[key][0], steps, n, BN=bn, num_warps=min(16, max(4, bn * bn // 2048)))
         return gamma
 
     def row_sums(self, layer) -> tuple[torch.Tensor, torch.Tensor]:
