@@ -45,7 +45,7 @@ import torch  # noqa: E402
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported: its kernels then run on CPU tensors
 
-from gpu_model import H200, as_dict, count_step, model_time, summary  # noqa: E402
+from gpu_model import H200, NO_KERNEL, as_dict, count_step, model_time, summary  # noqa: E402
 
 from hm2bp import Network, load_preset  # noqa: E402
 from hm2bp.train.optim import Adam  # noqa: E402
@@ -53,15 +53,6 @@ from hm2bp.train.optim import Adam  # noqa: E402
 MNIST = SAMPLE_DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
 MLP = {"steps": 400, "layers": [{"name": "hidden", "size": 800, "threshold": 20.0},
                                 {"name": "output", "size": 10, "threshold": 8.0, "lateral_inhibition": 1.0}]}
-# aten operations that launch no kernel (views, metadata, allocation)
-_NO_KERNEL = {"aten::view", "aten::reshape", "aten::_reshape_alias", "aten::as_strided", "aten::t", "aten::transpose",
-              "aten::permute", "aten::expand", "aten::unsqueeze", "aten::squeeze", "aten::select", "aten::slice",
-              "aten::alias", "aten::detach", "aten::detach_", "aten::empty", "aten::empty_strided", "aten::empty_like",
-              "aten::resize_", "aten::lift_fresh", "aten::result_type", "aten::_unsafe_view", "aten::numpy_T",
-              "aten::unbind", "aten::split", "aten::chunk", "aten::narrow", "aten::contiguous", "aten::view_as",
-              "aten::expand_as", "aten::unfold", "aten::flatten", "aten::is_nonzero", "aten::set_",
-              "aten::pin_memory", "aten::_pin_memory", "aten::is_pinned", "aten::to", "aten::resolve_conj",
-              "aten::resolve_neg", "aten::scalar_tensor", "aten::_local_scalar_dense", "aten::item"}
 # aten operations that read a value back to the host (a synchronisation on a GPU)
 _SYNCS = {"aten::_local_scalar_dense", "aten::item", "aten::nonzero", "aten::is_nonzero"}
 
@@ -133,7 +124,7 @@ class _AtenCounter:
             return
         if name in _SYNCS:
             self.syncs += 1
-        if name not in _NO_KERNEL:
+        if name not in NO_KERNEL:
             self.kernels += 1
 
 

@@ -155,6 +155,17 @@ def _number(buf, i, size):  # pragma: no cover - numba
     if i < size and (buf[i] == 45 or buf[i] == 43):
         neg = buf[i] == 45
         i += 1
+    # the common field, a plain integer of at most 18 digits, in one tight loop
+    j = i
+    m = np.int64(0)
+    while j < size and j - i < 18:
+        d = np.int64(buf[j]) - 48
+        if d < 0 or d > 9:
+            break
+        m = m * 10 + d
+        j += 1
+    if j > i and (j == size or not (buf[j] == 46 or buf[j] == 101 or buf[j] == 69 or 48 <= buf[j] <= 57)):
+        return j, -m if neg else m, 0, False, 0
     i, m, exp, digits = _digits(buf, i, size, np.int64(0), 0, False)
     decimal = False
     if i < size and buf[i] == 46:
@@ -271,11 +282,28 @@ def _parse(buf, pos, roles, unit, decimal_time, out):  # pragma: no cover - numb
     return n, 0, pos
 
 
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_NEWLINES = np.uint64(0x0A0A0A0A0A0A0A0A)
+_ONES = np.uint64(0x0101010101010101)
+
+
 @numba.njit(cache=True, nogil=True)
 def _count_lines(buf, start):  # pragma: no cover - numba
+    """1 + the newlines in buf[start:], eight bytes at a time: a byte of `w ^ 0x0A..` is zero exactly where `w` has a
+    newline; the zero-byte test sets its high bit there and nowhere else, and a multiply adds those bits up."""
     n = 1
-    for i in range(start, buf.shape[0]):
+    size = buf.shape[0]
+    i = start
+    while i < size and i % 8:
         n += buf[i] == 10
+        i += 1
+    words = buf[i : i + (size - i) // 8 * 8].view(np.uint64)
+    for w in words:
+        x = w ^ _NEWLINES
+        y = ~(((x & _LOW7) + _LOW7) | x | _LOW7)
+        n += ((y >> np.uint64(7)) * _ONES) >> np.uint64(56)
+    for k in range(i + words.shape[0] * 8, size):
+        n += buf[k] == 10
     return n
 
 

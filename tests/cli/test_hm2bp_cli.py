@@ -8,33 +8,12 @@ from typer.testing import CliRunner
 from hm2bp.cli import app as hm2bp_app
 from hm2bp.train.checkpoint import load_checkpoint
 from hm2bp.train.metrics import read_metrics
-from tests.hm2bp.synthetic import make_store
+from tests.hm2bp.synthetic import make_store, tiny_network_toml
 from tests.messages import one_line_error
 
 runner = CliRunner()
 
-TINY = """
-steps = 50
-[meta]
-inputs = 40
-[[layers]]
-name = "hidden"
-size = 20
-threshold = 5.0
-[[layers]]
-name = "output"
-size = 4
-threshold = 3.0
-lateral_inhibition = 1.0
-[loss]
-desired = 10
-undesired = 2
-margin = 2
-[train]
-lr = 0.01
-batch_size = 8
-epochs = 3
-"""
+TINY = tiny_network_toml(inputs=40)
 
 
 @pytest.fixture(scope="module")

@@ -21,29 +21,11 @@ from typer.testing import CliRunner
 
 from hm2bp.cli import app as hm2bp_app
 from spikedata.store import StoreWriter, root_attributes
+from tests.hm2bp.synthetic import tiny_network_toml
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = 3
-NETWORK = """
-steps = 50
-[[layers]]
-name = "hidden"
-size = 16
-threshold = 5.0
-[[layers]]
-name = "output"
-size = 4
-threshold = 3.0
-lateral_inhibition = 1.0
-[loss]
-desired = 10
-undesired = 2
-margin = 2
-[train]
-lr = 0.01
-batch_size = 16
-epochs = 1
-"""
+NETWORK = tiny_network_toml(hidden=16, batch_size=16, epochs=1)
 
 
 def write_store(path: Path, seed: int = 0) -> Path:

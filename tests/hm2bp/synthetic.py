@@ -58,11 +58,13 @@ def make_store(path: Path, n_train: int = 200, n_test: int = 100, n_units: int =
     return encode_to_store(path, attrs, jobs, workers=1, progress=False)
 
 
-def tiny_network_toml(hidden: int = 20, outputs: int = 4, **train) -> str:
+def tiny_network_toml(hidden: int = 20, outputs: int = 4, inputs: int | None = None, **train) -> str:
     """The config TOML of a small network for `make_store`'s stores (40 units, T 50): `hidden` -> `outputs` with
-    lateral inhibition, the reference's loss margins scaled down; `train` keys (lr, batch_size, epochs, ...)."""
+    lateral inhibition, the reference's loss margins scaled down; `inputs`: a `[meta] inputs` entry; `train` keys
+    (lr, batch_size, epochs, ...)."""
     table = {"lr": 0.01, "batch_size": 8, "epochs": 3, **train}
-    return (f'steps = 50\n[[layers]]\nname = "hidden"\nsize = {hidden}\nthreshold = 5.0\n[[layers]]\n'
+    meta = f"[meta]\ninputs = {inputs}\n" if inputs is not None else ""
+    return (f'steps = 50\n{meta}[[layers]]\nname = "hidden"\nsize = {hidden}\nthreshold = 5.0\n[[layers]]\n'
             f'name = "output"\nsize = {outputs}\nthreshold = 3.0\nlateral_inhibition = 1.0\n'
             "[loss]\ndesired = 10\nundesired = 2\nmargin = 2\n[train]\n"
             + "".join(f"{k} = {v}\n" for k, v in table.items()))
