@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from spikedata.text import raw_bytes
+
 #: How the ranking is computed (recorded in the store so that a reader can re-derive the split).
 METHOD = "stratified; rank within class by blake2b-64(seed, sample key), largest-remainder quotas"
 
@@ -42,10 +44,8 @@ def rank_keys(keys: Sequence[str], seed: int) -> np.ndarray:
     """uint64 rank of every key for `seed`: the first 8 bytes (little-endian) of blake2b(seed || 0 || key), the key
     as UTF-8 (a file name's own bytes when it is not UTF-8)."""
     prefix = int(seed).to_bytes(8, "little", signed=True) + b"\x00"
-    # surrogateescape: a key from a file name that is not UTF-8 is hashed as the name's bytes (UTF-8 text as before)
     return np.array(
-        [int.from_bytes(hashlib.blake2b(prefix + k.encode("utf-8", "surrogateescape"), digest_size=8).digest(),
-                        "little") for k in keys],
+        [int.from_bytes(hashlib.blake2b(prefix + raw_bytes(k), digest_size=8).digest(), "little") for k in keys],
         dtype=np.uint64,
     )
 

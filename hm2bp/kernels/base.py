@@ -342,7 +342,7 @@ class KernelSet:
                               delta: torch.Tensor | None, samples: Any, pre: Trains, post_counts: torch.Tensor,
                               pre_counts: torch.Tensor) -> torch.Tensor | None:
         """`dense_grad`, then (`delta` given) `dense_effect`'s error: one primitive, so that a set can walk the pre
-        spikes once for both."""
+        spikes once for both (a set overrides either this or the two it composes; the layer walk calls only this)."""
         self.dense_grad(acc, layer, k, coef, samples, pre, post_counts, pre_counts)
         if delta is None:
             return None
@@ -360,7 +360,7 @@ class KernelSet:
                              samples: Any, pre: Trains, post_counts: torch.Tensor,
                              pre_counts: torch.Tensor) -> torch.Tensor | None:
         """`conv_grad`, then (`delta` given) `conv_effect`'s error: one primitive, so that a set can walk the pre
-        spikes once for both."""
+        spikes once for both (a set overrides either this or the two it composes; the layer walk calls only this)."""
         self.conv_grad(acc, layer, k, coef, samples, pre, post_counts, pre_counts)
         if delta is None:
             return None

@@ -313,9 +313,6 @@ class TritonKernels(KernelSet):
             self._consts[key] = (torch.tensor([SILENT_POST_EFFECT], dtype=F64, device=self.device),)
         return self._consts[key][0]
 
-    def dense_grad(self, acc, layer, k, coef, samples, pre, post_counts, pre_counts) -> None:
-        self.dense_grad_and_effect(acc, layer, k, coef, None, samples, pre, post_counts, pre_counts)
-
     def dense_grad_and_effect(self, acc, layer, k, coef, delta, samples, pre, post_counts, pre_counts):
         """Event-driven (`hm2bp.kernels.triton.grad.dense_grad_kernel`): each pre neuron walks its own spikes; the
         error with effect ratios from the same walk when one tile holds every post, else `dense_effect`."""
@@ -354,14 +351,6 @@ class TritonKernels(KernelSet):
                    storage.stride(1), storage.stride(0), pre_spikes, out, batch, steps, n_post, n_pre, SB=sb,
                    BI=bi, BJ=bj)
         return out
-
-    def conv_grad(self, acc, layer, k, coef, samples, pre, post_counts, pre_counts) -> None:
-        self.conv_grad_and_effect(acc, layer, k, coef, None, samples, pre, post_counts, pre_counts)
-
-    def conv_effect(self, layer, k, delta, samples, pre, post_counts, pre_counts) -> torch.Tensor:
-        acc = self.new_accumulator(layer)  # (a gradient nobody reads: `conv_grad_and_effect` does both at once)
-        return self.conv_grad_and_effect(acc, layer, k, torch.zeros_like(delta), delta, samples, pre, post_counts,
-                                         pre_counts)
 
     def conv_grad_and_effect(self, acc, layer, k, coef, delta, samples, pre, post_counts, pre_counts):
         """One walk over the pre spikes for the weight gradient and the effect sums
