@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spikedata.cli.app import app as spikedata_app
-from spikedata.cli.common import fail, note_first_compilation, report, reported_errors, say
+from spikedata.cli.common import echo, fail, note_first_compilation, report, reported_errors, say
 from spikedata.text import printable
 
 
@@ -104,7 +104,7 @@ def inspect(
             for name, st in stats.items():
                 _print_split(name, st.summary)
             for name, i in integrity.items():
-                report.print(escape(printable(integrity_line(name, i, store))), highlight=False)
+                echo(integrity_line(name, i, store))
         if plot is not None:
             try:
                 plot_store([opened[n] for n in names], plot, [stats[n] for n in names], opened.attrs, store_name)

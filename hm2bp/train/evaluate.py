@@ -82,12 +82,10 @@ def evaluate_loader(network, loader: SpikeLoader, progress: Progress | None = No
         progress.evaluating(loader.split.name, loader.n)
     labels, preds, indices = [], [], []
     for batch in loader.epoch(0):
-        if meter is None:
-            p, _ = network.predict(batch.spikes)
-        else:  # every layer's counts, from the same forward pass
-            inputs, counts = network.spike_counts(batch.spikes)
+        inputs, counts = network.spike_counts(batch.spikes)  # every layer's counts (what `predict` computes too)
+        if meter is not None:
             meter.add(inputs, counts)
-            p = torch.argmax(counts[network.layer_names[-1]], dim=1)
+        p = torch.argmax(counts[network.layer_names[-1]], dim=1)
         preds.append(p)
         labels.append(batch.labels)
         indices.append(batch.indices)
